@@ -1,0 +1,1 @@
+"""Datasets: procedural synthetic shapes and videos, and user image folders."""

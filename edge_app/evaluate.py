@@ -1,0 +1,28 @@
+"""Accuracy of any backend on an image set, in the batches the backend accepts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_app.data.folder import ImageSet
+from edge_app.runtime.base import Engine
+
+
+def predict_logits(engine: Engine, data: ImageSet, batch: int = 64) -> np.ndarray:
+    """Logits (N,C) of ``engine`` over ``data.images``."""
+    if engine.max_batch:
+        batch = min(batch, engine.max_batch)
+    out = [engine.infer(data.images[s:s + batch]) for s in range(0, len(data), batch)]
+    return np.concatenate(out) if out else np.zeros((0, engine.meta.num_classes), np.float32)
+
+
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose argmax equals the label."""
+    return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
+
+
+def compare(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Top-1 agreement and logit deviation of ``logits`` against ``reference`` (e.g. fp32)."""
+    d = np.abs(logits - reference)
+    return {"agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
+            "max_abs_dev": float(d.max()) if d.size else 0.0, "mean_abs_dev": float(d.mean()) if d.size else 0.0}

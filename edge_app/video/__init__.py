@@ -1,0 +1,1 @@
+"""Video sources (cameras, files, streams, synthetic) and sinks (files, JSON lines, window, MJPEG)."""

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# One command: set up .venv and run the test suite. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny synthetic datasets, a tiny trained checkpoint and its exported engine.
+
+Everything is generated in pytest's tmp folders; nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic image folder (train/ and val/, 6 classes, 48 px)."""
+    from edge_app.data.synthetic import SyntheticConfig, write_dataset
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    return write_dataset(root, SyntheticConfig(image_size=48, train_per_class=12, val_per_class=4, seed=3))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-18 at 32 px trained for one epoch on ``tiny_dataset`` (accuracy irrelevant, format real)."""
+    from edge_app.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    r = train(TrainConfig(data=str(tiny_dataset), arch="resnet18", img=32, epochs=1, batch=16, out=str(out), device="cpu"))
+    return Path(r["best"])
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_checkpoint`` exported to an engine folder."""
+    from edge_app.export import export
+
+    root = tmp_path_factory.mktemp("engines")
+    return Path(export(tiny_checkpoint, "tiny", root)["engine"])
+
+
+@pytest.fixture()
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
