@@ -1,0 +1,237 @@
+"""Reports of ``bench``: the machine it ran on, the printed table, ``bench.json`` and PNG plots.
+
+Plots use matplotlib's Agg backend (no display needed) and, like every file here, are written atomically.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_app.fsutil import atomic_write, atomic_write_json, ensure_writable_dir
+
+PLOT_BINS_PER_DECADE = 20  # the JSON keeps the fine bins; a plot of few calls reads better coarser
+
+# distribution names to ask importlib.metadata for each library, first installed one wins
+_LIBS = {
+    "torch": ("torch",),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "opencv": ("opencv-python", "opencv-python-headless", "opencv-contrib-python"),
+    "tensorrt": ("tensorrt", "tensorrt-cu13-bindings", "tensorrt-cu12-bindings", "tensorrt-lean-cu13-libs"),
+    "numpy": ("numpy",),
+}
+
+
+def _version(dists: tuple[str, ...]) -> str | None:
+    for d in dists:
+        try:
+            return importlib.metadata.version(d)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_name() -> str | None:
+    """The CUDA GPU PyTorch sees, or None (no CUDA build, or no GPU)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return str(torch.cuda.get_device_name(0))
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and cores, GPU (or None), OS and library versions: what a reader needs to compare numbers."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info: dict[str, Any] = {"cpu": cpu_model(), "cores": cores, "gpu": gpu_name(), "os": platform.platform(),
+                            "python": platform.python_version()}
+    info["versions"] = {name: _version(d) for name, d in _LIBS.items()}
+    return info
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    """One line stating the machine, e.g. for the top of the table."""
+    vers = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    return f"machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; {vers}"
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def results_table(report: dict[str, Any]) -> str:
+    """The model-only table: latency percentiles, throughput, speed-up over PyTorch fp32 and top-1."""
+    header = ["variant", "batch", "min ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "img/s",
+              f"x {report['baseline']}", "top-1"]
+    rows = []
+    for r in report["results"]:
+        lat = r["latency_ms"]
+        sp = r.get("speedup")
+        rows.append([r["variant"], str(r["batch"]), *(_f(lat[k]) for k in ("min", "p50", "p90", "p99", "max", "mean")),
+                     _f(r["throughput_ips"], 1), f"{sp:.2f}x" if sp else "-", _f(r["accuracy_top1"], 4)])
+    text = _table(header, rows)
+    stage_rows = [[r["variant"], str(r["batch"]), name, _f(s["p50"], 3), _f(s["p99"], 3), _f(s["mean"], 3)]
+                  for r in report["results"] for name, s in r["stages_ms"].items()]
+    if any(len(r["stages_ms"]) > 1 for r in report["results"]):
+        text += "\n\ninternal stages reported by the engines:\n" + _table(["variant", "batch", "stage", "p50 ms", "p99 ms", "mean ms"], stage_rows)
+    return text
+
+
+def pipeline_table(report: dict[str, Any]) -> str:
+    """The whole-loop table: per variant, frames/s and each stage's p50/p99/mean."""
+    header = ["variant", "frames", "fps", "stage", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"]
+    rows = []
+    for r in report["results"]:
+        first = True
+        for name, s in r["stages_ms"].items():
+            rows.append([r["variant"] if first else "", str(r["frames"]) if first else "", _f(r["fps"], 1) if first else "",
+                         name, *(_f(s[k]) for k in ("p50", "p90", "p99", "max", "mean"))])
+            first = False
+    return _table(header, rows)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    return path
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works without a display, in CI and over SSH
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_latency(report: dict[str, Any], path: Path) -> Path:
+    """Latency distribution per variant (whole-run histogram, log time axis), one panel per batch size."""
+    plt = _pyplot()
+    batches = sorted({r["batch"] for r in report["results"]})
+    fig, axes = plt.subplots(len(batches), 1, figsize=(8, 2.8 * len(batches)), squeeze=False)
+    for ax, b in zip(axes[:, 0], batches):
+        for r in (r for r in report["results"] if r["batch"] == b):
+            h = r["histogram"]
+            bins = {int(k): v for k, v in h["bins"].items()}
+            lo, bpd = h["lo_ms"], h["bins_per_decade"]
+            # coarsen to PLOT_BINS_PER_DECADE and fill the empty bins in between, so sparse runs draw as bars
+            group = max(1, bpd // PLOT_BINS_PER_DECADE)
+            coarse: dict[int, int] = {}
+            for i, n in bins.items():
+                if 0 < i <= h.get("n_bins", i):  # the under/overflow bins have no width to draw
+                    coarse[(i - 1) // group] = coarse.get((i - 1) // group, 0) + n
+            if not coarse:
+                continue
+            idx = np.arange(min(coarse) - 1, max(coarse) + 2)
+            left = lo * 10.0 ** (idx * group / bpd)
+            frac = np.array([coarse.get(int(i), 0) for i in idx]) / max(1, h["count"])
+            ax.step(left, frac, where="post", label=f"{r['variant']} (p50 {r['latency_ms']['p50']:.2f} ms)")
+        ax.set_xscale("log")
+        ax.set_xlabel("latency per call (ms, log scale)")
+        ax.set_ylabel("fraction of calls")
+        ax.set_title(f"{report['name']} {report['input']}, batch {b}")
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_throughput(report: dict[str, Any], path: Path) -> Path:
+    """Throughput (images/s) against batch size, one line per variant."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for v in dict.fromkeys(r["variant"] for r in report["results"]):
+        rs = sorted((r for r in report["results"] if r["variant"] == v), key=lambda r: r["batch"])
+        ax.plot([r["batch"] for r in rs], [r["throughput_ips"] for r in rs], marker="o", label=v)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("images / s")
+    ax.set_title(f"{report['name']} {report['input']}: throughput")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_stages(report: dict[str, Any], path: Path) -> Path:
+    """Stacked bars of the mean time per stage of the frame loop, one bar per variant."""
+    plt = _pyplot()
+    results = report["results"]
+    stages = list(dict.fromkeys(s for r in results for s in r["stages_ms"]))
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(results) + 3), 4.5))
+    x = np.arange(len(results))
+    bottom = np.zeros(len(results))
+    for s in stages:
+        h = np.array([r["stages_ms"].get(s, {}).get("mean", 0.0) for r in results])
+        ax.bar(x, h, bottom=bottom, label=s, width=0.6)
+        bottom += h
+    for xi, r, top in zip(x, results, bottom):
+        ax.text(xi, top, f"{r['fps']:.1f} fps", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [r["variant"] for r in results])
+    ax.set_ylabel("mean ms per frame")
+    ax.set_title(f"{report['name']}: where the time goes per frame ({report.get('source_name', '')})")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
+    """Write the plots and ``bench.json`` (plots first, so the JSON can list them); returns name -> path."""
+    ensure_writable_dir(out)
+    written: dict[str, str] = {}
+    if report["mode"] == "pipeline":
+        written["stages_png"] = str(plot_stages(report, out / "pipeline_stages.png"))
+    else:
+        written["latency_png"] = str(plot_latency(report, out / "latency.png"))
+        written["throughput_png"] = str(plot_throughput(report, out / "throughput.png"))
+    report["files"] = {**written, "json": str(out / "bench.json")}
+    atomic_write_json(out / "bench.json", _jsonable(report))
+    written["json"] = str(out / "bench.json")
+    return written
+
+
+def _jsonable(o: Any) -> Any:
+    """NaN and infinity become null: strict JSON readers (browsers, jq) reject them."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    return o
