@@ -182,15 +182,28 @@ def discover_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], l
     return variants, skipped
 
 
+def _accuracy_entry(meta: EngineMeta, v: Variant) -> Any:
+    for k in v.accuracy_keys:
+        if k in meta.accuracy:
+            return meta.accuracy[k]
+    return None
+
+
 def accuracy_of(meta: EngineMeta, v: Variant) -> float | None:
     """The variant's validation top-1 from meta.json, or None when it was not measured."""
-    for k in v.accuracy_keys:
-        entry = meta.accuracy.get(k)
-        if isinstance(entry, dict):
-            entry = entry.get("top1", entry.get("val_top1"))
-        if isinstance(entry, (int, float)) and not isinstance(entry, bool):
-            return float(entry)
+    entry = _accuracy_entry(meta, v)
+    if isinstance(entry, dict):
+        entry = entry.get("top1", entry.get("val_top1"))
+    if isinstance(entry, (int, float)) and not isinstance(entry, bool):
+        return float(entry)
     return None
+
+
+def agreement_of(meta: EngineMeta, v: Variant) -> float | None:
+    """Share of images where the variant's top-1 class matches fp32's (calibrate measures it), or None."""
+    entry = _accuracy_entry(meta, v)
+    value = entry.get("agreement") if isinstance(entry, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -284,7 +297,7 @@ def case_result(c: Case, meta: EngineMeta) -> dict[str, Any]:
         "warmup_s": c.warmup_s, "warmup_calls": c.warmup_calls,
         "stages_ms": {name: {k: s[k] for k in ("min", "p50", "p90", "p99", "max", "mean")}
                       for name, s in c.timer.summary().items() if name != "latency"},
-        "accuracy_top1": accuracy_of(meta, c.variant),
+        "accuracy_top1": accuracy_of(meta, c.variant), "agreement_fp32": agreement_of(meta, c.variant),
         "histogram": lat.hist.to_dict(),
     }
 

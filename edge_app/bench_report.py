@@ -16,6 +16,7 @@ import numpy as np
 
 from edge_app.fsutil import atomic_write, atomic_write_json, ensure_writable_dir
 
+LOOP_STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay", "write")
 PLOT_BINS_PER_DECADE = 20  # the JSON keeps the fine bins; a plot of few calls reads better coarser
 
 # distribution names to ask importlib.metadata for each library, first installed one wins
@@ -89,13 +90,14 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def results_table(report: dict[str, Any]) -> str:
     """The model-only table: latency percentiles, throughput, speed-up over PyTorch fp32 and top-1."""
     header = ["variant", "batch", "min ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "img/s",
-              f"x {report['baseline']}", "top-1"]
+              f"x {report['baseline']}", "top-1", "agree"]
     rows = []
     for r in report["results"]:
         lat = r["latency_ms"]
         sp = r.get("speedup")
         rows.append([r["variant"], str(r["batch"]), *(_f(lat[k]) for k in ("min", "p50", "p90", "p99", "max", "mean")),
-                     _f(r["throughput_ips"], 1), f"{sp:.2f}x" if sp else "-", _f(r["accuracy_top1"], 4)])
+                     _f(r["throughput_ips"], 1), f"{sp:.2f}x" if sp else "-", _f(r["accuracy_top1"], 4),
+                     _f(r.get("agreement_fp32"), 4)])
     text = _table(header, rows)
     stage_rows = [[r["variant"], str(r["batch"]), name, _f(s["p50"], 3), _f(s["p99"], 3), _f(s["mean"], 3)]
                   for r in report["results"] for name, s in r["stages_ms"].items()]
@@ -105,15 +107,15 @@ def results_table(report: dict[str, Any]) -> str:
 
 
 def pipeline_table(report: dict[str, Any]) -> str:
-    """The whole-loop table: per variant, frames/s and each stage's p50/p99/mean."""
-    header = ["variant", "frames", "fps", "stage", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"]
+    """The whole-loop table: per variant, frames/s (and its ratio to the baseline) then each stage's latency."""
+    header = ["variant", "batch", "frames", "fps", f"x {report['baseline']}", "top-1", "stage", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"]
     rows = []
     for r in report["results"]:
-        first = True
-        for name, s in r["stages_ms"].items():
-            rows.append([r["variant"] if first else "", str(r["frames"]) if first else "", _f(r["fps"], 1) if first else "",
-                         name, *(_f(s[k]) for k in ("p50", "p90", "p99", "max", "mean"))])
-            first = False
+        stages = list(r["stages_ms"].items()) + ([("end_to_end", r["end_to_end_ms"])] if r.get("end_to_end_ms") else [])
+        for j, (name, s) in enumerate(stages):
+            head = [r["variant"], str(r["batch"]), str(r["frames"]), _f(r["fps"], 1), f"{r['speedup']:.2f}x" if r.get("speedup") else "-",
+                    _f(r["accuracy_top1"], 4)] if j == 0 else [""] * 6
+            rows.append([*head, name, *(_f(s[k]) for k in ("p50", "p90", "p99", "max", "mean"))])
     return _table(header, rows)
 
 
@@ -190,7 +192,8 @@ def plot_stages(report: dict[str, Any], path: Path) -> Path:
     """Stacked bars of the mean time per stage of the frame loop, one bar per variant."""
     plt = _pyplot()
     results = report["results"]
-    stages = list(dict.fromkeys(s for r in results for s in r["stages_ms"]))
+    # the loop's own stages only: engine-internal ones (compute, h2d, ...) are inside "inference" already
+    stages = [s for s in LOOP_STAGES if any(s in r["stages_ms"] for r in results)]
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(results) + 3), 4.5))
     x = np.arange(len(results))
     bottom = np.zeros(len(results))
@@ -202,7 +205,8 @@ def plot_stages(report: dict[str, Any], path: Path) -> Path:
         ax.text(xi, top, f"{r['fps']:.1f} fps", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [r["variant"] for r in results])
     ax.set_ylabel("mean ms per frame")
-    ax.set_title(f"{report['name']}: where the time goes per frame ({report.get('source_name', '')})")
+    ax.set_title(f"{report['name']} on {report.get('source_name', '')}: mean ms per frame and stage\n"
+                 "(stages overlap in three threads; frames/s on top)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     try:

@@ -70,6 +70,16 @@ class LogHistogram:
     def mean(self) -> float:
         return self.total / self.count if self.count else float("nan")
 
+    def merge(self, other: "LogHistogram") -> None:
+        """Add ``other``'s counts (same bin layout), e.g. to pool several runs of one variant."""
+        if (other.lo_ms, other.hi_ms, other.bins_per_decade) != (self.lo_ms, self.hi_ms, self.bins_per_decade):
+            raise ValueError("histograms with different bins cannot be merged; create both with the same lo_ms, hi_ms, bins_per_decade")
+        self.counts += other.counts
+        self.count += other.count
+        self.total += other.total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
     def _bin_bounds(self, i: int) -> tuple[float, float]:
         if i == 0:
             return self.min, self.lo_ms
@@ -133,6 +143,15 @@ class RollingStats:
         self.samples.append(ms)
         self.count += 1
         self.hist.add(ms)
+
+    def merge(self, other: "RollingStats") -> None:
+        """Pool ``other`` into this one: its window's samples join ours, its histogram adds to ours.
+
+        Whole-run figures stay exact only if neither side has dropped a sample from its window.
+        """
+        self.samples.extend(other.samples)
+        self.count += other.count
+        self.hist.merge(other.hist)
 
     def percentile(self, q: float) -> float:
         """Percentile ``q`` (0..100) of the rolling window."""

@@ -133,3 +133,21 @@ def test_fps_meter_counts_intervals_not_frames() -> None:
 def test_fps_meter_rejects_window_without_interval() -> None:
     with pytest.raises(ValueError, match="at least 2 frames"):
         FpsMeter(window=1)
+
+
+def test_merging_pools_runs_exactly_while_windows_hold_everything(rng: np.random.Generator) -> None:
+    x = _lognormal(rng, 300)
+    a, b, pooled = RollingStats(window=200), RollingStats(window=200), RollingStats(window=1000)
+    for v in x[:150]:
+        a.add(float(v))
+    for v in x[150:]:
+        b.add(float(v))
+    pooled.merge(a)
+    pooled.merge(b)
+    run = pooled.run_summary()
+    assert run["exact"] and run["count"] == 300 and run["p90"] == pytest.approx(np.percentile(x, 90))
+    small = RollingStats(window=100)
+    small.merge(a)  # 150 samples into a window of 100: the histogram carries the run
+    assert not small.run_summary()["exact"] and small.hist.count == 150
+    with pytest.raises(ValueError, match="different bins"):
+        LogHistogram().merge(LogHistogram(bins_per_decade=10))
