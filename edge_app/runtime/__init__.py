@@ -36,8 +36,11 @@ def _cpu_precision(ed: EngineDir, precision: str) -> tuple[str, str]:
 
 
 def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto", device: str = "auto",
-                threads: int | None = None) -> Engine:
-    """Open ``engines/<name>`` with ``backend`` at ``precision``; the engine's ``choice`` says what and why."""
+                threads: int | None = None, no_build: bool = False) -> Engine:
+    """Open ``engines/<name>`` with ``backend`` at ``precision``; the engine's ``choice`` says what and why.
+
+    ``no_build``: with TensorRT, a missing plan is an error instead of a (minutes-long, once) build.
+    """
     if backend not in BACKENDS:
         raise UserError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     if precision != "auto" and precision not in PRECISIONS:
@@ -46,7 +49,7 @@ def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto"
     meta = ed.load_meta()
     reasons: list[str] = []
 
-    if backend in ("auto", "tensorrt"):
+    if backend == "tensorrt" or (backend == "auto" and device in ("auto", "cuda")):
         try:
             from edge_app.runtime import tensorrt as trt_backend
         except ImportError:
@@ -54,7 +57,7 @@ def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto"
         if trt_backend is not None and hasattr(trt_backend, "open_tensorrt"):
             ok, why = trt_backend.available()
             if ok:
-                eng = trt_backend.open_tensorrt(ed, meta, precision)
+                eng = trt_backend.open_tensorrt(ed, meta, precision, no_build=no_build)
                 eng.choice = f"tensorrt: {why}"  # type: ignore[attr-defined]
                 return eng
             reasons.append(f"TensorRT not used: {why}")

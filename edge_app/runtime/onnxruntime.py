@@ -27,6 +27,15 @@ def onnx_target(provider: str) -> str:
     return "trt" if provider == "TensorrtExecutionProvider" else "cpu"
 
 
+def gpu_provider_options(provider: str, engine_dir: EngineDir) -> dict[str, str]:
+    """Provider options: the TensorRT provider caches its engines under plans/ort-trt (a build takes minutes)."""
+    if provider != "TensorrtExecutionProvider":
+        return {}
+    cache = str(engine_dir.plans_dir / "ort-trt")
+    return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": cache,
+            "trt_timing_cache_enable": "True", "trt_timing_cache_path": cache}
+
+
 class OnnxRuntimeEngine(Engine):
     """Runs one of the engine folder's ONNX files in an InferenceSession."""
 
@@ -48,7 +57,8 @@ class OnnxRuntimeEngine(Engine):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = threads or os.cpu_count() or 1
         so.log_severity_level = 3
-        providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+        providers: list = [(provider, gpu_provider_options(provider, engine_dir))]
+        providers += ["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else []
         self.session = ort.InferenceSession(str(path), so, providers=providers)
         self.provider = self.session.get_providers()[0]
         self.model_file = path.name

@@ -1,0 +1,211 @@
+"""cuda-python behind one small class: pinned/device memory, a stream, async copies, events, CUDA graphs.
+
+NVIDIA's own TensorRT Python samples drive TensorRT with cuda-python (``cuda.bindings.runtime``), where
+every call returns ``(err, value...)``. :class:`CudaRuntime` turns that into plain values and raises
+:class:`CudaError` naming the call and the error, so the TensorRT runner reads like ordinary code. Tests
+replace the whole class with a fake of the same shape (``tests/runtime/trt_stub/doubles.py``); the real
+class is checked against the installed ``cuda.bindings.runtime`` and, on a GPU machine, executed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+CUDA_PYTHON_FIX = "pip install cuda-bindings (12.x for CUDA 12 drivers, 13.x for CUDA 13 drivers)"
+
+
+class CudaError(RuntimeError):
+    """A CUDA runtime call failed; the message names the call and CUDA's error name and text."""
+
+
+def load_cudart() -> ModuleType:
+    """The cuda-python runtime module; raises ImportError with the install command when it is missing."""
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6 layout
+    except ImportError:
+        try:
+            from cuda import cudart  # type: ignore[no-redef]  # older cuda-python (11.8 - 12.5)
+        except ImportError:
+            raise ImportError(f"cuda-python is not installed; {CUDA_PYTHON_FIX}") from None
+    return cudart
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the plan cache key and ``doctor`` need to know about one GPU."""
+
+    index: int
+    name: str
+    compute_capability: tuple[int, int]
+    total_memory: int  # bytes
+    integrated: bool  # Jetson-style shared memory (DLA lives on these boards)
+    driver_version: int  # e.g. 12040 = CUDA 12.4 capable driver
+    runtime_version: int  # the CUDA runtime cuda-python was built against
+
+    @property
+    def sm(self) -> str:
+        """Compute capability as in CUDA's 'sm_89' names, without the prefix: '89'."""
+        return f"{self.compute_capability[0]}{self.compute_capability[1]}"
+
+
+def cuda_version_str(v: int) -> str:
+    """12040 -> '12.4' (CUDA's integer version encoding)."""
+    return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+class CudaRuntime:
+    """Thin, checked wrapper over ``cuda.bindings.runtime``; pass ``cudart`` to inject a test double."""
+
+    def __init__(self, cudart: ModuleType | None = None) -> None:
+        self.rt = cudart if cudart is not None else load_cudart()
+
+    # -------------------------------------------------------------------------------------- plumbing
+    def _call(self, name: str, *args: Any) -> Any:
+        """Call ``cudart.<name>(*args)``; raise CudaError unless it returned cudaSuccess; unwrap the values."""
+        res = getattr(self.rt, name)(*args)
+        err, vals = (res[0], res[1:]) if isinstance(res, tuple) else (res, ())
+        if err != self.rt.cudaError_t.cudaSuccess:
+            raise CudaError(f"{name} failed: {self.error_text(err)}")
+        if not vals:
+            return None
+        return vals[0] if len(vals) == 1 else vals
+
+    def error_text(self, err: Any) -> str:
+        """'cudaErrorInsufficientDriver (CUDA driver version is insufficient ...)' for an error code."""
+        try:
+            name = self.rt.cudaGetErrorName(err)[1]
+            text = self.rt.cudaGetErrorString(err)[1]
+            return f"{name.decode() if isinstance(name, bytes) else name} ({text.decode() if isinstance(text, bytes) else text})"
+        except Exception:  # error reporting must never hide the original error
+            return str(err)
+
+    # -------------------------------------------------------------------------------------- devices
+    def device_count(self) -> int:
+        """Number of visible CUDA devices; raises CudaError (e.g. no driver) when CUDA cannot start."""
+        return int(self._call("cudaGetDeviceCount"))
+
+    def device_info(self, index: int = 0) -> DeviceInfo:
+        """Name, compute capability, memory and versions of device ``index``."""
+        prop = self._call("cudaGetDeviceProperties", index)
+        name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
+        return DeviceInfo(index=index, name=name.rstrip("\x00").strip(), compute_capability=(int(prop.major), int(prop.minor)),
+                          total_memory=int(prop.totalGlobalMem), integrated=bool(prop.integrated),
+                          driver_version=int(self._call("cudaDriverGetVersion")),
+                          runtime_version=int(self._call("cudaRuntimeGetVersion")))
+
+    def set_device(self, index: int) -> None:
+        """Make ``index`` the current device of this thread."""
+        self._call("cudaSetDevice", index)
+
+    # -------------------------------------------------------------------------------------- memory
+    def malloc_host(self, nbytes: int) -> int:
+        """Pinned (page-locked) host memory: async copies need it and it is ~2x faster over PCIe."""
+        return int(self._call("cudaMallocHost", nbytes))
+
+    def free_host(self, ptr: int) -> None:
+        """Free memory from :meth:`malloc_host`."""
+        self._call("cudaFreeHost", ptr)
+
+    def malloc(self, nbytes: int) -> int:
+        """Device memory; returns the device pointer as an int (what ``set_tensor_address`` takes)."""
+        return int(self._call("cudaMalloc", nbytes))
+
+    def free(self, ptr: int) -> None:
+        """Free memory from :meth:`malloc`."""
+        self._call("cudaFree", ptr)
+
+    def host_array(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+        """A numpy view (no copy) of pinned host memory at ``ptr``."""
+        dt = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dt.itemsize
+        buf = (ctypes.c_byte * nbytes).from_address(ptr)
+        return np.frombuffer(buf, dtype=dt).reshape(shape)
+
+    def memcpy_h2d_async(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        """Queue a host -> device copy on ``stream``."""
+        self._call("cudaMemcpyAsync", dst, src, nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream)
+
+    def memcpy_d2h_async(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
+        """Queue a device -> host copy on ``stream``."""
+        self._call("cudaMemcpyAsync", dst, src, nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream)
+
+    # -------------------------------------------------------------------------------------- streams and events
+    def stream_create(self) -> Any:
+        """A new CUDA stream."""
+        return self._call("cudaStreamCreate")
+
+    def stream_handle(self, stream: Any) -> int:
+        """The stream as the integer handle ``execute_async_v3`` takes."""
+        return int(stream)
+
+    def stream_synchronize(self, stream: Any) -> None:
+        """Wait until everything queued on ``stream`` has finished."""
+        self._call("cudaStreamSynchronize", stream)
+
+    def stream_destroy(self, stream: Any) -> None:
+        """Destroy a stream from :meth:`stream_create`."""
+        self._call("cudaStreamDestroy", stream)
+
+    def event_create(self) -> Any:
+        """A new CUDA event (with timing, the default)."""
+        return self._call("cudaEventCreate")
+
+    def event_record(self, event: Any, stream: Any) -> None:
+        """Record ``event`` on ``stream``: it completes when all work queued before it has."""
+        self._call("cudaEventRecord", event, stream)
+
+    def event_elapsed_ms(self, start: Any, end: Any) -> float:
+        """Milliseconds between two completed events (GPU clock, ~0.5 us resolution)."""
+        return float(self._call("cudaEventElapsedTime", start, end))
+
+    def event_destroy(self, event: Any) -> None:
+        """Destroy an event from :meth:`event_create`."""
+        self._call("cudaEventDestroy", event)
+
+    # -------------------------------------------------------------------------------------- CUDA graphs
+    def begin_capture(self, stream: Any) -> None:
+        """Start recording the work queued on ``stream`` into a graph instead of running it."""
+        self._call("cudaStreamBeginCapture", stream, self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal)
+
+    def end_capture(self, stream: Any) -> Any:
+        """Stop recording; returns the captured graph."""
+        return self._call("cudaStreamEndCapture", stream)
+
+    def graph_instantiate(self, graph: Any) -> Any:
+        """An executable graph from a captured one."""
+        return self._call("cudaGraphInstantiate", graph, 0)
+
+    def graph_launch(self, graph_exec: Any, stream: Any) -> None:
+        """Queue a whole captured graph on ``stream`` with one launch (saves per-kernel launch cost)."""
+        self._call("cudaGraphLaunch", graph_exec, stream)
+
+    def graph_destroy(self, graph: Any) -> None:
+        """Destroy a captured graph."""
+        self._call("cudaGraphDestroy", graph)
+
+    def graph_exec_destroy(self, graph_exec: Any) -> None:
+        """Destroy an executable graph."""
+        self._call("cudaGraphExecDestroy", graph_exec)
+
+
+def probe_gpu(cuda: CudaRuntime | None = None) -> tuple[DeviceInfo | None, str]:
+    """(device 0, '') when an NVIDIA GPU is usable, else (None, one sentence saying why and the fix)."""
+    try:
+        cuda = cuda or CudaRuntime()
+    except ImportError as e:
+        return None, str(e)
+    try:
+        n = cuda.device_count()
+    except CudaError as e:
+        return None, f"no usable NVIDIA GPU ({e}); install the NVIDIA driver, or run on the CPU with ONNX Runtime"
+    if n < 1:
+        return None, "no NVIDIA GPU found (cudaGetDeviceCount = 0); run on the CPU with ONNX Runtime"
+    try:
+        return cuda.device_info(0), ""
+    except CudaError as e:
+        return None, f"NVIDIA GPU 0 cannot be queried ({e}); check the driver with nvidia-smi"

@@ -1,0 +1,264 @@
+"""Build TensorRT plans from the engine folder's ONNX files (TensorRT 10.x and 11.x, strongly typed).
+
+A chain of small steps, like Polygraphy's loaders: parse the ONNX into a network -> make a builder config
+(profile, workspace, timing cache, DLA) -> build a serialized plan. Every function takes the ``tensorrt``
+module as ``trt`` so the contract tests can hand in the real bindings with test doubles for the objects
+that need a GPU.
+
+Precision comes from the ONNX itself (strongly typed network): ``model.fp16.onnx`` holds FP16 weights and
+casts, ``model.int8.trt.onnx`` holds Q/DQ nodes. So one code path serves TensorRT 10.x (where weak typing
+still exists) and 11.x (where it is gone); no BuilderFlag.FP16 / INT8 and no calibrator.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from edge_app.engine_dir import PRECISIONS, EngineDir
+from edge_app.errors import UserError
+from edge_app.runtime.cuda_buffers import DeviceInfo
+
+log = logging.getLogger(__name__)
+
+TRT_FIX = ("on Jetson it comes with JetPack (sudo apt install python3-libnvinfer); on a desktop with an NVIDIA GPU, "
+           "pip install tensorrt (it downloads from NVIDIA's package index)")
+# Lowest compute capability with fast FP16 / INT8 (DP4A) kernels; TensorRT 11 dropped the
+# platform_has_fast_fp16/int8 queries, so the table is the one check that works on both versions.
+MIN_SM = {"fp32": (0, 0), "fp16": (5, 3), "int8": (6, 1)}
+
+
+class BuildError(RuntimeError):
+    """TensorRT could not parse the ONNX or build the plan; the message carries TensorRT's own errors."""
+
+
+def load_trt() -> ModuleType:
+    """The TensorRT Python module (``tensorrt``, or the bare ``tensorrt_bindings`` wheel); ImportError says why."""
+    try:
+        import tensorrt as trt
+        return trt
+    except ImportError as e:
+        first = e
+    except OSError as e:  # the module is there but its native libraries are not
+        raise ImportError(f"TensorRT is installed but its libraries do not load ({e}); {TRT_FIX}") from None
+    try:
+        import tensorrt_bindings as trt  # type: ignore[no-redef]
+        return trt
+    except (ImportError, OSError):
+        raise ImportError(f"TensorRT is not installed ({first}); {TRT_FIX}") from None
+
+
+def trt_major(trt: ModuleType) -> int:
+    """Major version of the TensorRT module; UserError for versions this code was not written for."""
+    m = re.match(r"(\d+)\.", str(getattr(trt, "__version__", "")))
+    major = int(m.group(1)) if m else 0
+    if major < 10:
+        raise UserError(f"TensorRT {getattr(trt, '__version__', '?')} is too old; edge_app needs TensorRT 10.x or 11.x "
+                        "(JetPack 6 ships 10.3)")
+    return major
+
+
+# ------------------------------------------------------------------------------------------------ the spec
+@dataclass(frozen=True)
+class BatchRange:
+    """The optimisation profile's batch sizes: TensorRT tunes kernels for ``opt`` and accepts min..max."""
+
+    min: int = 1
+    opt: int = 8
+    max: int = 32
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise UserError(f"batch range {self.min}:{self.opt}:{self.max} is invalid; use MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:8:32")
+
+    @classmethod
+    def parse(cls, text: str) -> "BatchRange":
+        """'1:8:32' -> BatchRange(1, 8, 32); a single 'N' means N:N:N."""
+        parts = text.split(":")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            nums = []
+        if len(nums) == 1:
+            nums = nums * 3
+        if len(nums) != 3:
+            raise UserError(f"--batch '{text}' is not MIN:OPT:MAX; write e.g. 1:8:32 (or one number for a fixed batch)")
+        return cls(*nums)
+
+    def __str__(self) -> str:
+        return f"{self.min}:{self.opt}:{self.max}"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What to build. The plan key is made from this, the TensorRT version, the GPU and the ONNX hash."""
+
+    precision: str = "fp16"
+    batch: BatchRange = BatchRange()
+    dla_core: int | None = None  # Jetson DLA core; layers DLA cannot run fall back to the GPU
+    # 2 GiB lets TensorRT try the fast tactics for ResNets at batch 32 and still fits a Jetson Orin Nano.
+    workspace_gib: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISIONS)}")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise UserError(f"--dla {self.dla_core} is not a DLA core number; use 0 or 1 (Jetson AGX/NX) or leave it out")
+        if not self.workspace_gib > 0:
+            raise UserError(f"--workspace {self.workspace_gib} must be more than 0 GiB, e.g. 2")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
+
+
+def plan_key(trt_version: str, device: DeviceInfo, spec: BuildSpec, onnx_sha256: str) -> str:
+    """File-name-safe key: precision, batch range, DLA core, GPU name, compute capability, TensorRT version, ONNX.
+
+    Plans are not portable across TensorRT versions or GPU architectures, so anything that would make a
+    plan invalid is part of its name; a plan is only ever looked up by the key of the running machine.
+    """
+    b = spec.batch
+    where = f"dla{spec.dla_core}" if spec.dla_core is not None else "gpu"
+    return (f"{spec.precision}_b{b.min}-{b.opt}-{b.max}_{where}_{_slug(device.name)}_sm{device.sm}"
+            f"_trt{trt_version}_{onnx_sha256[:10]}")
+
+
+def onnx_for(ed: EngineDir, precision: str) -> Path:
+    """The ONNX file TensorRT builds ``precision`` from; UserError naming the step that makes it when missing."""
+    path = ed.onnx_path(precision, "trt")
+    if not path.is_file():
+        made_by = {"fp16": "it casts model.onnx to strongly typed FP16",
+                   "int8": "it calibrates and writes symmetric Q/DQ for TensorRT"}.get(precision, "")
+        raise UserError(f"'{path}' does not exist; run `python run.py calibrate {ed.path}` first ({made_by}), "
+                        "or build --precision fp32")
+    return path
+
+
+def check_precision_supported(device: DeviceInfo, precision: str) -> None:
+    """UserError when this GPU has no fast kernels for ``precision`` (e.g. FP16 on sm_52)."""
+    need = MIN_SM[precision]
+    if device.compute_capability < need:
+        raise UserError(f"{device.name} (compute capability {device.compute_capability[0]}.{device.compute_capability[1]}) "
+                        f"has no fast {precision} kernels (needs {need[0]}.{need[1]} or newer); use --precision fp32")
+
+
+# ------------------------------------------------------------------------------------------------ TensorRT glue
+def make_logger(trt: ModuleType, verbose: bool = False) -> Any:
+    """A ``trt.ILogger`` that forwards to Python logging and keeps error lines for the BuildError message."""
+    levels = {trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL, trt.ILogger.Severity.ERROR: logging.ERROR,
+              trt.ILogger.Severity.WARNING: logging.WARNING, trt.ILogger.Severity.INFO: logging.INFO,
+              trt.ILogger.Severity.VERBOSE: logging.DEBUG}
+
+    class _Logger(trt.ILogger):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = levels.get(severity, logging.INFO)
+            if level >= logging.ERROR:
+                self.errors.append(msg)
+            if level >= logging.WARNING or verbose:
+                logging.getLogger("tensorrt").log(level if level >= logging.WARNING else logging.WARNING, msg)
+
+    return _Logger()
+
+
+def make_progress(trt: ModuleType, emit: Callable[[str], None]) -> Any:
+    """A ``trt.IProgressMonitor`` printing the builder's top phases (a ResNet-50 build takes minutes)."""
+
+    class _Progress(trt.IProgressMonitor):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.depth: dict[str, int] = {}
+            self.t0 = time.perf_counter()
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            d = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
+            self.depth[phase_name] = d
+            if d <= 1:  # deeper phases are per-tactic and would flood the terminal
+                emit(f"[build {time.perf_counter() - self.t0:6.1f}s] {'  ' * d}{phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            self.depth.pop(phase_name, None)
+
+    return _Progress()
+
+
+def network_flags(trt: ModuleType) -> int:
+    """Creation flags for a strongly typed network on either major version."""
+    if trt_major(trt) == 10:
+        # TensorRT 10.x: weak typing still exists (deprecated since 10.12) and EXPLICIT_BATCH is a no-op;
+        # ask for strong typing so the ONNX's own types decide precision, exactly as 11.x does.
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    # TensorRT 11.x: every network is strongly typed and explicit batch; the flag would be ignored.
+    return 0
+
+
+def parse_onnx(trt: ModuleType, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:
+    """(network, parser) from an ONNX file; BuildError with every parser error in full on failure."""
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    # ``path`` lets the parser find external weight files next to the model (models > 2 GB).
+    if not parser.parse(onnx_path.read_bytes(), str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise BuildError(f"TensorRT could not parse '{onnx_path}' ({len(errors)} error(s)):\n  " + "\n  ".join(errors or logger.errors))
+    return network, parser
+
+
+def make_config(trt: ModuleType, builder: Any, network: Any, spec: BuildSpec, timing_cache: bytes,
+                progress: Any | None = None) -> tuple[Any, Any]:
+    """(builder config, timing cache): workspace, batch profile for every input, timing cache, DLA."""
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_gib * (1 << 30)))
+    profile = builder.create_optimization_profile()
+    b = spec.batch
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise BuildError(f"input '{tensor.name}' has dynamic non-batch dimensions {shape}; re-export with a fixed image size")
+        rest = tuple(shape[1:])
+        profile.set_shape(tensor.name, trt.Dims((b.min, *rest)), trt.Dims((b.opt, *rest)), trt.Dims((b.max, *rest)))
+    config.add_optimization_profile(profile)
+    cache = config.create_timing_cache(timing_cache)
+    if not config.set_timing_cache(cache, False):
+        # A cache from another GPU or TensorRT version is rejected; start a fresh one instead of failing.
+        log.warning("timing cache does not match this GPU/TensorRT; starting a new one")
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+    if spec.dla_core is not None:
+        cores = int(builder.num_DLA_cores)
+        if cores == 0:
+            raise UserError(f"--dla {spec.dla_core}: this machine has no DLA (only Jetson Xavier/Orin boards do); leave --dla out")
+        if spec.dla_core >= cores:
+            raise UserError(f"--dla {spec.dla_core}: this machine has {cores} DLA core(s); use --dla 0" + (" or 1" if cores > 1 else ""))
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = spec.dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU instead of failing
+    if progress is not None:
+        config.progress_monitor = progress
+    return config, cache
+
+
+def build_plan(trt: ModuleType, onnx_path: Path, spec: BuildSpec, timing_cache: bytes,
+               emit: Callable[[str], None] = print, verbose: bool = False) -> tuple[bytes, bytes]:
+    """(serialized plan, updated timing cache) for ``onnx_path``; raises BuildError when TensorRT fails."""
+    logger = make_logger(trt, verbose)
+    builder = trt.Builder(logger)
+    network, _parser = parse_onnx(trt, builder, logger, onnx_path)  # the parser must outlive the build
+    config, cache = make_config(trt, builder, network, spec, timing_cache, make_progress(trt, emit))
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        details = "\n  ".join(logger.errors) or "(no error text from TensorRT; run with -v for its log)"
+        raise BuildError(f"TensorRT failed to build a {spec.precision} plan from '{onnx_path.name}':\n  {details}")
+    return bytes(plan), bytes(config.get_timing_cache().serialize())

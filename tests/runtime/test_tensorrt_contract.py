@@ -1,0 +1,93 @@
+"""The TensorRT build/run/plan-cache code against the REAL bindings of TensorRT 10.16 and 11.4.
+
+Each version's wheel is downloaded once (cached outside the repo), given stub native libraries and
+imported in a subprocess (trt_stub/driver.py), where every scenario runs edge_app's code with doubles
+specced from the real classes. Skipped with the reason when the package registry or a C compiler is
+not available.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from tests.runtime.trt_stub import wheels
+from tests.runtime.trt_stub.driver import SCENARIOS
+
+REPO = Path(__file__).resolve().parents[2]
+MAJORS = sorted(wheels.BINDINGS)
+
+
+@pytest.fixture(scope="session")
+def contract_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, Any]]:
+    """``get(major)`` -> the driver's JSON report for that TensorRT major version (run once per session)."""
+    cache: dict[str, tuple[str, Any]] = {}
+
+    def get(major: str) -> dict[str, Any]:
+        if major not in cache:
+            try:
+                site = wheels.prepare(major)
+            except wheels.Unavailable as e:
+                cache[major] = ("skip", str(e))
+            else:
+                out = tmp_path_factory.mktemp(f"trt{major}") / "report.json"
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+                r = subprocess.run([sys.executable, "-m", "tests.runtime.trt_stub.driver", str(out)], cwd=REPO, env=env,
+                                   capture_output=True, text=True, timeout=180)
+                if not out.is_file():
+                    pytest.fail(f"contract driver for TensorRT {major} wrote no report (exit {r.returncode}):\n{r.stderr[-3000:]}")
+                cache[major] = ("ok", json.loads(out.read_text()))
+        state, value = cache[major]
+        if state == "skip":
+            pytest.skip(value)
+        return value
+
+    return get
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_real_bindings_import_at_the_pinned_version(contract_report, major: str) -> None:
+    r = contract_report(major)
+    assert "import_error" not in r, r.get("import_error")
+    assert r["version"] == wheels.BINDINGS[major][1]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("major", MAJORS)
+def test_scenario_against_real_api(contract_report, major: str, scenario: str) -> None:
+    res = contract_report(major)["scenarios"][scenario]
+    assert res["ok"], f"TensorRT {wheels.BINDINGS[major][1]}, {scenario}:\n{res.get('error')}"
+
+
+@pytest.mark.parametrize("major, flags", [("10", "STRONGLY_TYPED"), ("11", "0")])
+def test_each_version_takes_its_network_flags_branch(contract_report, major: str, flags: str) -> None:
+    assert contract_report(major)["scenarios"]["build_fp16"]["facts"]["network_flags"] == flags
+
+
+@pytest.mark.parametrize("major, present", [("10", True), ("11", False)])
+def test_weak_typing_api_is_where_facts_say(contract_report, major: str, present: bool) -> None:
+    """10.x still has FP16/INT8 flags and calibrators, 11.x removed them: the code must need neither."""
+    facts = contract_report(major)["scenarios"]["doubles_have_teeth"]["facts"]
+    assert facts and all(v is present for v in facts.values()), facts
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_plan_key_names_version_gpu_precision_and_batch(contract_report, major: str) -> None:
+    key = contract_report(major)["scenarios"]["cache_builds_once_then_loads"]["facts"]["plan_key"]
+    assert key.startswith("fp16_b1-8-32_gpu_nvidia-geforce-rtx-4090_sm89_trt" + wheels.BINDINGS[major][1] + "_")
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_build_and_run_apis_were_exercised(contract_report, major: str) -> None:
+    used = set(contract_report(major)["used"])
+    for api in ("Builder.build_serialized_network", "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.set_timing_cache",
+                "IOptimizationProfile.set_shape", "OnnxParser.parse", "Runtime.deserialize_cuda_engine", "Runtime.DLA_core",
+                "IExecutionContext.set_input_shape", "IExecutionContext.set_tensor_address", "IExecutionContext.execute_async_v3",
+                "ICudaEngine.get_tensor_profile_shape", "tensorrt.MemoryPoolType", "tensorrt.TensorIOMode", "tensorrt.DataType"):
+        assert api in used, f"{api} not exercised against TensorRT {wheels.BINDINGS[major][1]}"

@@ -1,0 +1,155 @@
+"""TensorRT plan keys, build options, bad input and backend choice: the parts that need no TensorRT at all."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from edge_app.cli import main
+from edge_app.engine_dir import EngineDir, EngineMeta, InputSpec
+from edge_app.errors import UserError
+from edge_app.runtime import open_engine
+from edge_app.runtime import tensorrt as trt_backend
+from edge_app.runtime.cuda_buffers import DeviceInfo
+from edge_app.runtime.onnxruntime import gpu_provider_options
+from edge_app.runtime.trt_build import BatchRange, BuildSpec, check_precision_supported, onnx_for, plan_key
+
+GPU = DeviceInfo(0, "NVIDIA GeForce RTX 4090", (8, 9), 24 << 30, False, 12040, 12090)
+
+
+def fake_engine_dir(root: Path, files: tuple[str, ...] = ("model.onnx",)) -> EngineDir:
+    """An engine folder with meta.json and placeholder ONNX files (enough for checks that only look at paths)."""
+    ed = EngineDir(root / "tiny")
+    ed.path.mkdir(parents=True)
+    for f in files:
+        (ed.path / f).write_bytes(b"placeholder")
+    ed.save_meta(EngineMeta(name="tiny", arch="resnet18", labels=["a", "b"], input=InputSpec(32, 32)))
+    return ed
+
+
+@pytest.mark.parametrize("text, want", [("1:8:32", (1, 8, 32)), ("4", (4, 4, 4)), ("2:2:64", (2, 2, 64))])
+def test_batch_range_parses(text: str, want: tuple[int, int, int]) -> None:
+    b = BatchRange.parse(text)
+    assert (b.min, b.opt, b.max) == want and str(b) == ":".join(map(str, want))
+
+
+@pytest.mark.parametrize("text, match", [("8:4:1", r"batch range 8:4:1 is invalid; use MIN:OPT:MAX"),
+                                         ("0:1:2", r"batch range 0:1:2 is invalid"),
+                                         ("a:b", r"--batch 'a:b' is not MIN:OPT:MAX"),
+                                         ("1:2", r"--batch '1:2' is not MIN:OPT:MAX")])
+def test_bad_batch_ranges_say_how_to_write_one(text: str, match: str) -> None:
+    with pytest.raises(UserError, match=match):
+        BatchRange.parse(text)
+
+
+@pytest.mark.parametrize("kw, match", [({"precision": "int4"}, "unknown precision 'int4'"),
+                                       ({"dla_core": -1}, r"--dla -1 is not a DLA core number"),
+                                       ({"workspace_gib": 0.0}, r"--workspace 0.0 must be more than 0 GiB")])
+def test_bad_build_specs_are_user_errors(kw: dict, match: str) -> None:
+    with pytest.raises(UserError, match=match):
+        BuildSpec(**kw)
+
+
+BASE = ("10.16.1.11", GPU, BuildSpec("fp16", BatchRange(1, 8, 32)), "ab" * 32)
+
+
+@pytest.mark.parametrize("change", [
+    ("10.3.0.30", GPU, BASE[2], BASE[3]),  # another TensorRT version
+    (BASE[0], DeviceInfo(0, "NVIDIA RTX A6000", (8, 9), 48 << 30, False, 12040, 12090), BASE[2], BASE[3]),  # another GPU, same sm
+    (BASE[0], DeviceInfo(0, GPU.name, (9, 0), 24 << 30, False, 12040, 12090), BASE[2], BASE[3]),  # another architecture
+    (BASE[0], GPU, BuildSpec("int8", BatchRange(1, 8, 32)), BASE[3]),  # precision
+    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 16)), BASE[3]),  # batch range
+    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 32), dla_core=0), BASE[3]),  # DLA core
+    (BASE[0], GPU, BASE[2], "cd" * 32),  # another ONNX
+])
+def test_plan_key_changes_with_everything_that_invalidates_a_plan(change: tuple) -> None:
+    assert plan_key(*change) != plan_key(*BASE)
+    assert re.fullmatch(r"[a-z0-9._-]+", plan_key(*change)), "keys are file names"
+
+
+def test_plan_key_is_readable() -> None:
+    assert plan_key(*BASE) == "fp16_b1-8-32_gpu_nvidia-geforce-rtx-4090_sm89_trt10.16.1.11_abababab" + "ab"
+
+
+def test_missing_onnx_names_the_calibrate_step(tmp_path: Path) -> None:
+    ed = fake_engine_dir(tmp_path)
+    assert onnx_for(ed, "fp32") == ed.path / "model.onnx"
+    for prec, name in (("fp16", "model.fp16.onnx"), ("int8", "model.int8.trt.onnx")):
+        with pytest.raises(UserError, match=rf"{re.escape(name)}' does not exist; run `python run.py calibrate {re.escape(str(ed.path))}` first"):
+            onnx_for(ed, prec)
+
+
+@pytest.mark.parametrize("sm, precision, ok", [((8, 7), "int8", True), ((6, 1), "int8", True), ((6, 0), "int8", False),
+                                               ((5, 3), "fp16", True), ((5, 2), "fp16", False), ((5, 0), "fp32", True)])
+def test_precision_needs_a_capable_gpu(sm: tuple[int, int], precision: str, ok: bool) -> None:
+    dev = DeviceInfo(0, "GPU X", sm, 1 << 30, False, 12000, 12000)
+    if ok:
+        check_precision_supported(dev, precision)
+    else:
+        with pytest.raises(UserError, match=rf"GPU X \(compute capability {sm[0]}.{sm[1]}\) has no fast {precision} kernels.*use --precision fp32"):
+            check_precision_supported(dev, precision)
+
+
+def test_available_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (None, "no usable NVIDIA GPU (no driver); install the NVIDIA driver"))
+    assert trt_backend.available() == (False, "no usable NVIDIA GPU (no driver); install the NVIDIA driver")
+    monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (GPU, ""))
+
+    def no_trt() -> None:
+        raise ImportError("TensorRT is not installed (No module named 'tensorrt'); on Jetson ...")
+
+    monkeypatch.setattr(trt_backend, "load_trt", no_trt)
+    ok, why = trt_backend.available()
+    assert not ok and why.startswith("TensorRT is not installed")
+    ok, why = trt_backend.available(trt=SimpleNamespace(__version__="8.6.1"))  # type: ignore[arg-type]
+    assert not ok and "TensorRT 8.6.1 is too old" in why
+    assert trt_backend.available(trt=SimpleNamespace(__version__="11.4.0.106")) == (True, "TensorRT 11.4.0.106 on NVIDIA GeForce RTX 4090 (sm 89)")  # type: ignore[arg-type]
+
+
+def test_auto_falls_back_and_says_why_tensorrt_was_not_used(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trt_backend, "available", lambda: (False, "no usable NVIDIA GPU (test)"))
+    with open_engine(tiny_engine) as eng:
+        assert eng.backend == "onnxruntime" and "TensorRT not used: no usable NVIDIA GPU (test)" in eng.choice
+        assert eng.infer(np.zeros((2, 32, 32, 3), np.uint8)).shape == (2, 6)
+    with pytest.raises(UserError, match=r"--backend tensorrt is not available here: no usable NVIDIA GPU \(test\)"):
+        open_engine(tiny_engine, "tensorrt")
+
+
+def test_device_cpu_never_tries_tensorrt(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom() -> tuple[bool, str]:
+        raise AssertionError("TensorRT probed although --device cpu")
+
+    monkeypatch.setattr(trt_backend, "available", boom)
+    with open_engine(tiny_engine, device="cpu") as eng:
+        assert eng.device == "cpu"
+
+
+def test_ort_tensorrt_provider_caches_engines_in_the_plans_folder(tmp_path: Path) -> None:
+    ed = EngineDir(tmp_path / "e")
+    opts = gpu_provider_options("TensorrtExecutionProvider", ed)
+    assert opts["trt_engine_cache_path"] == str(ed.plans_dir / "ort-trt") and opts["trt_engine_cache_enable"] == "True"
+    assert gpu_provider_options("CUDAExecutionProvider", ed) == {}
+
+
+def test_cli_build_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ed = fake_engine_dir(tmp_path)
+    cases = [(["build", str(tmp_path / "none")], r"engine folder '.*none' does not exist"),
+             (["build", str(ed.path), "--batch", "32:8:1"], r"batch range 32:8:1 is invalid"),
+             (["build", str(ed.path), "--precision", "int8"], r"model.int8.trt.onnx' does not exist; run `python run.py calibrate"),
+             (["build", str(ed.path), "--dla", "-2"], r"--dla -2 is not a DLA core number")]
+    for argv, match in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert re.search(match, err) and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_build_without_gpu_says_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (None, "no usable NVIDIA GPU (no driver); install the NVIDIA driver"))
+    monkeypatch.setattr(trt_backend, "CudaRuntime", lambda: object())
+    ed = fake_engine_dir(tmp_path)
+    assert main(["build", str(ed.path), "--precision", "fp32"]) == 2
+    assert "error: TensorRT needs an NVIDIA GPU: no usable NVIDIA GPU (no driver)" in capsys.readouterr().err

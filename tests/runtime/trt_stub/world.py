@@ -1,0 +1,125 @@
+"""The world a contract scenario runs in: the real ``tensorrt`` module with doubles for the objects that need
+a GPU (Builder, Runtime, OnnxParser and everything they return), a numpy-backed CudaRuntime, and a fake
+network whose output the runner's result can be checked against.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+H = W = 32
+CLASSES = 6
+
+
+class World:
+    """Real trt module + doubles + fake CUDA for one scenario."""
+
+    def __init__(self, trt: Any, *, dla_cores: int = 0, parse_ok: bool = True, plan: bytes | None = b"PLAN-BYTES",
+                 cache_accepts: bool = True, out_dtype: str = "HALF", deserialize: Callable[[bytes], Any] | None = None) -> None:
+        from tests.runtime.trt_stub.doubles import Double, FakeCuda, TrtModule
+
+        self.real, self.cuda = trt, FakeCuda()
+        D = lambda cls, **kw: Double(trt, cls, **kw)  # noqa: E731
+        self.D = D
+        self.tensor = D(trt.ITensor, name="images", shape=trt.Dims((-1, H, W, 3)))
+        self.network = D(trt.INetworkDefinition)
+        self.network._props["num_inputs"] = 1  # read-only in TensorRT: configure the value directly
+        self.network.returns("get_input", self.tensor)
+        self.cache = D(trt.ITimingCache).returns("serialize", b"TIMING")
+        self.profile = D(trt.IOptimizationProfile).returns("set_shape", None)
+        self.config = D(trt.IBuilderConfig)
+        self.config.returns("set_memory_pool_limit", None).returns("add_optimization_profile", 0)
+        self.config.returns("create_timing_cache", self.cache).returns("get_timing_cache", self.cache).returns("set_flag", None)
+        self._accepts = [cache_accepts, True]
+        self.config.returns("set_timing_cache", lambda *a: self._accepts.pop(0))
+        self.builder = D(trt.Builder)
+        self.builder._props["num_DLA_cores"] = dla_cores
+        self.builder.returns("create_network", self.network).returns("create_builder_config", self.config)
+        self.builder.returns("create_optimization_profile", self.profile)
+        self.plan = plan
+        self.builder.returns("build_serialized_network", lambda net, cfg: self._build())
+        self.parser = D(trt.OnnxParser).returns("parse", parse_ok)
+        self.parser._props["num_errors"] = 0 if parse_ok else 2
+        self.parser.returns("get_error", lambda i: self._parser_error(i))
+        self.loggers: list[Any] = []
+        self.runtimes: list[Any] = []
+        self.deserialize = deserialize or (lambda data: self.make_engine(out_dtype))
+        self.addresses: dict[str, int] = {}
+        self.shape: tuple = ()
+        self.trt = TrtModule(trt, {"Builder": self._new_builder, "Runtime": self._new_runtime, "OnnxParser": lambda net, lg: self.parser})
+
+    def _parser_error(self, i: int) -> Any:
+        from tests.runtime.trt_stub.doubles import set_str
+
+        return set_str(self.D(self.real.ParserError), f"In node {i} (Conv_{i}): UNSUPPORTED_NODE: full text of error {i}")
+
+    def _new_builder(self, logger: Any) -> Any:
+        self.loggers.append(logger)
+        return self.builder
+
+    def _build(self) -> Any:
+        if self.plan is None:
+            self.loggers[-1].log(self.real.ILogger.Severity.ERROR, "no implementation for layer conv1 (out of workspace)")
+        return self.plan
+
+    def _new_runtime(self, logger: Any) -> Any:
+        rt = self.D(self.real.Runtime).returns("deserialize_cuda_engine", lambda data: self.deserialize(bytes(data)))
+        self.runtimes.append(rt)
+        return rt
+
+    def make_engine(self, out_dtype: str = "HALF") -> Any:
+        trt = self.real
+        eng = self.D(trt.ICudaEngine)
+        eng._props["num_io_tensors"] = 2
+        names = ["images", "logits"]
+        eng.returns("get_tensor_name", lambda i: names[i])
+        eng.returns("get_tensor_mode", lambda n: trt.TensorIOMode.INPUT if n == "images" else trt.TensorIOMode.OUTPUT)
+        eng.returns("get_tensor_dtype", lambda n: trt.DataType.UINT8 if n == "images" else getattr(trt.DataType, out_dtype))
+        eng.returns("get_tensor_profile_shape", lambda n, i: [trt.Dims((1, H, W, 3)), trt.Dims((4, H, W, 3)), trt.Dims((8, H, W, 3))])
+        eng.returns("get_tensor_shape", lambda n: trt.Dims((-1, H, W, 3)) if n == "images" else trt.Dims((-1, CLASSES)))
+        ctx = self.D(trt.IExecutionContext)
+        ctx.returns("set_tensor_address", lambda n, p: self.addresses.__setitem__(n, p) or True)
+        ctx.returns("set_input_shape", lambda n, s: setattr(self, "shape", tuple(s)) or True)
+        ctx.returns("execute_async_v3", lambda h: self.cuda.submit(lambda: self._kernel(self.shape[0], out_dtype), "execute") or True)
+        eng.returns("create_execution_context", ctx)
+        self.context = ctx
+        return eng
+
+    def _kernel(self, n: int, out_dtype: str) -> None:
+        """What the fake 'network' computes: logits[i, c] = mean(image i) / 16 + c, in the engine's output dtype."""
+        src = self.cuda.buffers[self.addresses["images"]][: n * H * W * 3].reshape(n, H, W, 3)
+        dt = np.float16 if out_dtype == "HALF" else np.float32
+        out = self.cuda.buffers[self.addresses["logits"]].view(dt)
+        out[: n * CLASSES] = expected_logits(src, dt).ravel()
+
+    def context_double(self) -> Any:
+        """The execution context of a fresh engine double."""
+        self.make_engine()
+        return self.context
+
+    def machine(self, sm: tuple[int, int] = (8, 9), name: str = "NVIDIA GeForce RTX 4090") -> Any:
+        from edge_app.runtime.cuda_buffers import DeviceInfo
+        from edge_app.runtime.tensorrt import Machine
+
+        return Machine(self.trt, self.cuda, DeviceInfo(0, name, sm, 24 << 30, False, 12040, 12090))
+
+
+def expected_logits(images: np.ndarray, dt: Any) -> np.ndarray:
+    """The fake kernel's formula, for checking what the runner returns."""
+    n = images.shape[0]
+    return (images.reshape(n, -1).mean(1)[:, None] / 16 + np.arange(CLASSES)[None]).astype(dt)
+
+
+def engine_folder(root: Path) -> Any:
+    """A minimal engines/tiny folder: meta.json and an ONNX file (the parser is a double, so any bytes do)."""
+    from edge_app.engine_dir import EngineDir, EngineMeta, InputSpec
+
+    ed = EngineDir(root / "tiny")
+    ed.path.mkdir(parents=True)
+    ed.onnx_path("fp32").write_bytes(b"onnx fp32")
+    ed.onnx_path("fp16").write_bytes(b"onnx fp16")
+    ed.save_meta(EngineMeta(name="tiny", arch="resnet18", labels=[f"c{i}" for i in range(CLASSES)], input=InputSpec(H, W)))
+    return ed
