@@ -29,9 +29,10 @@ BASELINE = "torch-fp32"
 BENCH_BACKENDS = ("torch", "onnxruntime", "tensorrt")
 # how to get each backend, for the "not installed" message
 INSTALL_HINTS = {
-    "torch": "`pip install torch==2.13.0`",
-    "onnxruntime": "`pip install onnxruntime==1.32.0` (or onnxruntime-gpu on an NVIDIA machine)",
-    "tensorrt": "JetPack on a Jetson, or `pip install tensorrt` with access to NVIDIA's package index on a machine with an NVIDIA GPU",
+    "torch": "install it with `pip install torch==2.13.0`",
+    "onnxruntime": "install it with `pip install onnxruntime==1.32.0` (onnxruntime-gpu on an NVIDIA machine)",
+    "tensorrt": "TensorRT needs an NVIDIA GPU with its driver and TensorRT itself (JetPack on a Jetson, or "
+                "`pip install tensorrt` from NVIDIA's package index)",
 }
 
 
@@ -54,9 +55,9 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if not self.warmup >= 0:
-            raise UserError(f"--warmup {self.warmup} is negative; give the warm-up in seconds, 0 or more (e.g. --warmup 1)")
+            raise UserError(f"--warmup {self.warmup:g} is negative; give the warm-up in seconds, 0 or more (e.g. --warmup 1)")
         if not self.duration >= 0:
-            raise UserError(f"--duration {self.duration} is negative; give the measuring time in seconds, 0 or more (e.g. --duration 3)")
+            raise UserError(f"--duration {self.duration:g} is negative; give the measuring time in seconds, 0 or more (e.g. --duration 3)")
         if self.iterations < 1:
             raise UserError(f"--iterations {self.iterations} is below 1; give at least 1 measured call per variant")
         if not self.batches:
@@ -65,7 +66,7 @@ class BenchConfig:
             if b < 1:
                 raise UserError(f"--batch {b} is not a batch size; use whole numbers of at least 1, e.g. --batch 1,8,32")
         if not self.slice_s > 0:
-            raise UserError(f"--slice {self.slice_s} must be greater than 0 seconds, e.g. --slice 0.1")
+            raise UserError(f"--slice {self.slice_s:g} must be greater than 0 seconds, e.g. --slice 0.1")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"--threads {self.threads} must be at least 1")
 
@@ -141,7 +142,7 @@ def discover_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], l
         installed[b] = ok
         if not ok:
             if cfg.backends is not None:  # named explicitly: the user expects it, so say how to get it
-                raise UserError(f"--backends {b}: {why}; install it with {INSTALL_HINTS[b]}, or leave {b} out of --backends")
+                raise UserError(f"--backends {b}: {why}; {INSTALL_HINTS[b]}, or leave {b} out of --backends")
             skipped.append({"variant": b, "reason": why})
     cands: list[tuple[Variant, Path | None, str]] = []
     cpu = cfg.device in ("auto", "cpu")
@@ -276,6 +277,17 @@ def _progress(bar: Any) -> Callable[[float], None]:
     return tick
 
 
+def check_batches(ed: EngineDir, v: Variant, eng: Engine, batches: tuple[int, ...]) -> None:
+    """Refuse, before measuring anything, a batch beyond the engine's optimisation profile."""
+    too_big = [b for b in batches if eng.max_batch is not None and b > eng.max_batch]
+    if too_big:
+        b = max(too_big)
+        fix = (f"build a plan for it with `python run.py build {ed.path} --precision {v.precision} --batch 1:{b}:{b}`"
+               if v.backend == "tensorrt" else "rebuild the engine for a larger batch")
+        raise UserError(f"--batch {b} exceeds the {v.key} engine's profile maximum of {eng.max_batch}; "
+                        f"use --batch up to {eng.max_batch}, {fix}, or leave {v.backend} out of --backends")
+
+
 def _open(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
     from edge_app.runtime import open_engine
 
@@ -329,10 +341,7 @@ def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> dic
         for v in variants:
             eng = _open(ed.path, v, cfg)
             engines.append((v, eng))
-            too_big = [b for b in cfg.batches if eng.max_batch is not None and b > eng.max_batch]
-            if too_big:
-                raise UserError(f"--batch {too_big[0]} exceeds the {v.key} engine's profile maximum of {eng.max_batch}; "
-                                f"use --batch up to {eng.max_batch}, rebuild the engine for a larger batch, or leave {v.backend} out of --backends")
+            check_batches(ed, v, eng, cfg.batches)
         total_s = len(cfg.batches) * len(engines) * (cfg.warmup + cfg.duration)
         if cfg.progress:
             from tqdm import tqdm

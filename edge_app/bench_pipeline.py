@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.bench_report import LOOP_STAGES
-from edge_app.bench import BASELINE, BenchConfig, Variant, _open, _progress, accuracy_of, agreement_of, discover_variants
+from edge_app.bench import BASELINE, BenchConfig, Variant, _open, _progress, accuracy_of, agreement_of, check_batches, discover_variants
 from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.profiling import RollingStats
@@ -116,10 +116,7 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
         for v in variants:
             eng = _open(ed.path, v, cfg)
             engines.append((v, eng))
-            big = [b for b in cfg.batches if eng.max_batch is not None and b > eng.max_batch]
-            if big:
-                raise UserError(f"--batch {big[0]} exceeds the {v.key} engine's profile maximum of {eng.max_batch}; "
-                                f"use --batch up to {eng.max_batch}, or leave {v.backend} out of --backends")
+            check_batches(ed, v, eng, cfg.batches)
         if cfg.progress:
             from tqdm import tqdm
 
