@@ -26,6 +26,14 @@ def _have_onnxruntime() -> bool:
     return True
 
 
+def _no_gpu_reason() -> str:
+    """Why there is certainly no usable NVIDIA GPU; '' when there is one or cuda-python is not there to tell."""
+    from edge_app.runtime.cuda_buffers import probe_gpu
+
+    device, why = probe_gpu()
+    return "" if device is not None or "not installed" in why else why
+
+
 def _cpu_precision(ed: EngineDir, precision: str) -> tuple[str, str]:
     """Precision for a CPU backend given the request; int8 (u8s8) is ~2.7x faster there when it exists."""
     if precision != "auto":
@@ -62,7 +70,7 @@ def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto"
                 return eng
             reasons.append(f"TensorRT not used: {why}")
             if backend == "tensorrt":
-                raise UserError(f"--backend tensorrt is not available here: {why}")
+                raise UserError(f"--backend tensorrt is not available here: {why}; use --backend auto to fall back to ONNX Runtime")
         elif backend == "tensorrt":
             raise UserError("--backend tensorrt is not available in this build; use --backend onnxruntime")
 
@@ -71,6 +79,11 @@ def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto"
 
         provs = available_providers()
         gpu = [p for p in GPU_PROVIDERS if p in provs and device in ("auto", "cuda")]
+        no_gpu = _no_gpu_reason() if gpu else ""
+        if no_gpu:
+            # onnxruntime-gpu lists its GPU providers even on a machine without a GPU; they would fall back to the CPU.
+            reasons.append(f"onnxruntime GPU providers not used: {no_gpu}")
+            gpu = []
         if gpu:
             prec = precision if precision != "auto" else ("int8" if ed.onnx_path("int8", "trt").is_file() and gpu[0] == "TensorrtExecutionProvider"
                                                           else "fp16" if ed.onnx_path("fp16").is_file() else "fp32")

@@ -153,3 +153,16 @@ def test_cli_build_without_gpu_says_what_is_missing(tmp_path: Path, capsys: pyte
     ed = fake_engine_dir(tmp_path)
     assert main(["build", str(ed.path), "--precision", "fp32"]) == 2
     assert "error: TensorRT needs an NVIDIA GPU: no usable NVIDIA GPU (no driver)" in capsys.readouterr().err
+
+
+def test_onnxruntime_gpu_providers_are_not_used_without_a_gpu(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime-gpu lists CUDA/TensorRT providers on any machine; without a GPU auto must pick the CPU."""
+    import edge_app.runtime.cuda_buffers as cb
+
+    monkeypatch.setattr(trt_backend, "available", lambda: (False, "no GPU (test)"))
+    monkeypatch.setattr("edge_app.runtime.onnxruntime.available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(cb, "probe_gpu", lambda cuda=None: (None, "no usable NVIDIA GPU (test driver)"))
+    with open_engine(tiny_engine) as eng:
+        assert eng.device == "cpu"
+        assert "onnxruntime GPU providers not used: no usable NVIDIA GPU (test driver)" in eng.choice
