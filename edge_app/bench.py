@@ -269,7 +269,7 @@ def measure(cases: list[Case], images: np.ndarray, cfg: BenchConfig, tick: Calla
                 active.remove(c)
 
 
-def _progress(bar: Any) -> Callable[[float], None]:
+def progress_ticker(bar: Any) -> Callable[[float], None]:
     """Advance ``bar`` by measured seconds, never past its end (warm-up and last slices overshoot a little)."""
     def tick(seconds: float) -> None:
         if bar is not None:
@@ -288,7 +288,8 @@ def check_batches(ed: EngineDir, v: Variant, eng: Engine, batches: tuple[int, ..
                         f"use --batch up to {eng.max_batch}, {fix}, or leave {v.backend} out of --backends")
 
 
-def _open(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
+def open_variant(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
+    """Open one variant through ``open_engine``, the same door ``live`` and ``annotate`` use."""
     from edge_app.runtime import open_engine
 
     return open_engine(path, v.backend, v.precision, v.device, threads=cfg.threads)
@@ -339,7 +340,7 @@ def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> dic
     bar = None
     try:
         for v in variants:
-            eng = _open(ed.path, v, cfg)
+            eng = open_variant(ed.path, v, cfg)
             engines.append((v, eng))
             check_batches(ed, v, eng, cfg.batches)
         total_s = len(cfg.batches) * len(engines) * (cfg.warmup + cfg.duration)
@@ -347,7 +348,7 @@ def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> dic
             from tqdm import tqdm
 
             bar = tqdm(total=round(total_s, 1), desc="bench", unit="s", leave=False, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
-        tick = _progress(bar)
+        tick = progress_ticker(bar)
         t0 = time.perf_counter()
         for b in cfg.batches:
             images = rng.integers(0, 256, (b, spec.height, spec.width, 3), dtype=np.uint8)

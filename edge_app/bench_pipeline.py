@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_app.bench import (BASELINE, BenchConfig, Variant, accuracy_of, agreement_of, check_batches, discover_variants,
+                            open_variant, progress_ticker)
 from edge_app.bench_report import LOOP_STAGES
-from edge_app.bench import BASELINE, BenchConfig, Variant, _open, _progress, accuracy_of, agreement_of, check_batches, discover_variants
 from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.profiling import RollingStats
@@ -114,7 +115,7 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
     bar = None
     try:
         for v in variants:
-            eng = _open(ed.path, v, cfg)
+            eng = open_variant(ed.path, v, cfg)
             engines.append((v, eng))
             check_batches(ed, v, eng, cfg.batches)
         if cfg.progress:
@@ -122,7 +123,7 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
 
             total = len(cfg.batches) * len(engines) * (cfg.warmup + max(cfg.duration, turn_s))
             bar = tqdm(total=round(total, 1), desc="bench --pipeline", unit="s", leave=False, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
-        tick = _progress(bar)
+        tick = progress_ticker(bar)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
             for b in cfg.batches:

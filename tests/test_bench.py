@@ -192,14 +192,14 @@ def test_cli_engine_folder_without_model(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_cli_batch_beyond_engine_profile(tiny_engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    real_open = bench._open
+    real_open = bench.open_variant
 
     def open_with_profile(path: Path, v: Variant, cfg: BenchConfig) -> Any:
         eng = real_open(path, v, cfg)
         eng.max_batch = 4  # what a TensorRT engine built for batches 1..4 reports
         return eng
 
-    monkeypatch.setattr(bench, "_open", open_with_profile)
+    monkeypatch.setattr(bench, "open_variant", open_with_profile)
     err = _cli_error(["bench", str(tiny_engine), "--backends", "onnxruntime", "--batch", "1,8", "--out", str(tmp_path)], capsys)
     assert "--batch 8 exceeds the ort-fp32 engine's profile maximum of 4; use --batch up to 4" in err
 
