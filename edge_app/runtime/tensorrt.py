@@ -70,8 +70,9 @@ class TensorRTEngine(Engine):
     """One deserialized plan, one execution context, one stream; uint8 in, fp16/fp32 logits out as float32.
 
     Buffers are allocated once for the profile's maximum batch; each call copies only ``n`` samples.
-    With ``cuda_graphs`` the enqueue is captured once per batch size and replayed (less launch overhead,
-    which matters at batch 1 on Jetson).
+    With ``cuda_graphs`` the enqueue is captured into a CUDA graph and replayed (less launch overhead, which
+    matters at batch 1 on Jetson). A graph bakes in the shapes it was captured with, so it is re-captured
+    whenever the batch size changes; live video keeps one batch size, so that happens once.
     """
 
     backend = "tensorrt"
@@ -81,7 +82,7 @@ class TensorRTEngine(Engine):
         super().__init__(engine_dir, meta, precision, f"dla{dla_core}" if dla_core is not None else "cuda")
         self.model_file = model_file
         self._trt, self._cuda = trt, cuda
-        self._graphs: dict[int, tuple[Any, Any]] = {}
+        self._graph: tuple[int, Any, Any] | None = None  # (batch size, graph, executable graph)
         self._use_graphs = cuda_graphs
         self._batch_set = 0
         self._stream: Any = None
@@ -145,18 +146,27 @@ class TensorRTEngine(Engine):
         if not self._use_graphs:
             self._enqueue()
             return
-        if n not in self._graphs:
+        if self._graph is None or self._graph[0] != n:
             cu = self._cuda
+            self._drop_graph()
             # One plain run first: TensorRT does lazy set-up on the first enqueue of a shape, which must not be captured.
             self._enqueue()
             cu.stream_synchronize(self._stream)
+            # Thread-local capture: other threads of the frame loop may call CUDA meanwhile without breaking it.
             cu.begin_capture(self._stream)
             try:
                 self._enqueue()
             finally:
                 graph = cu.end_capture(self._stream)
-            self._graphs[n] = (graph, cu.graph_instantiate(graph))
-        self._cuda.graph_launch(self._graphs[n][1], self._stream)
+            self._graph = (n, graph, cu.graph_instantiate(graph))
+        self._cuda.graph_launch(self._graph[2], self._stream)
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            _n, graph, graph_exec = self._graph
+            self._graph = None
+            self._cuda.graph_exec_destroy(graph_exec)
+            self._cuda.graph_destroy(graph)
 
     def _infer(self, images: np.ndarray) -> np.ndarray:
         inp, out, cu, ev, s = self._inp, self._out, self._cuda, self._events, self._stream
@@ -184,10 +194,8 @@ class TensorRTEngine(Engine):
         if cu is None:
             return
         try:
-            for graph, graph_exec in getattr(self, "_graphs", {}).values():
-                cu.graph_exec_destroy(graph_exec)
-                cu.graph_destroy(graph)
-            self._graphs = {}
+            if getattr(self, "_graph", None) is not None:
+                self._drop_graph()
             for io in (self._inp, self._out):
                 if io is not None and io.host:
                     io.view = None

@@ -256,7 +256,8 @@ def build_plan(trt: ModuleType, onnx_path: Path, spec: BuildSpec, timing_cache: 
     logger = make_logger(trt, verbose)
     builder = trt.Builder(logger)
     network, _parser = parse_onnx(trt, builder, logger, onnx_path)  # the parser must outlive the build
-    config, cache = make_config(trt, builder, network, spec, timing_cache, make_progress(trt, emit))
+    progress = make_progress(trt, emit)  # held here: TensorRT keeps only a raw pointer to it during the build
+    config, _cache = make_config(trt, builder, network, spec, timing_cache, progress)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         details = "\n  ".join(logger.errors) or "(no error text from TensorRT; run with -v for its log)"
