@@ -201,8 +201,8 @@ class TrtModule(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name != "__version__":
             raise AttributeError(name)
-        USED.add(f"tensorrt.{name}")
         if name in self._factories:
+            USED.add(f"tensorrt.{name}")
             real_cls = getattr(self._real, name)
 
             def construct(*args: Any, **kwargs: Any) -> Any:
@@ -212,9 +212,11 @@ class TrtModule(types.ModuleType):
 
             return construct
         try:
-            return getattr(self._real, name)
+            value = getattr(self._real, name)
         except AttributeError:
             raise AttributeError(f"TensorRT {self._real.__version__} has no '{name}'") from None
+        USED.add(f"tensorrt.{name}")  # recorded only when it exists, so deliberate misses stay out of the list
+        return value
 
 
 # ------------------------------------------------------------------------------------------------ cuda
