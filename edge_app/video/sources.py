@@ -1,64 +1,310 @@
-"""Frame sources: a generator of (index, capture_time, BGR frame) per source, plus its properties."""
+"""Frame sources: ``open_source(uri)`` turns one ``--source`` string into an iterable of :class:`Frame`.
+
+Accepted URIs: a camera index (``0``), a V4L2 device (``/dev/video0``), a video file, ``rtsp://`` and
+``http(s)://`` streams, ``gst:<pipeline>`` (OpenCV built with GStreamer), ``csi://N`` (Jetson CSI camera),
+a folder or glob of images, and ``synthetic`` (the moving-shapes video rendered live). Cameras, streams and
+``synthetic`` are *live* (the pipeline may drop their oldest frames); files and images are not (it never
+drops). OpenCV-backed sources (files, cameras, streams, GStreamer) live in :mod:`edge_app.video.capture`.
+"""
 
 from __future__ import annotations
 
+import glob
+import logging
+import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+from urllib.parse import parse_qsl
 
 import cv2
 import numpy as np
 
 from edge_app.errors import UserError
 
+log = logging.getLogger("edge_app.video")
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+FLIPS = {"h": 1, "v": 0, "180": -1}  # --flip value -> cv2.flip code
+DEFAULT_IMAGE_FPS = 30.0  # images have no frame rate; this is what a video written from them plays at
+
 
 @dataclass
 class Frame:
-    """One captured frame; ``capture_time`` is ``time.monotonic()`` when it was read."""
+    """One captured frame; ``capture_time`` is ``time.monotonic()`` right after it was read."""
 
     index: int
     capture_time: float
-    image: np.ndarray
+    image: np.ndarray  # BGR uint8 (H, W, 3)
+    truth: list[dict] | None = None  # ground-truth objects; only the synthetic source knows them
 
 
-class VideoFileSource:
-    """Frames of a video file, in order, none dropped."""
+@dataclass
+class ReconnectPolicy:
+    """How live sources open and reopen; the defaults suit a USB camera or an RTSP camera on a LAN."""
+
+    open_attempts: int = 3  # tries before the *first* open of a stream gives up with a UserError
+    initial_delay_s: float = 0.5  # first backoff: a network blip costs half a second, not eight
+    max_delay_s: float = 8.0  # backoff cap, so a camera that comes back is picked up within seconds
+    factor: float = 2.0
+    open_timeout_s: float = 5.0  # per attempt to open a network stream
+    read_timeout_s: float = 3.0  # a stream silent this long counts as cut (FFmpeg may retry it twice)
+    give_up_after_s: float | None = None  # None: a live source that drops is retried for as long as the run
+
+    def delays(self) -> Iterator[float]:
+        """Exponential backoff delays: initial, initial*factor, ... capped at ``max_delay_s``."""
+        d = self.initial_delay_s
+        while True:
+            yield d
+            d = min(d * self.factor, self.max_delay_s)
+
+
+class Source:
+    """Base of every source: the properties the pipeline and the HUD read, flip/resize, and close()."""
+
+    live: bool = False
+
+    def __init__(self, name: str, *, width: int | None = None, height: int | None = None,
+                 flip: str | None = None) -> None:
+        if flip is not None and flip not in FLIPS:
+            raise UserError(f"--flip '{flip}' is not supported; use one of {', '.join(FLIPS)}")
+        for what, v in (("width", width), ("height", height)):
+            if v is not None and v < 1:
+                raise UserError(f"--{what} {v} is not a valid size; pass a positive number of pixels")
+        if (width is None) != (height is None):
+            raise UserError(f"--width {width} and --height {height} must be given together; pass both or neither")
+        self.name = name
+        self.fps: float = 0.0
+        self.size: tuple[int, int] = (width, height) if width and height else (0, 0)
+        self.frame_count: int | None = None
+        self.status = "ok"  # "ok" or "reconnecting"; read by the HUD from another thread
+        self.decode_errors = 0
+        self.reconnects = 0
+        self._requested = (width, height) if width and height else None
+        self._flip = FLIPS[flip] if flip is not None else None
+        self._stop = threading.Event()
+
+    # Subclasses yield (BGR image, capture time) or (image, time, truth).
+    def _frames(self) -> Iterator[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _prepare(self, img: np.ndarray) -> np.ndarray:
+        """Colour-convert, resize to the requested size and flip: every frame leaves with ``self.size``."""
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        elif img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        if img.dtype != np.uint8:  # 16-bit PNG/TIFF: keep the top 8 bits
+            img = (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else np.clip(img, 0, 255).astype(np.uint8)
+        w, h = self.size
+        if (img.shape[1], img.shape[0]) != (w, h) and w and h:
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        if self._flip is not None:
+            img = cv2.flip(img, self._flip)
+        return img
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Frames in order; live sources reconnect inside; ends at end of file or after close()."""
+        index = 0
+        for item in self._frames():
+            if self._stop.is_set():
+                break
+            truth = item[2] if len(item) > 2 else None
+            yield Frame(index, item[1], self._prepare(item[0]), truth)
+            index += 1
+
+    def close(self) -> None:
+        """Stop iterating and free the device or file; safe to call twice and from another thread."""
+        self._stop.set()
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "live" if self.live else "file"
+        return f"<{type(self).__name__} {self.name!r} {kind} {self.size[0]}x{self.size[1]} @ {self.fps:g} fps>"
+
+
+# ----------------------------------------------------------------------------------------------- images
+class ImageSource(Source):
+    """A sorted list of image files, one frame each; unreadable files are counted and skipped."""
 
     live = False
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"video file '{self.path}' does not exist; pass an existing video file")
-        self.cap = cv2.VideoCapture(str(self.path))
-        ok, first = self.cap.read() if self.cap.isOpened() else (False, None)
-        if not ok or first is None:
-            self.cap.release()
-            raise UserError(f"cannot read video '{self.path}' (not a video, or a codec OpenCV lacks); convert it with ffmpeg to mp4/h264")
-        self._first: np.ndarray | None = first
-        fps = self.cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and fps > 0 else 30.0
-        self.size = (first.shape[1], first.shape[0])
-        n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.frame_count = n if n > 0 else None
+    def __init__(self, name: str, paths: list[Path], *, fps: float | None = None, loop: bool = False,
+                 width: int | None = None, height: int | None = None, flip: str | None = None) -> None:
+        super().__init__(name, width=width, height=height, flip=flip)
+        self.paths = paths
+        self.loop = loop
+        self.fps = float(fps) if fps else DEFAULT_IMAGE_FPS
+        self.frame_count = len(paths)
+        if self._requested is None:
+            # Every frame must share one size (video sinks need it): the first readable image sets it.
+            first = next((img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths[:50])
+                          if img is not None), None)
+            if first is None:
+                raise UserError(f"none of the first images of '{name}' can be read; check that they are valid image files")
+            self.size = (first.shape[1], first.shape[0])
 
-    def __iter__(self) -> Iterator[Frame]:
-        i = 0
-        while True:
-            if self._first is not None:
-                img, self._first = self._first, None
-            else:
-                ok, img = self.cap.read()
-                if not ok:
-                    break
-            yield Frame(i, time.monotonic(), img)
-            i += 1
+    def _frames(self) -> Iterator[tuple[Any, ...]]:
+        while not self._stop.is_set():
+            for p in self.paths:
+                if self._stop.is_set():
+                    return
+                img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+                t = time.monotonic()
+                if img is None:
+                    self.decode_errors += 1
+                    log.warning("skipping unreadable image %s", p)
+                    continue
+                yield img, t
+            if not self.loop:
+                return
 
-    def close(self) -> None:
-        self.cap.release()
+
+# ----------------------------------------------------------------------------------------------- synthetic
+SYNTHETIC_KEYS = {"frames": int, "seed": int, "objects": int}
 
 
-def open_source(uri: str) -> VideoFileSource:
-    """Open a source URI. This first version reads video files; live sources come with the threaded loop."""
-    return VideoFileSource(uri)
+class SyntheticSource(Source):
+    """The built-in moving-shapes video rendered live at its frame rate; endless unless ``frames`` > 0."""
+
+    live = True
+
+    def __init__(self, name: str, *, width: int | None = None, height: int | None = None,
+                 fps: float | None = None, frames: int = 0, seed: int = 1, objects: int = 4,
+                 loop: bool = False, flip: str | None = None) -> None:
+        from edge_app.data.synthetic import VideoConfig
+
+        super().__init__(name, width=width, height=height, flip=flip)
+        d = VideoConfig()
+        w, h = (width, height) if width and height else (d.width, d.height)
+        k = h / d.height  # objects keep their size relative to the frame, as tiles expect
+        self.cfg = VideoConfig(width=w, height=h, fps=float(fps or d.fps), frames=max(0, frames), objects=objects,
+                               min_size=d.min_size * k, max_size=d.max_size * k, seed=seed)
+        self.loop = loop
+        self.fps = self.cfg.fps
+        self.size = (w, h)
+        self.frame_count = self.cfg.frames or None
+
+    def _frames(self) -> Iterator[tuple[Any, ...]]:
+        from edge_app.data.synthetic import SyntheticScene
+
+        period = 1.0 / self.fps
+        while not self._stop.is_set():
+            scene = SyntheticScene(self.cfg)
+            t0 = time.monotonic()
+            for i, (img, truth) in enumerate(scene):
+                # Paced like a camera: a frame is "captured" at t0 + i/fps, not as fast as we can render.
+                wait = t0 + i * period - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    return
+                if wait < -1.0:  # rendering fell far behind (slow machine): restart the clock, no burst
+                    t0 = time.monotonic() - i * period
+                yield img, time.monotonic(), truth
+                if self._stop.is_set():
+                    return
+            if not (self.loop and self.cfg.frames):
+                return
+
+
+# ----------------------------------------------------------------------------------------------- open_source
+def _image_paths(pattern: str) -> list[Path]:
+    return sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_EXTS and Path(p).is_file())
+
+
+def _parse_synthetic(uri: str) -> dict[str, int]:
+    """``synthetic`` or ``synthetic?frames=300&seed=2&objects=3``."""
+    rest = uri[len("synthetic"):]
+    if rest and not rest.startswith("?"):
+        raise UserError(f"source '{uri}' is not understood; use 'synthetic' or 'synthetic?frames=300&seed=1'")
+    opts: dict[str, int] = {}
+    for k, v in parse_qsl(rest[1:], keep_blank_values=True):
+        if k not in SYNTHETIC_KEYS:
+            raise UserError(f"synthetic option '{k}' is unknown; use {', '.join(SYNTHETIC_KEYS)}")
+        try:
+            opts[k] = SYNTHETIC_KEYS[k](v)
+        except ValueError:
+            raise UserError(f"synthetic option {k}='{v}' is not a whole number; pass e.g. {k}=3") from None
+        if opts[k] < 0 or (k == "objects" and opts[k] < 1):
+            raise UserError(f"synthetic option {k}={v} is out of range; pass a positive number")
+    return opts
+
+
+def open_source(uri: str, *, width: int | None = None, height: int | None = None, fps: float | None = None,
+                loop: bool = False, flip: str | None = None,
+                reconnect: ReconnectPolicy | None = None) -> Source:
+    """Open any ``--source`` string; raise :class:`UserError` with one sentence when it cannot be opened.
+
+    ``width``/``height``: cameras are asked for that size, and every source's frames come out at it.
+    ``fps``: the rate asked of cameras, the pace of ``synthetic`` and the rate of image sequences; files and
+    streams keep their real rate. ``loop`` restarts files, images and finite synthetic videos at the end.
+    ``flip``: ``h``, ``v`` or ``180``. ``reconnect``: backoff settings for live sources.
+    """
+    from edge_app.video import capture
+
+    if fps is not None and not fps > 0:
+        raise UserError(f"--fps {fps} is not a valid frame rate; pass a positive number such as 30")
+    uri = str(uri).strip()
+    policy = reconnect or ReconnectPolicy()
+    common: dict[str, Any] = {"width": width, "height": height, "flip": flip}
+    if uri == "synthetic" or uri.startswith("synthetic?"):
+        return SyntheticSource(uri, fps=fps, loop=loop, **_parse_synthetic(uri), **common)
+    if uri.startswith("gst:"):
+        return capture.open_gstreamer(uri, uri[4:].strip(), fps=fps, policy=policy, **common)
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", uri)
+    if m:
+        scheme = m.group(1).lower()
+        if scheme == "csi":
+            return capture.open_csi(uri, m.group(2), fps=fps, policy=policy, **common)
+        if scheme in STREAM_SCHEMES:
+            return capture.open_stream(uri, fps=fps, policy=policy, **common)
+        if scheme == "file":
+            uri = m.group(2)
+        else:
+            raise UserError(f"source scheme '{scheme}://' is not supported; use a file, a camera index, "
+                            f"{', '.join(s + '://' for s in STREAM_SCHEMES)}, gst:, csi://N or synthetic")
+    if re.fullmatch(r"\d+", uri):
+        return capture.open_camera(uri, int(uri), fps=fps, policy=policy, **common)
+    p = Path(uri).expanduser()
+    if uri.startswith("/dev/video"):
+        if not p.exists():
+            raise UserError(f"camera device '{uri}' does not exist; list cameras with 'ls /dev/video*'")
+        return capture.open_camera(uri, str(p), fps=fps, policy=policy, **common)
+    if p.is_dir():
+        paths = _image_paths(str(p / "*"))
+        if not paths:
+            raise UserError(f"folder '{uri}' holds no images ({', '.join(IMAGE_EXTS[:3])}, ...); pass a folder of images or a video file")
+        return ImageSource(uri, paths, fps=fps, loop=loop, **common)
+    if p.is_file():
+        if p.suffix.lower() in IMAGE_EXTS:
+            return ImageSource(uri, [p], fps=fps, loop=loop, **common)
+        if fps is not None:
+            log.warning("--fps %g ignored for video file %s: files keep their real frame rate", fps, uri)
+        return capture.open_file(uri, p, loop=loop, **common)
+    if any(c in uri for c in "*?["):
+        paths = _image_paths(uri)
+        if not paths:
+            raise UserError(f"pattern '{uri}' matches no images; check the pattern (quote it so the shell does not expand it)")
+        return ImageSource(uri, paths, fps=fps, loop=loop, **common)
+    raise UserError(f"source '{uri}' was not found; pass an existing video file, image folder or glob, a camera "
+                    "index such as 0, /dev/videoN, rtsp:// or http(s):// URL, gst:<pipeline>, csi://N or synthetic")
+
+
+def __getattr__(name: str) -> Any:
+    # The first pipeline imported VideoFileSource from here; it now lives in capture.py.
+    if name in ("VideoFileSource", "CaptureSource"):
+        from edge_app.video import capture
+
+        return getattr(capture, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Frame", "ReconnectPolicy", "Source", "ImageSource", "SyntheticSource", "open_source", "FLIPS",
+           "IMAGE_EXTS"]

@@ -1,0 +1,302 @@
+"""The browser view: a small HTTP server with the live annotated stream as MJPEG and the current stats.
+
+Routes: ``/`` a page showing the stream and a stats table, ``/stream`` ``multipart/x-mixed-replace`` MJPEG,
+``/stats`` JSON, ``/snapshot.jpg`` the latest frame. Each client always gets the newest frame (a slow client
+skips frames instead of building a queue). Standard library only, so it runs on a bare Jetson.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge_app.errors import UserError
+
+log = logging.getLogger("edge_app.video")
+
+BOUNDARY = "frame"
+IDLE_ENCODE_S = 1.0  # with nobody watching, still refresh the snapshot this often (cheap, keeps it current)
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+ body {{ margin: 0; background: #111; color: #ddd; font: 14px/1.4 system-ui, sans-serif; }}
+ header {{ padding: 8px 14px; background: #222; font-weight: 600; }}
+ main {{ display: flex; flex-wrap: wrap; gap: 14px; padding: 14px; align-items: flex-start; }}
+ #view {{ max-width: min(100%, 1280px); background: #000; min-width: 320px; min-height: 180px; }}
+ table {{ border-collapse: collapse; min-width: 240px; }}
+ td {{ padding: 2px 10px; border-bottom: 1px solid #333; }} td:last-child {{ text-align: right; }}
+ #state {{ color: #8c8; }}
+</style></head>
+<body><header>{title} &middot; <span id="state">connecting</span></header>
+<main><img id="view" alt="live stream"><table id="stats"></table></main>
+<script>
+ // The stream starts after the page has loaded, so the load event fires although /stream never ends.
+ window.addEventListener("load", () => {{
+   const img = document.getElementById("view");
+   img.onload = () => {{ document.getElementById("state").textContent = "streaming"; }};
+   img.src = "/stream";
+ }});
+ function fmt(v) {{ return typeof v === "number" ? (Number.isInteger(v) ? v : v.toFixed(2)) : String(v); }}
+ async function poll() {{
+   try {{
+     const s = await (await fetch("/stats", {{cache: "no-store"}})).json();
+     const rows = Object.entries(s).filter(([k, v]) => typeof v !== "object")
+       .map(([k, v]) => `<tr><td>${{k}}</td><td>${{fmt(v)}}</td></tr>`);
+     document.getElementById("stats").innerHTML = rows.join("");
+   }} catch (e) {{ document.getElementById("state").textContent = "disconnected"; }}
+ }}
+ poll(); setInterval(poll, 1000);
+</script></body></html>
+"""
+
+
+def parse_serve(spec: str) -> tuple[str, int]:
+    """``--serve`` value -> (host, port): ``8080``, ``127.0.0.1:8080``, ``0.0.0.0:8080``, ``[::1]:8080``."""
+    s = str(spec).strip()
+    host = "127.0.0.1"  # localhost unless the user names an address: the stream is not for the whole LAN
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        port_s = rest[1:] if rest.startswith(":") else ""
+    elif ":" in s:
+        h, _, port_s = s.rpartition(":")
+        host = h or host
+    else:
+        port_s = s
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise UserError(f"--serve '{spec}' is not HOST:PORT; use e.g. --serve 127.0.0.1:8080") from None
+    if not 0 <= port <= 65535:
+        raise UserError(f"--serve port {port} is out of range; use a port between 1024 and 65535, e.g. 8080")
+    return host, port
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a hung browser tab must never keep the program alive
+
+    def __init__(self, addr: tuple[str, int], hub: "MjpegServer") -> None:
+        self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        self.hub = hub
+        super().__init__(addr, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"  # one request per connection: simple, and the stream ends by closing
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        """Request lines go to the debug log, not stderr (a browser polls /stats every second)."""
+        log.debug("mjpeg %s: " + fmt, self.client_address[0], *args)
+
+    def _send(self, code: int, ctype: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        """Route / , /stats, /snapshot.jpg and /stream."""
+        hub = self.server.hub
+        path = self.path.split("?", 1)[0]
+        try:
+            if path in ("/", "/index.html"):
+                self._send(200, "text/html; charset=utf-8", PAGE.format(title=hub.title).encode())
+            elif path == "/stats":
+                self._send(200, "application/json", json.dumps(hub.stats_snapshot()).encode())
+            elif path == "/snapshot.jpg":
+                jpeg = hub.latest()[1]
+                if jpeg is None:
+                    self._send(503, "text/plain", b"no frame yet\n")
+                else:
+                    self._send(200, "image/jpeg", jpeg)
+            elif path == "/stream":
+                self._stream(hub)
+            else:
+                self._send(404, "text/plain", b"not found: try / , /stream or /stats\n")
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the browser went away
+
+    def _stream(self, hub: "MjpegServer") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        hub.client_joined()
+        sent = 0
+        seq = -1
+        try:
+            while not hub.stopping.is_set():
+                seq, jpeg = hub.wait_newer(seq, timeout=0.5)
+                if jpeg is None:
+                    continue
+                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode())
+                self.wfile.write(jpeg)
+                self.wfile.write(b"\r\n")
+                self.wfile.flush()
+                sent += 1
+                hub.frame_sent(first=sent == 1)
+        finally:
+            hub.client_left()
+
+
+class MjpegServer:
+    """The HTTP server thread and the latest JPEG it hands to every client."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "edge_app") -> None:
+        self.title = title
+        self.stopping = threading.Event()
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._jpeg: bytes | None = None
+        self._stats: dict[str, Any] = {}
+        self._published_at = 0.0
+        self.clients = 0  # connected /stream clients now
+        self.clients_total = 0
+        self.clients_served = 0  # /stream clients that received at least one frame
+        self.frames_sent = 0
+        self.frames_published = 0
+        try:
+            self.httpd = _Server((host, port), self)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(f"port {port} on {host} is already in use; stop the program using it or pick "
+                                f"another port, e.g. --serve {host}:{port + 1}") from None
+            if e.errno == errno.EACCES:
+                raise UserError(f"port {port} needs root to listen on; use a port above 1023, e.g. --serve {host}:8080") from None
+            raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e}); use 127.0.0.1 or an address "
+                            "of this machine") from None
+        self.host, self.port = self.httpd.server_address[:2]
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("the MJPEG view on %s:%d is reachable from the network", host, self.port)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name=f"mjpeg:{self.port}", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The page's address, e.g. ``http://127.0.0.1:8080/``."""
+        host = f"[{self.host}]" if ":" in str(self.host) else self.host
+        return f"http://{host}:{self.port}/"
+
+    # ---------------------------------------------------------------------------------------- producer side
+    def wants_frame(self) -> bool:
+        """Whether encoding a frame now is worth it: someone watches, or the snapshot is getting old."""
+        return self.clients > 0 or self._jpeg is None or time.monotonic() - self._published_at > IDLE_ENCODE_S
+
+    def publish(self, jpeg: bytes) -> None:
+        """Make ``jpeg`` the latest frame and wake every stream client."""
+        with self._cond:
+            self._jpeg = jpeg
+            self._seq += 1
+            self.frames_published += 1
+            self._published_at = time.monotonic()
+            self._cond.notify_all()
+
+    def set_stats(self, stats: dict[str, Any]) -> None:
+        """Replace the stats shown on the page (HUD numbers: fps, latency, drops, backend...)."""
+        with self._cond:
+            self._stats = dict(stats)
+
+    # ---------------------------------------------------------------------------------------- client side
+    def latest(self) -> tuple[int, bytes | None]:
+        """(sequence number, JPEG) of the newest frame."""
+        with self._cond:
+            return self._seq, self._jpeg
+
+    def wait_newer(self, seq: int, timeout: float) -> tuple[int, bytes | None]:
+        """Block until a frame newer than ``seq`` exists (or ``timeout``); None when there is none."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq != seq or self.stopping.is_set(), timeout)
+            return (self._seq, self._jpeg) if self._seq != seq else (seq, None)
+
+    def client_joined(self) -> None:
+        """Count a /stream client that connected."""
+        with self._cond:
+            self.clients += 1
+            self.clients_total += 1
+
+    def client_left(self) -> None:
+        """Count a /stream client that went away."""
+        with self._cond:
+            self.clients -= 1
+
+    def frame_sent(self, first: bool) -> None:
+        """Count a frame sent; ``first`` marks a client's first frame."""
+        with self._cond:
+            self.frames_sent += 1
+            self.clients_served += int(first)
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """The stats set by the pipeline plus the server's own counters under ``server``."""
+        with self._cond:
+            return {**self._stats, "server": {
+                "clients": self.clients, "clients_total": self.clients_total, "clients_served": self.clients_served,
+                "frames_published": self.frames_published, "frames_sent": self.frames_sent}}
+
+    def close(self) -> None:
+        """Stop streaming, stop the server thread and free the port; safe to call twice."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+class MjpegSink:
+    """Sink that serves the annotated frames at ``http://host:port/`` (see the module docstring)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "edge_app", quality: int = 80) -> None:
+        if not 1 <= quality <= 100:
+            raise UserError(f"JPEG quality {quality} is out of range; use 1 to 100 (80 is a good default)")
+        self.server = MjpegServer(host, port, title)
+        self.quality = quality
+        self.frames = 0
+        log.info("live view at %s", self.server.url)
+
+    @property
+    def url(self) -> str:
+        """The page's address."""
+        return self.server.url
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with port 0: the OS picks a free one)."""
+        return int(self.server.port)
+
+    def write(self, frame: np.ndarray, result: Any = None) -> None:
+        """Encode the frame as JPEG when someone watches (or the snapshot is stale) and publish it."""
+        self.frames += 1
+        if self.server.stopping.is_set() or not self.server.wants_frame():
+            return
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if ok:
+            self.server.publish(buf.tobytes())
+
+    def update_stats(self, stats: dict[str, Any]) -> None:
+        """Set the numbers shown beside the stream (and returned by /stats)."""
+        self.server.set_stats(stats)
+
+    def close(self) -> None:
+        """Stop the server thread and free the port; safe to call twice."""
+        self.server.close()
+
+    def __enter__(self) -> "MjpegSink":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,87 @@
+"""The MJPEG page in a real headless Chromium (Debian's ``chromium``): load it, check frames arrive and the
+stats render, take a screenshot (also copied to runs/browser/mjpeg_page.png for people to look at)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app.video.mjpeg import MjpegSink
+from edge_app.video.sources import open_source
+from tests.conftest import REPO
+
+CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+BANNER_BGR = (200, 0, 200)  # a colour the page itself never uses: finding it in the screenshot means a frame
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/system-deps.sh installs it as root)")]
+
+
+class Producer(threading.Thread):
+    """Annotated frames from the live synthetic source into the sink, with stats, until stopped."""
+
+    def __init__(self, sink: MjpegSink) -> None:
+        super().__init__(daemon=True)
+        self.sink = sink
+        self.src = open_source("synthetic?seed=4", width=640, height=360, fps=25)
+
+    def run(self) -> None:
+        for f in self.src:
+            img = f.image
+            img[:36] = BANNER_BGR
+            cv2.putText(img, f"edge_app browser test  frame {f.index}", (10, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
+                        (255, 255, 255), 2, cv2.LINE_AA)
+            for obj in f.truth or []:
+                x1, y1, x2, y2 = obj["box"]
+                cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), 2)
+                cv2.putText(img, obj["class"], (x1, max(50, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)
+            self.sink.write(img, None)
+            self.sink.update_stats({"frame": f.index, "fps": round(self.src.fps, 2), "status": self.src.status,
+                                    "source": "synthetic"})
+
+
+def _chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    assert CHROMIUM is not None
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={tmp / 'profile'}", "--window-size=1100,480",
+           "--virtual-time-budget=3000", *extra, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=tmp)
+
+
+def test_page_in_headless_chromium(tmp_path: Path) -> None:
+    sink = MjpegSink("127.0.0.1", 0, title="edge_app live")
+    prod = Producer(sink)
+    prod.start()
+    try:
+        deadline = time.monotonic() + 10
+        while sink.server.frames_published == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        dom = _chromium(sink.url, tmp_path, "--dump-dom")
+        shot = tmp_path / "mjpeg_page.png"
+        r = _chromium(sink.url, tmp_path, f"--screenshot={shot}")
+        served = sink.server.stats_snapshot()["server"]
+    finally:
+        prod.src.close()
+        prod.join(timeout=5)
+        sink.close()
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
+    # The <img> fired onload (a JPEG part arrived and decoded) and the stats table was filled from /stats.
+    assert '<span id="state">streaming</span>' in dom.stdout
+    assert "<td>source</td><td>synthetic</td>" in dom.stdout
+    assert served["clients_served"] >= 2 and served["frames_sent"] >= 2  # one client per Chromium run
+    out = REPO / "runs" / "browser"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, out / "mjpeg_page.png")
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape[:2] == (480, 1100)
+    banner = np.all(np.abs(img.astype(int) - BANNER_BGR) < 30, axis=2)
+    assert banner.sum() > 0.6 * 640 * 36  # the frame's banner is on screen, at (nearly) full size

@@ -1,0 +1,244 @@
+"""Sinks: video files per container with the exact frame rate, JSON lines in whole lines, the display check,
+and what an interrupted run leaves behind (a real SIGINT / SIGKILL to a writer process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_app.errors import UserError
+from edge_app.postprocess import FrameResult, Label
+from edge_app.video import sinks
+from edge_app.video.sinks import DisplaySink, JsonlSink, VideoFileSink, close_all, open_sinks, read_jsonl
+from tests.conftest import REPO
+
+NTSC = 30000 / 1001
+
+
+def _frame(i: int, size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    """A frame whose left part brightens with ``i`` (so frames differ) and a fixed colour block."""
+    w, h = size
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : w // 2] = min(255, 20 + 9 * i)
+    img[h // 4: h // 2, w // 2:] = (0, 200, 255)
+    return img
+
+
+def _result(i: int) -> FrameResult:
+    return FrameResult(i, 100.0 + i / 30, [Label(2, "square", 0.75, (1.0, 2.0, 30.0, 40.0))], {"inference": 4.5})
+
+
+# ----------------------------------------------------------------------------------------------- video file
+@pytest.mark.parametrize("ext, codec", [(".mp4", "mp4v"), (".avi", "MJPG"), (".mkv", "mp4v"), (".webm", "VP80")])
+def test_video_file_per_container_keeps_exact_fps(tmp_path: Path, ext: str, codec: str) -> None:
+    out = tmp_path / f"out{ext}"
+    with VideoFileSink(out, NTSC, (320, 240)) as sink:
+        assert sink.codec == codec
+        for i in range(8):
+            sink.write(_frame(i), _result(i))
+        assert not out.exists() and sink.tmp.exists()  # only a finished file takes the real name
+    assert out.is_file() and not sink.tmp.exists()
+    cap = cv2.VideoCapture(str(out))
+    assert abs(cap.get(cv2.CAP_PROP_FPS) - NTSC) < 1e-3  # 29.97, not rounded to 30
+    frames = []
+    while (r := cap.read())[0]:
+        frames.append(r[1])
+    assert len(frames) == 8 and frames[0].shape == (240, 320, 3)
+    # Lossy codecs: compare the bright/dark halves, not exact pixels.
+    assert abs(float(frames[7][:, :100].mean()) - (20 + 63)) < 12
+    assert float(frames[0][:, :100].mean()) < float(frames[7][:, :100].mean())
+
+
+def test_odd_size_is_padded_not_resampled(tmp_path: Path) -> None:
+    out = tmp_path / "odd.avi"
+    img = _frame(5, (641, 359))
+    with VideoFileSink(out, 25.0, (641, 359)) as sink:
+        assert sink.size == (642, 360)
+        sink.write(img, None)
+    ok, back = cv2.VideoCapture(str(out)).read()
+    assert ok and back.shape == (360, 642, 3)
+    assert np.abs(back[:359, :641].astype(int) - img.astype(int)).mean() < 4  # MJPG: near-exact
+
+
+def test_frames_of_another_size_are_resized(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with VideoFileSink(tmp_path / "a.avi", 10.0, (160, 120)) as sink:
+        sink.write(_frame(0, (320, 240)), None)
+        sink.write(_frame(1, (320, 240)), None)
+    assert sink.frames == 2 and "resized to the video's 160x120" in caplog.text
+    assert cv2.VideoCapture(str(tmp_path / "a.avi")).get(cv2.CAP_PROP_FRAME_COUNT) == 2
+
+
+def test_close_is_idempotent_and_no_frames_makes_no_file(tmp_path: Path) -> None:
+    sink = VideoFileSink(tmp_path / "empty.mp4", 30.0, (64, 48))
+    sink.close()
+    sink.close()
+    assert not (tmp_path / "empty.mp4").exists() and not sink.tmp.exists()
+    with pytest.raises(RuntimeError, match="is closed"):
+        sink.write(_frame(0, (64, 48)), None)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"path": "out.gif"}, r"unknown extension '.gif'; use one of .mp4"),
+    ({"fps": 0}, r"at 0 fps; the frame rate must be positive"),
+    ({"size": (0, 10)}, r"of size 0x10; width and height must be positive"),
+    ({"codec": "ZZZZ"}, r"cannot write '.*out.avi' with codec ZZZZ; use a .avi \(MJPG\)"),
+])
+def test_video_file_bad_input(tmp_path: Path, kwargs: dict, match: str) -> None:
+    args = {"path": "out.avi", "fps": 30.0, "size": (64, 48), **kwargs}
+    args["path"] = tmp_path / args["path"]
+    with pytest.raises(UserError, match=match):
+        VideoFileSink(**args)
+
+
+def test_unwritable_output_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(UserError, match=r"cannot write to folder '.*file.txt'"):
+        VideoFileSink(blocker / "out.mp4", 30.0, (64, 48))
+    with pytest.raises(UserError, match=r"cannot write to folder '.*file.txt'"):
+        JsonlSink(blocker / "out.jsonl")
+
+
+# ----------------------------------------------------------------------------------------------- JSON lines
+def test_jsonl_lines_are_frame_results_flushed_per_batch(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    sink = JsonlSink(path, flush_every=4, flush_interval_s=60)
+    for i in range(6):
+        sink.write(None, _result(i))
+    assert len(read_jsonl(path)) == 4  # one full batch on disk, the rest queued
+    sink.close()
+    sink.close()
+    rows = read_jsonl(path)
+    assert [r["frame"] for r in rows] == list(range(6))
+    assert rows[1] == _result(1).to_dict()
+    assert rows[1]["labels"][0]["box"] == [1.0, 2.0, 30.0, 40.0]
+
+
+def test_jsonl_flushes_by_time_for_slow_streams(tmp_path: Path) -> None:
+    sink = JsonlSink(tmp_path / "r.jsonl", flush_every=1000, flush_interval_s=0.05)
+    sink.write(None, _result(0))
+    time.sleep(0.06)
+    sink.write(None, _result(1))
+    assert len(read_jsonl(tmp_path / "r.jsonl")) == 2
+    sink.close()
+
+
+def test_jsonl_append_drops_a_torn_line_and_continues(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    good = [json.dumps(_result(i).to_dict()) for i in range(3)]
+    path.write_text("\n".join(good) + '\n{"frame": 3, "capt')  # killed mid-line
+    assert len(read_jsonl(path)) == 3
+    with JsonlSink(path, append=True) as sink:
+        assert sink.existing_lines == 3
+        sink.write(None, _result(3))
+    assert [r["frame"] for r in read_jsonl(path)] == [0, 1, 2, 3]
+    assert path.read_text().count("\n") == 4
+
+
+# ----------------------------------------------------------------------------------------------- interrupts
+WRITER = """
+import sys, time, numpy as np
+from edge_app.postprocess import FrameResult
+from edge_app.video.sinks import JsonlSink, VideoFileSink
+out = sys.argv[1]
+with VideoFileSink(out + "/run.mp4", 30.0, (96, 64)) as v, JsonlSink(out + "/run.jsonl", flush_every=5) as j:
+    i = 0
+    while True:
+        img = np.full((64, 96, 3), i % 255, np.uint8)
+        v.write(img, None)
+        j.write(None, FrameResult(i, time.monotonic()))
+        i += 1
+        if i == 20:
+            print("ready", flush=True)
+        time.sleep(0.005)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_writer_leaves_valid_output(tmp_path: Path, sig: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, env=env, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        p.send_signal(sig)
+        p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    rows = read_jsonl(tmp_path / "run.jsonl")
+    text = (tmp_path / "run.jsonl").read_text()
+    assert text.endswith("\n") and len(rows) == text.count("\n")  # only whole lines reach the file
+    assert [r["frame"] for r in rows] == list(range(len(rows))) and len(rows) >= 20
+    if sig == signal.SIGINT:  # Ctrl-C: with-blocks close the sinks, so everything is there and playable
+        cap = cv2.VideoCapture(str(tmp_path / "run.mp4"))
+        n = 0
+        while cap.read()[0]:
+            n += 1
+        assert n >= 20 and n in (len(rows), len(rows) + 1)  # the JSON line of the last frame may be pending
+        assert not list(tmp_path.glob(".run.partial*"))
+    else:  # killed outright: the real name never holds a half-written video
+        assert not (tmp_path / "run.mp4").exists()
+
+
+# ----------------------------------------------------------------------------------------------- display
+def test_display_is_skipped_with_a_message_without_a_screen(monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    sinks.display_available.cache_clear()
+    try:
+        with DisplaySink("test") as d:
+            assert not d.enabled and "no DISPLAY or WAYLAND_DISPLAY" in d.reason
+            d.write(_frame(0), None)  # a no-op, not an abort
+            assert d.key_pressed() is None
+    finally:
+        sinks.display_available.cache_clear()
+    assert "--serve 127.0.0.1:8080" in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def test_open_sinks_opens_all_and_closes_on_failure(tmp_path: Path) -> None:
+    opened = open_sinks(fps=25.0, size=(64, 48), video=tmp_path / "a.avi", jsonl=tmp_path / "a.jsonl",
+                        serve="127.0.0.1:0")
+    try:
+        assert [type(s).__name__ for s in opened] == ["VideoFileSink", "JsonlSink", "MjpegSink"]
+        port = opened[2].port
+        for s in opened:
+            s.write(_frame(0, (64, 48)), _result(0))
+    finally:
+        close_all(opened)
+    assert (tmp_path / "a.avi").is_file() and len(read_jsonl(tmp_path / "a.jsonl")) == 1
+    # The port is still taken by another sink here: the second set fails and closes what it opened.
+    with open_sinks(fps=25.0, size=(64, 48), serve="127.0.0.1:0")[0] as held:
+        with pytest.raises(UserError, match=rf"port {held.port} on 127.0.0.1 is already in use"):
+            open_sinks(fps=25.0, size=(64, 48), video=tmp_path / "b.avi", serve=f"127.0.0.1:{held.port}")
+    assert not list(tmp_path.glob(".b.partial*")) and port > 0
+
+
+def test_close_all_closes_every_sink_then_reraises() -> None:
+    closed: list[str] = []
+
+    class Bad:
+        def close(self) -> None:
+            closed.append("bad")
+            raise OSError("disk full")
+
+    class Good:
+        def close(self) -> None:
+            closed.append("good")
+
+    with pytest.raises(OSError, match="disk full"):
+        close_all([Bad(), Good()])
+    assert closed == ["bad", "good"]
