@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -289,10 +290,29 @@ def check_batches(ed: EngineDir, v: Variant, eng: Engine, batches: tuple[int, ..
 
 
 def open_variant(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
-    """Open one variant through ``open_engine``, the same door ``live`` and ``annotate`` use."""
+    """Open one variant through ``open_engine``, the same door ``live`` and ``annotate`` use.
+
+    ``cfg.threads`` applies to PyTorch too (process-wide), so a comparison at N threads is like for like.
+    """
     from edge_app.runtime import open_engine
 
+    if v.backend == "torch" and cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     return open_engine(path, v.backend, v.precision, v.device, threads=cfg.threads)
+
+
+def thread_counts(cfg: BenchConfig) -> dict[str, int | None]:
+    """Threads each CPU backend used, for the report (numbers on 2 cores depend on them)."""
+    out: dict[str, int | None] = {"onnxruntime": cfg.threads or os.cpu_count()}
+    try:
+        import torch
+
+        out["torch"] = torch.get_num_threads()
+    except ImportError:
+        out["torch"] = None
+    return out
 
 
 def case_result(c: Case, meta: EngineMeta) -> dict[str, Any]:
@@ -366,7 +386,7 @@ def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> dic
         "engine": str(ed.path), "name": meta.name, "arch": meta.arch, "input": f"{spec.height}x{spec.width}",
         "created": now_iso(), "mode": "model", "baseline": BASELINE, "wall_s": wall,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if k != "progress"},
-        "machine": machine_info(), "results": results, "skipped": skipped,
+        "machine": machine_info(), "threads": thread_counts(cfg), "results": results, "skipped": skipped,
     }
     write_outputs(report, Path(out))
     return report
@@ -379,7 +399,8 @@ def print_report(report: dict[str, Any]) -> None:
     cfg = report["config"]
     print(machine_line(report["machine"]))
     print(f"engine: {report['engine']} ({report['arch']}, {report['input']}); warm-up {cfg['warmup']:g} s, then "
-          f"{cfg['duration']:g} s or {cfg['iterations']} calls per variant and batch, interleaved in {cfg['slice_s']:g} s slices")
+          f"{cfg['duration']:g} s or {cfg['iterations']} calls per variant and batch, interleaved in {cfg['slice_s']:g} s slices; "
+          + "threads: " + ", ".join(f"{k} {v}" for k, v in report["threads"].items() if v))
     print(results_table(report))
     for s in report["skipped"]:
         print(f"not measured: {s['variant']} ({s['reason']})")

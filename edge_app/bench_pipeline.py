@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.bench import (BASELINE, BenchConfig, Variant, accuracy_of, agreement_of, check_batches, discover_variants,
-                            open_variant, progress_ticker)
+                            open_variant, progress_ticker, thread_counts)
 from edge_app.bench_report import LOOP_STAGES
 from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
@@ -156,7 +156,7 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
         "created": now_iso(), "mode": "pipeline", "source": source, "source_name": Path(source).name or source,
         "baseline": BASELINE, "wall_s": wall, "turn_s": turn_s,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items() if k != "progress"},
-        "machine": machine_info(), "results": results, "skipped": skipped,
+        "machine": machine_info(), "threads": thread_counts(cfg), "results": results, "skipped": skipped,
     }
     write_outputs(report, Path(out))
     return report
