@@ -191,9 +191,13 @@ def _ffmpeg_capture(url: str, options: str | None, policy: ReconnectPolicy) -> c
         old = os.environ.get(FFMPEG_OPTIONS_ENV)
         if options is not None:
             os.environ[FFMPEG_OPTIONS_ENV] = options
+        # A refused open is expected while reconnecting; OpenCV would print a warning line per attempt.
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(min(level, cv2.utils.logging.LOG_LEVEL_ERROR))
         try:
             return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
         finally:
+            cv2.utils.logging.setLogLevel(level)
             if options is not None:
                 if old is None:
                     os.environ.pop(FFMPEG_OPTIONS_ENV, None)

@@ -50,6 +50,9 @@ PAGE = """<!doctype html>
  async function poll() {{
    try {{
      const s = await (await fetch("/stats", {{cache: "no-store"}})).json();
+     const state = document.getElementById("state");
+     if (s.status === "reconnecting") state.textContent = "reconnecting";
+     else if (state.textContent === "reconnecting") state.textContent = "streaming";
      const rows = Object.entries(s).filter(([k, v]) => typeof v !== "object")
        .map(([k, v]) => `<tr><td>${{k}}</td><td>${{fmt(v)}}</td></tr>`);
      document.getElementById("stats").innerHTML = rows.join("");
@@ -162,6 +165,7 @@ class MjpegServer:
         self._jpeg: bytes | None = None
         self._stats: dict[str, Any] = {}
         self._published_at = 0.0
+        self.source: Any = None  # a Source whose status /stats reports live (see MjpegSink.attach_source)
         self.clients = 0  # connected /stream clients now
         self.clients_total = 0
         self.clients_served = 0  # /stream clients that received at least one frame
@@ -239,9 +243,13 @@ class MjpegServer:
             self.clients_served += int(first)
 
     def stats_snapshot(self) -> dict[str, Any]:
-        """The stats set by the pipeline plus the server's own counters under ``server``."""
+        """The stats set by the pipeline, the attached source's live state, the server's own counters."""
+        src = self.source
         with self._cond:
-            return {**self._stats, "server": {
+            live = {} if src is None else {  # read now: no frames flow while a stream is reconnecting
+                "status": getattr(src, "status", "ok"), "reconnects": getattr(src, "reconnects", 0),
+                "decode_errors": getattr(src, "decode_errors", 0)}
+            return {**self._stats, **live, "server": {
                 "clients": self.clients, "clients_total": self.clients_total, "clients_served": self.clients_served,
                 "frames_published": self.frames_published, "frames_sent": self.frames_sent}}
 
@@ -290,6 +298,11 @@ class MjpegSink:
     def update_stats(self, stats: dict[str, Any]) -> None:
         """Set the numbers shown beside the stream (and returned by /stats)."""
         self.server.set_stats(stats)
+
+    def attach_source(self, source: Any) -> None:
+        """Report ``source.status`` / ``reconnects`` / ``decode_errors`` live in /stats and the page header,
+        so "reconnecting" shows even while no frames (and so no update_stats calls) arrive."""
+        self.server.source = source
 
     def close(self) -> None:
         """Stop the server thread and free the port; safe to call twice."""

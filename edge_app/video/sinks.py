@@ -278,8 +278,11 @@ class DisplaySink:
 # ----------------------------------------------------------------------------------------------- helpers
 def open_sinks(*, fps: float, size: tuple[int, int], video: str | Path | None = None,
                jsonl: str | Path | None = None, append: bool = False, display: bool = False,
-               serve: str | None = None, title: str = "edge_app") -> list[Any]:
-    """Open the requested sinks; if one fails, close those already open and re-raise."""
+               serve: str | None = None, title: str = "edge_app", source: Any = None) -> list[Any]:
+    """Open the requested sinks; if one fails, close those already open and re-raise.
+
+    ``source``: when given, the MJPEG view reports its status (e.g. "reconnecting") live.
+    """
     from edge_app.video.mjpeg import MjpegSink, parse_serve
 
     sinks: list[Any] = []
@@ -293,6 +296,8 @@ def open_sinks(*, fps: float, size: tuple[int, int], video: str | Path | None = 
         if serve:
             host, port = parse_serve(serve)
             sinks.append(MjpegSink(host, port, title=title))
+            if source is not None:
+                sinks[-1].attach_source(source)
     except BaseException:
         close_all(sinks)
         raise

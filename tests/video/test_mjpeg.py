@@ -171,3 +171,16 @@ def test_close_stops_the_thread_ends_streams_and_frees_the_port() -> None:
     again = MjpegSink("127.0.0.1", port)  # the port is free again
     again.close()
     sink.write(_frame(1), None)  # writing after close is harmless
+
+
+def test_attached_source_status_is_reported_live(sink: MjpegSink) -> None:
+    class Src:  # the three attributes the view reads from any Source
+        status, reconnects, decode_errors = "ok", 0, 0
+
+    src = Src()
+    sink.attach_source(src)
+    sink.update_stats({"fps": 25.0})
+    src.status, src.reconnects = "reconnecting", 2  # no frame and no update_stats since
+    stats = json.loads(_get(sink.url + "stats")[2])
+    assert stats["status"] == "reconnecting" and stats["reconnects"] == 2 and stats["fps"] == 25.0
+    assert 'state.textContent = "reconnecting"' in _get(sink.url)[2].decode()

@@ -8,11 +8,13 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from edge_app.video.mjpeg import MjpegSink
 from edge_app.video.sources import ReconnectPolicy, Source, open_source
 from tests.video.conftest import FFMPEG, free_port, make_video, stop_process
 
@@ -81,6 +83,8 @@ def test_rtsp_stream_reconnects_when_the_publisher_comes_back(tmp_path: Path, pr
                              read_timeout_s=1.0, give_up_after_s=30)
     src = open_source(f"rtsp://127.0.0.1:{client_port}/live", reconnect=policy)
     reader = Reader(src)
+    view = MjpegSink("127.0.0.1", 0)  # the browser view reports the source's state while no frames flow
+    view.attach_source(src)
     try:
         assert src.live and src.size == (320, 240) and src.frame_count is None
         assert src.fps == 25.0
@@ -90,12 +94,15 @@ def test_rtsp_stream_reconnects_when_the_publisher_comes_back(tmp_path: Path, pr
         stop_process(publisher)  # the stream is cut mid-run
         _wait_for(lambda: src.status == "reconnecting", 20, "status 'reconnecting'")
         before = len(reader.indexes)
+        with urllib.request.urlopen(view.url + "stats", timeout=5) as r:
+            assert b'"status": "reconnecting"' in r.read()
 
         procs(publish)  # the publisher comes back on the same path
         _wait_for(lambda: src.reconnects >= 1 and len(reader.indexes) >= before + 15, 30,
                   "15 frames after the publisher restarted")
         assert src.status == "ok"
     finally:
+        view.close()
         src.close()
         reader.join(timeout=10)
         log.close()
