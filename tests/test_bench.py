@@ -222,3 +222,27 @@ def test_no_runnable_variant(tiny_engine: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"no variant of .* can run here \(ort-int8-cpu: model.int8.cpu.onnx is missing"):
         run_bench(tiny_engine, quick(backends=("onnxruntime",), precisions=("int8",)), tmp_path)
 
+
+
+# ------------------------------------------------------------------------------------------------ scripts
+def _script(*args: str) -> str:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, *args], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_overhead_script_prints_both_p50s_and_windows(tiny_engine: Path) -> None:
+    out = _script("scripts/bench_overhead.py", str(tiny_engine), "--warmup", "0.05", "--duration", "0.2", "--rounds", "1")
+    assert "round 1: bare session.run p50 " in out and "bench ort-fp32 p50 " in out
+    assert "interleaved in 0.1 s slices" in out and "windows: warm-up off by at most" in out
+
+
+def test_make_bench_engine_script_exports_a_runnable_engine(tmp_path: Path) -> None:
+    out = _script("scripts/make_bench_engine.py", "--img", "32", "--classes", "3", "--name", "r", "--engines", str(tmp_path))
+    assert f"wrote {tmp_path / 'r'}" in out
+    meta = EngineDir(tmp_path / "r").load_meta()
+    assert meta.arch == "resnet18" and (meta.input.height, meta.num_classes) == (32, 3)
