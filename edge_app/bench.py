@@ -153,9 +153,9 @@ def discover_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], l
         if tdev == "cpu" and not cpu:
             skipped.append({"variant": "torch", "reason": f"--device {cfg.device} but PyTorch sees no CUDA GPU"})
         else:
-            cands.append((Variant(BASELINE, "torch", "fp32", tdev, ("fp32",)), ed.checkpoint_path, "needs checkpoint.pt"))
+            cands.append((Variant(BASELINE, "torch", "fp32", tdev, ("fp32",)), ed.checkpoint_path, "re-run `python run.py export` to restore it"))
             if tdev == "cuda":
-                cands.append((Variant("torch-fp16", "torch", "fp16", tdev, ("fp16",)), ed.checkpoint_path, "needs checkpoint.pt"))
+                cands.append((Variant("torch-fp16", "torch", "fp16", tdev, ("fp16",)), ed.checkpoint_path, "re-run `python run.py export` to restore it"))
     if installed.get("onnxruntime"):
         from edge_app.runtime.onnxruntime import GPU_PROVIDERS, available_providers
 

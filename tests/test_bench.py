@@ -37,7 +37,7 @@ def engine_with_int8(tiny_engine: Path, tmp_path: Path) -> Path:
         (dst / f).symlink_to(tiny_engine / f)
     (dst / "model.int8.cpu.onnx").symlink_to(tiny_engine / "model.onnx")
     meta = json.loads((tiny_engine / "meta.json").read_text())
-    meta["accuracy"]["int8_cpu"] = {"top1": 0.4321}
+    meta["accuracy"]["int8.cpu"] = {"top1": 0.4321, "agreement": 0.97}  # the keys `calibrate` writes
     (dst / "meta.json").write_text(json.dumps(meta))
     return dst
 
@@ -88,6 +88,22 @@ def test_config_rejects_bad_values(kw: dict[str, Any], msg: str) -> None:
         BenchConfig(**kw)
 
 
+def test_discovery_adds_gpu_variants_where_present(engine_with_int8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT and ONNX Runtime GPU variants appear when their runtime and model files do (no GPU needed to check)."""
+    import edge_app.runtime.onnxruntime as ort_backend
+
+    (engine_with_int8 / "model.fp16.onnx").symlink_to(engine_with_int8 / "model.onnx")
+    monkeypatch.setattr(bench, "_installed", lambda b: (True, ""))
+    monkeypatch.setattr(bench, "_cuda_available", lambda: True)
+    monkeypatch.setattr(ort_backend, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    variants, skipped = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig())
+    keys = [v.key for v in variants]
+    assert keys == ["torch-fp32", "torch-fp16", "ort-fp32", "ort-int8-cpu", "ort-gpu-fp32", "ort-gpu-fp16", "trt-fp32", "trt-fp16"]
+    assert {"variant": "trt-int8", "reason": "model.int8.trt.onnx is missing; run `python run.py calibrate` to make it"} in skipped
+    only = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig(device="cpu", precisions=("int8",)))[0]
+    assert [v.key for v in only] == ["ort-int8-cpu"]
+
+
 # ------------------------------------------------------------------------------------------------ measuring
 def test_measure_interleaves_variants_in_slices_and_respects_windows() -> None:
     log: list[str] = []
@@ -134,7 +150,7 @@ def test_run_bench_measures_every_variant_and_writes_reports(engine_with_int8: P
             assert r["speedup"] == pytest.approx(1.0)
             assert r["accuracy_top1"] == meta.accuracy["fp32"]["top1"]
         if r["variant"] == "ort-int8-cpu":
-            assert r["accuracy_top1"] == 0.4321 and r["model_file"] == "model.int8.cpu.onnx"
+            assert r["accuracy_top1"] == 0.4321 and r["agreement_fp32"] == 0.97 and r["model_file"] == "model.int8.cpu.onnx"
     saved = json.loads((out / "bench.json").read_text())
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["versions"]["onnxruntime"]
     assert len(saved["results"]) == 6 and saved["config"]["batches"] == [1, 2]
