@@ -46,6 +46,13 @@ CPU_EXTRA_OPTIONS: dict[str, Any] = {
     "WeightSymmetric": True,
 }
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# Bump when the graph passes or settings here change, so existing derived models are rebuilt on the next run.
+RECIPE_VERSION = "2"
+
+
+def recipe() -> str:
+    """Names what made a derived model (this module's recipe and the ONNX Runtime version), for up-to-date checks."""
+    return f"edge_app.quantize/{RECIPE_VERSION} onnxruntime/{ort_version()}"
 
 
 def ort_version() -> str:
@@ -130,6 +137,7 @@ def quantize_int8(pre_model: Path, ranges: dict[str, list[float]], target: str, 
         ort_log.setLevel(level)
     qmodel = onnx.load(str(raw))
     removed = place_residual_qdq(qmodel) if target == "trt" else 0
+    _drop_unused_opsets(qmodel)
     onnx.checker.check_model(qmodel)
     atomic_write(dst, lambda p: onnx.save(qmodel, str(p)))
     settings = {
@@ -198,6 +206,15 @@ def place_residual_qdq(model: onnx.ModelProto) -> int:
         g.node.remove(n)
     _drop_unused_initializers(model)
     return removed
+
+
+def _drop_unused_opsets(model: onnx.ModelProto) -> None:
+    """ORT's optimiser declares every domain it knows (com.microsoft, ...); keep only those the nodes use,
+    so parsers that reject unknown domains (older TensorRT) see a plain ONNX graph."""
+    used = {n.domain for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:

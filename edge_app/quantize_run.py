@@ -104,6 +104,7 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
             pre = pre or qz.preprocess_model(src, work / "pre.onnx")
             settings = qz.quantize_int8(pre, rec["ranges"], target, dst, work)
             meta.quantization[dst.name] = {"tool": "onnxruntime.quantization.quantize_static", "version": qz.ort_version(),
+                                           "recipe": qz.recipe(),
                                            "preprocess": "onnxruntime.quantization.shape_inference.quant_pre_process",
                                            "target": target, "ranges": str(cpath), "ranges_sha256": rsha,
                                            "method": cfg.method, "settings": settings, "created": now_iso()}
@@ -114,7 +115,8 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
             say(f"{dst.name} is up to date")
         else:
             settings = qz.write_fp16(src, dst)
-            meta.quantization[dst.name] = {"tool": "edge_app.quantize.cast_fp16", "version": "1", "source_sha256": model_sha,
+            meta.quantization[dst.name] = {"tool": "edge_app.quantize.cast_fp16", "version": qz.RECIPE_VERSION,
+                                           "recipe": qz.recipe(), "source_sha256": model_sha,
                                            "settings": settings, "created": now_iso()}
             ed.record_file(meta, dst)
             written.append(str(dst))
@@ -146,8 +148,10 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
 
 
 def _up_to_date(meta: EngineMeta, path: Path, field: str, value: str) -> bool:
+    """True when ``path`` is intact and was made from ``value`` by this version of the recipe and of ORT."""
     info = meta.quantization.get(path.name, {})
-    return path.is_file() and info.get(field) == value and meta.files.get(path.name) == sha256_file(path)
+    return (path.is_file() and info.get(field) == value and info.get("recipe") == qz.recipe()
+            and meta.files.get(path.name) == sha256_file(path))
 
 
 def _validation_set(val: str | None, meta: EngineMeta) -> tuple[ImageSet | None, str]:
@@ -225,24 +229,32 @@ def int8_warnings(report: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-def cpu_latency_ratio(ed: EngineDir, meta: EngineMeta, runs: int = 50, warmup: int = 10,
+def cpu_latency_ratio(ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: int = 10, settle: int = 3,
                       threads: int | None = None) -> dict[str, Any]:
-    """Median batch-1 latency of model.int8.cpu.onnx and model.onnx on ORT CPU, interleaved in one run."""
+    """Median batch-1 latency of model.int8.cpu.onnx and model.onnx on ORT CPU, measured side by side in one run.
+
+    The two models alternate in blocks of ``block`` timed calls, each after ``settle`` untimed ones: load
+    changes on a shared machine hit both alike, and the other session's spinning worker threads (ONNX
+    Runtime spins briefly after each call) have gone quiet before the clock starts. Alternating single calls
+    instead slowed fp32 several-fold on a busy 2-core machine and overstated the INT8 gain.
+    """
     from edge_app.runtime.onnxruntime import OnnxRuntimeEngine
 
     x = np.random.default_rng(0).integers(0, 256, (1, meta.input.height, meta.input.width, 3), dtype=np.uint8)
     times: dict[str, list[float]] = {"fp32": [], "int8": []}
     with OnnxRuntimeEngine(ed, meta, "fp32", threads=threads) as f32, OnnxRuntimeEngine(ed, meta, "int8", threads=threads) as i8:
         engines = {"fp32": f32, "int8": i8}
-        for i in range(warmup + runs):
-            for k, e in engines.items():  # interleaved, so load changes on a shared machine hit both alike
-                t = time.perf_counter()
-                e.infer(x)
-                if i >= warmup:
+        for _ in range(rounds):
+            for k, e in engines.items():
+                for _ in range(settle):
+                    e.infer(x)
+                for _ in range(block):
+                    t = time.perf_counter()
+                    e.infer(x)
                     times[k].append((time.perf_counter() - t) * 1e3)
     p50 = {k: float(np.median(v)) for k, v in times.items()}
     return {"fp32_ms": p50["fp32"], "int8_ms": p50["int8"], "ratio": p50["int8"] / p50["fp32"], "batch": 1,
-            "runs": runs, "threads": threads or os.cpu_count(), "input": f"{meta.input.width}x{meta.input.height}",
+            "runs": rounds * block, "threads": threads or os.cpu_count(), "input": f"{meta.input.width}x{meta.input.height}",
             "runtime": f"onnxruntime {qz.ort_version()} CPUExecutionProvider"}
 
 

@@ -199,6 +199,13 @@ def test_rerun_is_a_cache_hit_and_changes_recalibrate(engine_copy: Path, tiny_da
     run_calibrate(engine_copy, cfg, say=again.append)
     assert any(line.startswith("reusing cached ranges") for line in again)
     assert {p: p.stat().st_mtime_ns for p in files} == files  # nothing rewritten
+
+    # A damaged derived model is rebuilt from the cached ranges, still without calibrating.
+    trt = engine_copy / "model.int8.trt.onnx"
+    trt.write_bytes(trt.read_bytes()[:1000])
+    run_calibrate(engine_copy, cfg, say=again.append)
+    assert EngineDir(engine_copy).load_meta().files[trt.name] == sha256_file(trt)
+    assert {p: p.stat().st_mtime_ns for p in files if p != trt} == {p: t for p, t in files.items() if p != trt}
     monkeypatch.undo()
 
     # A different image set recalibrates (and so rewrites both INT8 models).

@@ -40,6 +40,7 @@ def _main_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 def test_trt_model_is_symmetric_int8(calibrated: dict) -> None:
     m = onnx.load(str(EngineDir(calibrated["engine"]).onnx_path("int8", "trt")))
     init = _init(m)
+    assert [(o.domain, o.version) for o in m.opset_import] == [("", 17)]  # plain ONNX, the exporter's opset
     qs = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
     dqs = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
     assert qs and dqs
@@ -167,3 +168,14 @@ def test_meta_records_tools_hashes_and_accuracy(calibrated: dict) -> None:
     assert "agreement" in meta.accuracy["int8.cpu"] and "max_abs_dev" in meta.accuracy["fp16"]
     table = "\n".join(calibrated["lines"])
     assert "model.int8.trt.onnx" in table and "top-1" in table
+
+
+def test_cpu_latency_ratio_measures_both_models(calibrated: dict) -> None:
+    """Structure only: timings are checked by the benchmark commands, not by tests on a shared machine."""
+    from edge_app.quantize_run import cpu_latency_ratio
+
+    ed = EngineDir(calibrated["engine"])
+    s = cpu_latency_ratio(ed, ed.load_meta(), rounds=2, block=3, settle=1, threads=1)
+    assert s["runs"] == 6 and s["threads"] == 1 and s["input"] == "32x32"
+    assert s["fp32_ms"] > 0 and s["int8_ms"] > 0
+    assert s["ratio"] == pytest.approx(s["int8_ms"] / s["fp32_ms"])
