@@ -192,7 +192,15 @@ class Pipeline:
                     pass
 
     # -------------------------------------------------------------------------------------------- threads
-    def _worker(self, fn: Callable[[], None], name: str) -> threading.Thread:
+    def _worker(self, fn: Callable[[], None], name: str) -> threading.Event:
+        """Start ``fn`` on a daemon thread; the returned event is set when it has finished.
+
+        The main thread waits on these events, not on ``Thread.join``: a Ctrl-C that lands inside
+        ``join`` can leave the thread marked finished while it still runs (CPython < 3.13), and the
+        sinks would then be closed under the writer's feet.
+        """
+        done = threading.Event()
+
         def run() -> None:
             try:
                 fn()
@@ -203,9 +211,10 @@ class Pipeline:
                 self._stop_reason = self._stop_reason or "error"
                 self.abort_event.set()
                 self.stop_event.set()
-        t = threading.Thread(target=run, name=f"pipeline-{name}", daemon=True)
-        t.start()
-        return t
+            finally:
+                done.set()
+        threading.Thread(target=run, name=f"pipeline-{name}", daemon=True).start()
+        return done
 
     def _capture(self) -> None:
         cfg = self.cfg
@@ -339,15 +348,14 @@ class Pipeline:
         from the worker threads are re-raised here after everything is closed.
         """
         t0 = time.perf_counter()
-        threads: list[threading.Thread] = []
+        threads: list[threading.Event] = []
         try:
             threads = [self._worker(self._capture, "capture"), self._worker(self._infer, "infer"),
                        self._worker(self._write, "write")]
             interrupts = 0
-            while any(t.is_alive() for t in threads):
+            while not all(done.is_set() for done in threads):
                 try:
-                    for t in threads:
-                        t.join(timeout=0.05)
+                    time.sleep(0.02)
                 except KeyboardInterrupt:
                     interrupts += 1
                     self.stop("interrupt")
@@ -369,15 +377,15 @@ class Pipeline:
             raise self._errors[0]
         return self.report
 
-    def _close_all(self, threads: list[threading.Thread]) -> None:
+    def _close_all(self, threads: list[threading.Event]) -> None:
         """Close sinks (flushing what they hold) and the source, even if a worker is stuck in a read."""
         self.stop_event.set()
         try:
             self.source.close()
         except Exception as e:  # noqa: BLE001 - closing must not hide the run's own outcome
             self._errors.append(e)
-        for t in threads:
-            t.join(timeout=2.0)
+        for done in threads:
+            done.wait(timeout=2.0)
         for s in self.sinks:
             try:
                 s.close()

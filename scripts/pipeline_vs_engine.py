@@ -68,6 +68,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per engine-only run")
     p.add_argument("--backend", default="auto")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--no-video", action="store_true", help="pipeline writes JSON lines only (no MP4 encoding)")
     p.add_argument("--live", type=float, default=20.0, help="seconds of `live --source synthetic --save` (0: skip)")
     a = p.parse_args()
 
@@ -82,7 +83,9 @@ def main() -> int:
             if label == "after":
                 with tempfile.TemporaryDirectory() as d:
                     src = open_source(a.video)
-                    sinks = [VideoFileSink(Path(d) / "out.mp4", src.fps, src.size), JsonlSink(Path(d) / "out.jsonl")]
+                    sinks = [JsonlSink(Path(d) / "out.jsonl")]
+                    if not a.no_video:
+                        sinks.insert(0, VideoFileSink(Path(d) / "out.mp4", src.fps, src.size))
                     rep = run_pipeline(eng, src, sinks, PipelineConfig(mode=a.mode, batch=a.batch))
             infer_fps = timed_loop(eng.infer, ready, a.seconds) if a.mode == "classify" else float("nan")
             step_fps = timed_loop(lambda b: lab.label(b), fb, a.seconds)
@@ -90,7 +93,8 @@ def main() -> int:
             print(f"engine only ({label} the pipeline run): infer {infer_fps:.1f} frames/s, label step (resize+infer+post) {step_fps:.1f} frames/s")
         infer_fps = float(np.mean([r[0] for r in runs]))
         step_fps = float(np.mean([r[1] for r in runs]))
-        print(f"pipeline ({a.video}, decode + label + overlay + MP4 + JSON lines): {rep.frames_written} frames in "
+        outputs = "JSON lines" if a.no_video else "MP4 + JSON lines"
+        print(f"pipeline ({a.video}, decode + label + overlay + {outputs}): {rep.frames_written} frames in "
               f"{rep.seconds:.2f}s = {rep.throughput_fps:.1f} frames/s")
         if a.mode == "classify":
             print(f"ratio pipeline / engine-only infer: {rep.throughput_fps / infer_fps:.2f}")
