@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -56,6 +55,7 @@ def engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (default: fastest available)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"), help="model precision (default: fastest available)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--no-build", action="store_true", help="with TensorRT: fail instead of building a missing plan")
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -115,26 +115,43 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ annotate
 def _annotate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", help="input video file")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files and/or folders of video files")
     p.add_argument("--engine", required=True, help="engine folder, e.g. engines/demo")
-    p.add_argument("--out", default=None, help="annotated video path (default runs/annotate/<stem>.mp4)")
-    p.add_argument("--top-k", type=positive_int, default=3)
-    p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: all)")
-    engine_args(p)
+    p.add_argument("--out", default=None, help="output folder (default runs/annotate), or OUT.mp4 for a single input; JSON lines go beside each video")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from the last frame its JSON lines hold")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _loop_args(p, batch=8)  # defined with `live`, below
 
 
-@command("annotate", "label every frame of a video file: annotated video + JSON lines", _annotate_args)
+@command("annotate", "label every frame of video files: annotated videos + JSON lines, batched, resumable", _annotate_args)
 def cmd_annotate(a: argparse.Namespace) -> int:
-    from edge_app.pipeline import AnnotateConfig, annotate_video
+    from edge_app.annotate import AnnotateConfig, annotate_video, collect_inputs, output_paths
     from edge_app.runtime import open_engine
 
-    out = Path(a.out) if a.out else Path("runs/annotate") / (Path(a.video).stem + ".mp4")
-    with open_engine(a.engine, a.backend, a.precision, a.device) as eng:
+    pc = _loop_config(a)
+    cfg = AnnotateConfig(top_k=pc.top_k, mode=pc.mode, tiles=pc.tiles, batch=pc.batch, max_frames=pc.max_frames,
+                         progress=not a.no_progress, resume=a.resume, overlay=pc.overlay)
+    tot = {"read": 0, "written": 0, "failed": 0, "seconds": 0.0}
+    with open_engine(a.engine, a.backend, a.precision, a.device, no_build=a.no_build) as eng:
+        inputs = collect_inputs(a.inputs)
+        outs = output_paths(inputs, a.out)
         print(f"engine: {eng.description} [{getattr(eng, 'choice', '')}]")
-        r = annotate_video(eng, a.video, out, out.with_suffix(".jsonl"), AnnotateConfig(top_k=a.top_k, max_frames=a.max_frames))
-    lat = r["inference_ms"]
-    print(f"annotated {r['frames']} frames at {r['fps']:.1f} frames/s (inference p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms)")
-    print(f"wrote {r['video']} and {r['jsonl']}")
+        for src, (vid, jl) in zip(inputs, outs):
+            r = annotate_video(eng, src, vid, jl, cfg)
+            if r["already_complete"]:
+                print(f"{src}: already complete ({r['frames_restored']} frames in {jl}), skipped")
+                continue
+            resumed = f", resumed after frame {r['frames_restored'] - 1}" if r["frames_restored"] else ""
+            print(f"{src}: annotated {r['frames_written']} frames ({r['frames_read']} read, {r['frames_failed']} failed to decode{resumed}) "
+                  f"at {r['fps']:.1f} frames/s -> {vid}, {jl}")
+            for k, v in (("read", r["frames_read"]), ("written", r["frames_written"]), ("failed", r["frames_failed"]), ("seconds", r["seconds"])):
+                tot[k] += v
+            if r["stopped_by"] == "interrupt":
+                print("interrupted: what was written is complete up to the last JSON line; run again with --resume to continue", file=sys.stderr)
+                return 130
+    if len(inputs) > 1:
+        fps = tot["written"] / tot["seconds"] if tot["seconds"] else 0.0
+        print(f"total: {len(inputs)} files, {tot['read']} frames read, {tot['written']} written, {tot['failed']} failed to decode, {fps:.1f} frames/s")
     return 0
 
 
@@ -152,6 +169,197 @@ def cmd_demo(a: argparse.Namespace) -> int:
     if a.epochs:
         cfg.epochs = a.epochs
     run_demo(cfg)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ bench
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    from edge_app.bench import BENCH_BACKENDS, BenchConfig
+
+    d = BenchConfig()
+    p.add_argument("engine", help="engine folder, e.g. engines/demo")
+    p.add_argument("--batch", default="1", help="batch sizes, comma-separated (default 1), e.g. 1,8,32")
+    p.add_argument("--warmup", type=float, default=d.warmup, help=f"warm-up seconds per variant and batch, not measured (default {d.warmup})")
+    p.add_argument("--duration", type=float, default=d.duration, help=f"measured seconds per variant and batch (default {d.duration})")
+    p.add_argument("--iterations", type=int, default=d.iterations,
+                   help=f"measured calls (frames with --pipeline) per variant at least; the longer of this and --duration wins (default {d.iterations})")
+    p.add_argument("--backends", default=None, help=f"comma-separated subset of {','.join(BENCH_BACKENDS)} (default: every installed one)")
+    p.add_argument("--precisions", default=None, help="comma-separated subset of fp32,fp16,int8 (default: every one with a model file)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: every device present)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and PyTorch (default: one per core)")
+    p.add_argument("--slice", type=float, default=d.slice_s, help=f"seconds one variant runs before the next takes its turn (default {d.slice_s})")
+    p.add_argument("--pipeline", default=None, metavar="SOURCE", help="time the whole frame loop on this video source instead of the model alone")
+    p.add_argument("--out", default=None, help="output folder (default runs/bench/<engine name>)")
+
+
+@command("bench", "latency and throughput of every backend x precision of an engine, interleaved in one run", _bench_args)
+def cmd_bench(a: argparse.Namespace) -> int:
+    from edge_app.bench import BenchConfig, parse_batches, parse_list
+    from edge_app.engine_dir import PRECISIONS
+
+    cfg = BenchConfig(warmup=a.warmup, duration=a.duration, iterations=a.iterations, batches=parse_batches(a.batch),
+                      slice_s=a.slice, backends=parse_list(a.backends, ("torch", "onnxruntime", "tensorrt"), "--backends"),
+                      precisions=parse_list(a.precisions, PRECISIONS, "--precisions"), device=a.device, threads=a.threads)
+    out = Path(a.out) if a.out else Path("runs/bench") / Path(a.engine).name
+    if a.pipeline:
+        from edge_app.bench_pipeline import print_pipeline_report, run_pipeline_bench
+
+        print_pipeline_report(run_pipeline_bench(a.engine, a.pipeline, cfg, out))
+    else:
+        from edge_app.bench import print_report, run_bench
+
+        print_report(run_bench(a.engine, cfg, out))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ build
+def _build_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("engine", help="engine folder, e.g. engines/demo")
+    p.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"),
+                   help="which ONNX to build from: model.onnx, model.fp16.onnx or model.int8.trt.onnx (default fp16)")
+    p.add_argument("--batch", default="1:8:32", help="optimisation profile MIN:OPT:MAX batch sizes (default 1:8:32)")
+    p.add_argument("--dla", type=int, default=None, metavar="N", help="run on DLA core N with GPU fallback (Jetson Xavier/Orin)")
+    p.add_argument("--workspace", type=positive_float, default=2.0, metavar="GiB", help="builder workspace limit (default 2)")
+    p.add_argument("--force", action="store_true", help="rebuild even when a matching plan exists")
+
+
+@command("build", "build a TensorRT plan for this GPU and TensorRT version (cached under engines/NAME/plans)", _build_args)
+def cmd_build(a: argparse.Namespace) -> int:
+    from edge_app.engine_dir import EngineDir
+    from edge_app.runtime.tensorrt import BatchRange, BuildError, BuildSpec, build
+
+    spec = BuildSpec(a.precision, BatchRange.parse(a.batch), a.dla, a.workspace)
+    try:
+        r = build(EngineDir(a.engine), spec, force=a.force, verbose=a.verbose)
+    except BuildError as e:
+        raise UserError(str(e)) from None
+    state = "up to date, nothing to do" if r["cached"] else f"built in {r['build_s']:.1f} s"
+    print(f"{state}: {a.engine}/{r['plan']} (TensorRT {r['trt_version']}, {r['gpu']}, {r['precision']}, batch {':'.join(map(str, r['batch']))})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ doctor
+def _doctor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+@command("doctor", "what this machine can run (GPU, TensorRT, ONNX Runtime, OpenCV, cameras) and how to fix what is missing", _doctor_args)
+def cmd_doctor(a: argparse.Namespace) -> int:
+    import json
+
+    from edge_app.doctor import as_json, format_report, run_checks
+
+    checks = run_checks()
+    print(json.dumps(as_json(checks), indent=2) if a.json else format_report(checks))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ live
+def _loop_args(p: argparse.ArgumentParser, batch: int) -> None:
+    """Options shared by `live` and `annotate`: labelling mode, tiles, batching and the overlay."""
+    from edge_app.labeller import MODES, TileConfig
+
+    t = TileConfig()
+    p.add_argument("--mode", default="classify", choices=MODES, help="classify: whole frame, top-k; tiles: grid of tiles -> boxes (default classify)")
+    p.add_argument("--top-k", type=int, default=3, help="labels shown in classify mode (default 3)")
+    p.add_argument("--tiles", default=f"{t.grid[0]}x{t.grid[1]}", help="tiles mode: COLSxROWS grid of square tiles at scale 1.0 (default %(default)s)")
+    p.add_argument("--scales", default=",".join(f"{s:g}" for s in t.scales), help="tiles mode: tile scales, comma-separated (default %(default)s)")
+    p.add_argument("--conf", type=float, default=t.conf, help=f"tiles mode: minimum class probability for a box (default {t.conf})")
+    p.add_argument("--iou", type=float, default=t.iou, help=f"tiles mode: class-wise NMS IoU threshold (default {t.iou})")
+    p.add_argument("--batch", type=int, default=batch, help=f"frames per engine call (default {batch})")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after reading this many frames (default 0: no limit)")
+    p.add_argument("--no-labels", action="store_true", help="do not draw whole-frame labels")
+    p.add_argument("--no-boxes", action="store_true", help="do not draw boxes")
+    p.add_argument("--no-hud", action="store_true", help="do not draw the latency HUD")
+    engine_args(p)
+
+
+def _loop_config(a: argparse.Namespace, **kw: object) -> "PipelineConfig":  # noqa: F821 - imported lazily
+    """PipelineConfig from the shared options; every bad value becomes a UserError naming it."""
+    from edge_app.labeller import TileConfig
+    from edge_app.overlay import OverlayConfig
+    from edge_app.pipeline import PipelineConfig
+
+    if a.top_k < 1:
+        raise UserError(f"--top-k {a.top_k} must be at least 1; e.g. --top-k 3")
+    tiles = TileConfig.from_strings(a.tiles, a.scales, conf=a.conf, iou=a.iou)
+    overlay = OverlayConfig(labels=not a.no_labels, boxes=not a.no_boxes, hud=not a.no_hud, top_k=a.top_k)
+    return PipelineConfig(mode=a.mode, top_k=a.top_k, tiles=tiles, batch=a.batch, max_frames=a.max_frames,
+                          overlay=overlay, **kw)  # type: ignore[arg-type]
+
+
+def _live_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", required=True, help="engine folder, e.g. engines/demo")
+    p.add_argument("--source", default="synthetic", help="camera index, /dev/videoN, file, rtsp://, http(s)://, gst:..., csi://N, image folder/glob or synthetic (default)")
+    p.add_argument("--width", type=int, default=None, help="requested frame width (with --height)")
+    p.add_argument("--height", type=int, default=None, help="requested frame height (with --width)")
+    p.add_argument("--fps", type=float, default=None, help="requested frame rate (cameras, synthetic, images)")
+    p.add_argument("--loop", action="store_true", help="restart files and image folders at the end")
+    p.add_argument("--flip", default=None, choices=("h", "v", "180"), help="mirror or rotate frames")
+    p.add_argument("--display", action="store_true", help="show a window (q or Esc quits); skipped with a message without a display")
+    p.add_argument("--save", default=None, metavar="OUT.mp4", help="write the annotated video here")
+    p.add_argument("--jsonl", default=None, metavar="OUT.jsonl", help="write one JSON line per frame here")
+    p.add_argument("--serve", default=None, metavar="HOST:PORT", help="MJPEG stream + stats page over HTTP, e.g. 127.0.0.1:8080")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (default 0: no limit)")
+    _loop_args(p, batch=1)
+
+
+@command("live", "label a live source (camera, stream, file, synthetic) into a window, files and/or a browser; latency first", _live_args)
+def cmd_live(a: argparse.Namespace) -> int:
+    from edge_app.pipeline import run_pipeline
+    from edge_app.runtime import open_engine
+    from edge_app.video.sinks import open_sinks
+    from edge_app.video.sources import open_source
+
+    cfg = _loop_config(a, duration=a.duration)
+    if cfg.duration < 0:
+        raise UserError(f"--duration {a.duration:g} must be 0 (no limit) or more seconds")
+    with open_engine(a.engine, a.backend, a.precision, a.device, no_build=a.no_build) as eng:
+        print(f"engine: {eng.description} [{getattr(eng, 'choice', '')}]")
+        src = open_source(a.source, width=a.width, height=a.height, fps=a.fps, loop=a.loop, flip=a.flip)
+        try:
+            sinks = open_sinks(fps=src.fps, size=src.size, video=a.save, jsonl=a.jsonl, display=a.display,
+                               serve=a.serve, title=f"edge_app: {a.source}")
+        except BaseException:
+            src.close()
+            raise
+        for s in sinks:
+            if hasattr(s, "url"):
+                print(f"serving {s.url}", flush=True)
+        print(f"source: {src!r}; mode {cfg.mode}; Ctrl-C stops", flush=True)
+        rep = run_pipeline(eng, src, sinks, cfg)
+    print(rep.summary())
+    for name, st in rep.stages.items():
+        print(f"  {name:12s} p50 {st['p50']:8.2f} ms  p99 {st['p99']:8.2f} ms")
+    for what in (a.save, a.jsonl):
+        if what:
+            print(f"wrote {what}")
+    return 130 if rep.stopped_by == "interrupt" else 0
+
+
+# ------------------------------------------------------------------------------------------------ calibrate
+def _calibrate_args(p: argparse.ArgumentParser) -> None:
+    from edge_app.calibrate import METHODS
+    from edge_app.quantize_run import CalibrateConfig
+
+    d = CalibrateConfig()
+    p.add_argument("engine", help="engine folder from `export`, e.g. engines/demo")
+    p.add_argument("--images", default=d.images, help="calibration images: a folder (recursive, no labels needed), a video file, or 'synthetic' (default)")
+    p.add_argument("--num", type=int, default=d.num, help=f"how many images (or evenly spaced frames) to calibrate on (default {d.num})")
+    p.add_argument("--method", default=d.method, help=f"range calibration: {', '.join(METHODS)} (default {d.method}, as TensorRT's calibrator)")
+    p.add_argument("--val", default=None, metavar="DIR", help="labelled <class>/ image folder for the top-1 report (default: the checkpoint's training data)")
+    p.add_argument("--cache-dir", default=d.cache_dir, help=f"where the tensor-range cache lives (default {d.cache_dir})")
+    p.add_argument("--no-speed", action="store_true", help="skip the INT8-vs-fp32 CPU latency measurement")
+    p.add_argument("--force", action="store_true", help="recalibrate and rewrite every model even when up to date")
+
+
+@command("calibrate", "calibrate with images: cached tensor ranges -> model.int8.trt/cpu.onnx, model.fp16.onnx, accuracy report", _calibrate_args)
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    from edge_app.quantize_run import CalibrateConfig, run_calibrate
+
+    r = run_calibrate(a.engine, CalibrateConfig(images=a.images, num=a.num, method=a.method, val=a.val, force=a.force,
+                                                cache_dir=a.cache_dir, speed=not a.no_speed))
+    print(f"done in {r['seconds']:.1f}s")
     return 0
 
 

@@ -18,7 +18,8 @@ from edge_app.data.synthetic import SyntheticConfig, VideoConfig, write_dataset,
 from edge_app.engine_dir import InputSpec
 from edge_app.evaluate import compare, predict_logits, top1
 from edge_app.export import export
-from edge_app.pipeline import AnnotateConfig, annotate_video
+from edge_app.fsutil import atomic_write_bytes
+from edge_app.annotate import AnnotateConfig, annotate_video
 from edge_app.runtime import open_engine
 from edge_app.train import TrainConfig, load_checkpoint, train
 
@@ -42,8 +43,8 @@ def _step(msg: str) -> float:
     return time.perf_counter()
 
 
-def _trained(ckpt_path: Path, cfg: TrainConfig) -> bool:
-    """True when ``ckpt_path`` is a finished run of exactly ``cfg``."""
+def _trained(ckpt_path: Path, cfg: TrainConfig, data_root: Path) -> bool:
+    """True when ``ckpt_path`` is a finished run of exactly ``cfg`` on the current dataset recipe."""
     if not ckpt_path.is_file():
         return False
     try:
@@ -52,7 +53,10 @@ def _trained(ckpt_path: Path, cfg: TrainConfig) -> bool:
         return False
     saved = {k: v for k, v in ck.get("config", {}).items() if k not in ("device", "out", "workers_threads")}
     want = {k: v for k, v in asdict(cfg).items() if k not in ("device", "out", "workers_threads")}
-    return saved == want and ck.get("epoch") == cfg.epochs
+    # A changed recipe rewrites the images under the same path: the stamp says which recipe trained it.
+    stamp = ckpt_path.parent / "dataset.json"
+    same_data = stamp.is_file() and stamp.read_bytes() == (data_root / "dataset.json").read_bytes()
+    return saved == want and ck.get("epoch") == cfg.epochs and same_data
 
 
 def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
@@ -70,10 +74,11 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
     tcfg = TrainConfig(data=str(root), arch=cfg.arch, img=cfg.img, epochs=cfg.epochs, out=str(out / "train"))
     last = out / "train" / "last.pt"
     t = _step(f"train {cfg.arch} at {cfg.img}x{cfg.img} for {cfg.epochs} epochs")
-    if _trained(last, tcfg):
+    if _trained(last, tcfg, Path(root)):
         print(f"    reusing finished run {last}")
     else:
         train(tcfg)
+        atomic_write_bytes(out / "train" / "dataset.json", (Path(root) / "dataset.json").read_bytes())
     best = out / "train" / "best.pt"
     written += [str(best), str(last), str(out / "train" / "metrics.csv"), str(out / "train" / "metrics.png")]
     print(f"    {time.perf_counter() - t:.1f}s")
@@ -83,6 +88,14 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
     engine_dir = ex["engine"]
     written += [ex["onnx"], f"{engine_dir}/meta.json"]
     print(f"    {'up to date' if ex['cached'] else 'exported'}; parity max |diff| {ex['parity']['max_abs_diff']:.2e}  {time.perf_counter() - t:.1f}s")
+
+    t = _step("calibrate: INT8 (TensorRT s8s8, CPU u8s8) and FP16 models from cached ranges, accuracy report")
+    from edge_app.quantize_run import CalibrateConfig, run_calibrate
+
+    # Calibrate on the train split and report on the validation split, so the INT8 figures are fair.
+    q8 = run_calibrate(engine_dir, CalibrateConfig(images=str(Path(root) / "train"), val=str(root)), say=lambda s: print(f"    {s}"))
+    written += [w for w in q8["written"] if w not in written]
+    print(f"    {time.perf_counter() - t:.1f}s")
 
     t = _step("evaluate on the validation set: PyTorch vs ONNX Runtime")
     spec: InputSpec = ex["meta"].input
@@ -101,16 +114,33 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
     written += [ann["video"], ann["jsonl"]]
     print(f"    {time.perf_counter() - t:.1f}s")
 
+    t = _step("tiles mode on the synthetic video: precision / recall of boxes against its ground truth")
+    from edge_app.detect_eval import evaluate_video
+    from edge_app.labeller import TileConfig
+
+    with open_engine(engine_dir) as eng:
+        det = evaluate_video(eng, video, truth, TileConfig())
+        det_backend = eng.description
+    print(f"    {time.perf_counter() - t:.1f}s")
+
     wall = time.perf_counter() - t_all
     lat = ann["inference_ms"]
     print()
     print("demo summary")
-    print(f"  validation top-1      PyTorch fp32 {acc['torch_fp32']:.4f}   ONNX Runtime fp32 {acc['onnxruntime_fp32']:.4f}  ({len(val)} images, {len(spec and ex['meta'].labels)} classes)")
+    print(f"  validation top-1      PyTorch fp32 {acc['torch_fp32']:.4f}   ONNX Runtime fp32 {acc['onnxruntime_fp32']:.4f}  ({len(val)} images, {len(ex['meta'].labels)} classes)")
     print(f"  parity                PyTorch vs ONNX Runtime: top-1 agreement {par['agreement']:.4f}, max |logit diff| {par['max_abs_dev']:.2e}")
+    r8, sp8 = q8["report"], q8["speed"]
+    print(f"  INT8 top-1            TensorRT s8s8 {r8['int8.trt']['top1']:.4f} (agreement {r8['int8.trt']['agreement']:.4f})   "
+          f"CPU u8s8 {r8['int8.cpu']['top1']:.4f} (agreement {r8['int8.cpu']['agreement']:.4f})   fp32 {r8['fp32']['top1']:.4f}")
+    if sp8:
+        print(f"  INT8 vs fp32 on CPU   {sp8['int8_ms']:.2f} ms vs {sp8['fp32_ms']:.2f} ms: {sp8['ratio']:.2f}x the fp32 latency (ONNX Runtime, batch 1, {sp8['threads']} threads)")
     print(f"  annotation            {ann['frames']} frames with {backend}, {ann['fps']:.1f} frames/s")
-    print(f"  inference latency     p50 {lat['p50']:.2f} ms   p99 {lat['p99']:.2f} ms  (batch 1, {spec.width}x{spec.height})")
+    print(f"  inference latency     p50 {lat['p50']:.2f} ms   p99 {lat['p99']:.2f} ms  (per frame, batches of {AnnotateConfig().batch}, {spec.width}x{spec.height})")
+    print(f"  tiles detection       precision {det['precision']:.3f}  recall {det['recall']:.3f}  (IoU >= 0.3 and class match, {det['frames']} frames, "
+          f"{det['tiles_per_frame']} tiles/frame in one batch, {det['ms_per_frame']:.0f} ms/frame, {det_backend})")
     print(f"  wall time             {wall:.1f}s")
     print("  wrote:")
     for w in written:
         print(f"    {w}")
-    return {"accuracy": acc, "parity": par, "annotate": ann, "seconds": wall, "written": written}
+    return {"accuracy": acc, "parity": par, "annotate": ann, "tiles": det, "seconds": wall, "written": written,
+            "int8": {"report": q8["report"], "speed": q8["speed"], "warnings": q8["warnings"]}}

@@ -25,8 +25,12 @@ CLASSES = (BACKGROUND, *SHAPES)
 
 
 # ----------------------------------------------------------------------------------------------- drawing
-def textured_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A cluttered background: smooth colour field, low-contrast blobs and lines, fine grain."""
+def textured_background(rng: np.random.Generator, h: int, w: int, crop: int | None = None) -> np.ndarray:
+    """A cluttered background: smooth colour field, low-contrast blobs and lines, fine grain.
+
+    ``crop``: draw the blobs at the size they have in a ``crop``-px dataset image (the video passes the
+    dataset's image size, so each tile shows crop-sized clutter); default: relative to this image.
+    """
     # Low-frequency colour field: upsampled coarse noise.
     gh, gw = max(2, h // 48), max(2, w // 48)
     coarse = rng.uniform(40, 200, size=(gh, gw, 3)).astype(np.float32)
@@ -36,7 +40,7 @@ def textured_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     n_blobs = int(rng.integers(4, 10) * max(1.0, (h * w) / (96 * 96)))
     for _ in range(n_blobs):
         c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        ax = (int(rng.integers(3, max(4, w // 5))), int(rng.integers(3, max(4, h // 5))))
+        ax = (int(rng.integers(3, max(4, min(w, crop or w) // 5))), int(rng.integers(3, max(4, min(h, crop or h) // 5))))
         local = base[min(h - 1, c[1]), min(w - 1, c[0])]
         col = [float(v) for v in np.clip(local + rng.uniform(-45, 45, 3), 0, 255)]
         cv2.ellipse(base, c, ax, float(rng.uniform(0, 180)), 0, 360, col, -1, cv2.LINE_AA)
@@ -137,11 +141,27 @@ class SyntheticConfig:
     val_per_class: int = 100
     seed: int = 0
     # Object diameter as a fraction of the crop side: matches what a video tile sees (see video below).
-    min_scale: float = 0.5
+    min_scale: float = 0.45
     max_scale: float = 0.85
-    # Fraction of background crops that hold a sliver of a shape cut by the crop edge, so tiles that
-    # only graze an object are taught to say "background".
-    partial_background: float = 0.35
+    # Fraction of background crops that hold part of a shape cut by the crop edge, so tiles that cut an
+    # object are taught to say "background" rather than read the remainder as another shape.
+    partial_background: float = 0.5
+    # How far beyond the edge that shape's centre lies, in shape diameters, drawn from [this, 0.5]:
+    # 0.05 leaves ~45 % of the shape in view (tiles mode meets such cuts all the time), 0.5 a sliver.
+    partial_min_depth: float = 0.05
+    # Fraction of object crops that also show a sliver of a neighbouring shape at an edge, as a tile
+    # around one object of the video often does.
+    neighbour: float = 0.3
+
+
+def _edge_shape(img: np.ndarray, size: float, depth: tuple[float, float], rng: np.random.Generator) -> None:
+    """A random shape whose centre lies ``depth`` (in diameters) beyond a random edge: only part of it shows."""
+    s = img.shape[0]
+    side = rng.integers(0, 4)
+    off = s / 2 + size * rng.uniform(*depth)
+    cx, cy = s / 2 + [off, -off, 0, 0][side] + (rng.uniform(-s / 3, s / 3) if side >= 2 else 0), \
+        s / 2 + [0, 0, off, -off][side] + (rng.uniform(-s / 3, s / 3) if side < 2 else 0)
+    draw_shape(img, str(rng.choice(SHAPES)), cx, cy, size, rng.uniform(0, 2 * np.pi), rng)
 
 
 def render_crop(cls: str, cfg: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
@@ -150,14 +170,10 @@ def render_crop(cls: str, cfg: SyntheticConfig, rng: np.random.Generator) -> np.
     img = textured_background(rng, s, s)
     if cls == BACKGROUND:
         if rng.random() < cfg.partial_background:
-            # Centre outside the crop: at most a small part of the shape shows.
-            size = rng.uniform(cfg.min_scale, cfg.max_scale) * s
-            side = rng.integers(0, 4)
-            off = s / 2 + size * rng.uniform(0.35, 0.5)
-            cx, cy = s / 2 + [off, -off, 0, 0][side] + (rng.uniform(-s / 3, s / 3) if side >= 2 else 0), \
-                s / 2 + [0, 0, off, -off][side] + (rng.uniform(-s / 3, s / 3) if side < 2 else 0)
-            draw_shape(img, str(rng.choice(SHAPES)), cx, cy, size, rng.uniform(0, 2 * np.pi), rng)
+            _edge_shape(img, rng.uniform(cfg.min_scale, cfg.max_scale) * s, (cfg.partial_min_depth, 0.5), rng)
     else:
+        if rng.random() < cfg.neighbour:
+            _edge_shape(img, rng.uniform(cfg.min_scale, cfg.max_scale) * s, (0.3, 0.5), rng)
         size = rng.uniform(cfg.min_scale, cfg.max_scale) * s
         slack = max(0.0, (s - size) / 2) + size * 0.12
         cx = s / 2 + rng.uniform(-slack, slack)
@@ -208,6 +224,9 @@ class VideoConfig:
     min_size: float = 160.0
     max_size: float = 280.0
     seed: int = 1
+    # Background blobs are drawn at the size they have in a dataset crop of this many px (the dataset's
+    # image_size), so a ~360 px tile shows the clutter the model was trained on, not frame-sized blobs.
+    clutter_crop: int = 96
 
 
 class SyntheticScene:
@@ -221,7 +240,7 @@ class SyntheticScene:
         # of the video has the same background statistics as a training image.
         k = 360 / 96
         bh, bw = cfg.height + 2 * pad, cfg.width + 2 * pad
-        small = textured_background(self.rng, round(bh / k), round(bw / k))
+        small = textured_background(self.rng, round(bh / k), round(bw / k), crop=cfg.clutter_crop)
         self.bg = cv2.resize(small, (bw, bh), interpolation=cv2.INTER_CUBIC)
         self.pad = pad
         # Sensor noise from a small precomputed bank: per-frame Gaussian noise at 720p costs ~30 ms.
