@@ -300,7 +300,8 @@ def open_variant(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
         import torch
 
         torch.set_num_threads(cfg.threads)
-    return open_engine(path, v.backend, v.precision, v.device, threads=cfg.threads)
+    # No ONNX Runtime thread spinning: spinning workers would steal the cores from the next variant's slice.
+    return open_engine(path, v.backend, v.precision, v.device, threads=cfg.threads, spinning=False)
 
 
 def thread_counts(cfg: BenchConfig) -> dict[str, int | None]:

@@ -44,7 +44,7 @@ def _cpu_precision(ed: EngineDir, precision: str) -> tuple[str, str]:
 
 
 def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto", device: str = "auto",
-                threads: int | None = None, no_build: bool = False) -> Engine:
+                threads: int | None = None, no_build: bool = False, spinning: bool = True) -> Engine:
     """Open ``engines/<name>`` with ``backend`` at ``precision``; the engine's ``choice`` says what and why.
 
     ``no_build``: with TensorRT, a missing plan is an error instead of a (minutes-long, once) build.
@@ -87,7 +87,7 @@ def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto"
         if gpu:
             prec = precision if precision != "auto" else ("int8" if ed.onnx_path("int8", "trt").is_file() and gpu[0] == "TensorrtExecutionProvider"
                                                           else "fp16" if ed.onnx_path("fp16").is_file() else "fp32")
-            eng = OnnxRuntimeEngine(ed, meta, prec, gpu[0], threads)
+            eng = OnnxRuntimeEngine(ed, meta, prec, gpu[0], threads, spinning)
             eng.choice = f"onnxruntime {gpu[0]}: GPU provider available; " + "; ".join(reasons)  # type: ignore[attr-defined]
             return eng
         if device == "cuda":
@@ -95,7 +95,7 @@ def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto"
         prec, why = _cpu_precision(ed, precision)
         if prec == "fp16":
             raise UserError("fp16 on the CPU is not supported by ONNX Runtime's CPU provider at useful speed; use --precision fp32 or int8")
-        eng = OnnxRuntimeEngine(ed, meta, prec, "CPUExecutionProvider", threads)
+        eng = OnnxRuntimeEngine(ed, meta, prec, "CPUExecutionProvider", threads, spinning)
         reasons.append("no GPU provider in onnxruntime" if not gpu else "")
         eng.choice = f"onnxruntime CPU {prec}: {why}; " + "; ".join(r for r in reasons if r)  # type: ignore[attr-defined]
         return eng

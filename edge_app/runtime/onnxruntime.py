@@ -42,7 +42,7 @@ class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
     def __init__(self, engine_dir: EngineDir, meta: EngineMeta, precision: str = "fp32",
-                 provider: str = "CPUExecutionProvider", threads: int | None = None) -> None:
+                 provider: str = "CPUExecutionProvider", threads: int | None = None, spinning: bool = True) -> None:
         import onnxruntime as ort
 
         if provider not in ort.get_available_providers():
@@ -57,6 +57,9 @@ class OnnxRuntimeEngine(Engine):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = threads or os.cpu_count() or 1
         so.log_severity_level = 3
+        # Worker threads spin after each call for lower latency; that steals the cores from whatever runs
+        # next, so benchmarks that interleave backends turn it off (``spinning=False``).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         providers: list = [(provider, gpu_provider_options(provider, engine_dir))]
         providers += ["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else []
         self.session = ort.InferenceSession(str(path), so, providers=providers)
