@@ -13,7 +13,7 @@ import importlib.util
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -346,7 +346,7 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
 
 def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> dict[str, Any]:
     """Benchmark every variant of ``engine_path``; write bench.json and plots under ``out``; return the report."""
-    from edge_app.bench_report import machine_info, write_outputs
+    from edge_app.bench_report import write_outputs
 
     ed = EngineDir(engine_path)
     meta = ed.load_meta()  # raises a UserError for a folder without a model
@@ -383,14 +383,21 @@ def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> dic
         for _, eng in engines:
             eng.close()
     add_ratios(results)
-    report = {
-        "engine": str(ed.path), "name": meta.name, "arch": meta.arch, "input": f"{spec.height}x{spec.width}",
-        "created": now_iso(), "mode": "model", "baseline": BASELINE, "wall_s": wall,
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if k != "progress"},
-        "machine": machine_info(), "threads": thread_counts(cfg), "results": results, "skipped": skipped,
-    }
+    report = {**report_header(ed, meta, cfg, "model", wall), "results": results, "skipped": skipped}
     write_outputs(report, Path(out))
     return report
+
+
+def report_header(ed: EngineDir, meta: Any, cfg: Any, mode: str, wall: float) -> dict[str, Any]:
+    """The fields every bench report starts with: engine, settings, machine and thread counts."""
+    from edge_app.bench_report import machine_info
+
+    return {
+        "engine": str(ed.path), "name": meta.name, "arch": meta.arch, "input": f"{meta.input.height}x{meta.input.width}",
+        "created": now_iso(), "mode": mode, "baseline": BASELINE, "wall_s": wall,
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items() if k != "progress"},
+        "machine": machine_info(), "threads": thread_counts(cfg),
+    }
 
 
 def print_report(report: dict[str, Any]) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_app.bench import (BASELINE, BenchConfig, Variant, accuracy_of, agreement_of, check_batches, discover_variants,
-                            open_variant, progress_ticker, thread_counts)
+                            open_variant, progress_ticker, report_header)
 from edge_app.bench_report import LOOP_STAGES
-from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
+from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
 from edge_app.profiling import RollingStats
 from edge_app.runtime.base import Engine
@@ -99,7 +99,7 @@ def _result(c: LoopCase, meta: EngineMeta) -> dict[str, Any]:
 
 def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, out: str | Path) -> dict[str, Any]:
     """Time the whole frame loop on ``source`` for every variant; write bench.json and the stacked-bar PNG."""
-    from edge_app.bench_report import machine_info, write_outputs
+    from edge_app.bench_report import write_outputs
     from edge_app.video.sources import open_source
 
     ed = EngineDir(engine_path)
@@ -151,13 +151,8 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
     base = {r["batch"]: r["fps"] for r in results if r["variant"] == BASELINE}
     for r in results:
         r["speedup"] = r["fps"] / base[r["batch"]] if base.get(r["batch"]) else None
-    report = {
-        "engine": str(ed.path), "name": meta.name, "arch": meta.arch, "input": f"{meta.input.height}x{meta.input.width}",
-        "created": now_iso(), "mode": "pipeline", "source": source, "source_name": Path(source).name or source,
-        "baseline": BASELINE, "wall_s": wall, "turn_s": turn_s,
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items() if k != "progress"},
-        "machine": machine_info(), "threads": thread_counts(cfg), "results": results, "skipped": skipped,
-    }
+    report = {**report_header(ed, meta, cfg, "pipeline", wall), "source": source,
+              "source_name": Path(source).name or source, "turn_s": turn_s, "results": results, "skipped": skipped}
     write_outputs(report, Path(out))
     return report
 

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from edge_app.data.folder import load_image_folder
 from edge_app.data.synthetic import SyntheticConfig, VideoConfig, write_dataset, write_video

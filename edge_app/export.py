@@ -11,7 +11,6 @@ import io
 import logging
 import shutil
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
