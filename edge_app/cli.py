@@ -161,7 +161,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="where the demo writes (default runs/demo)")
 
 
-@command("demo", "the whole chain on built-in synthetic data: data, train, export, evaluate, annotate", _demo_args)
+@command("demo", "the whole chain on built-in synthetic data: data, train, export, calibrate, evaluate, annotate, tiles", _demo_args)
 def cmd_demo(a: argparse.Namespace) -> int:
     from edge_app.demo import DemoConfig, run_demo
 
