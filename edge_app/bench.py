@@ -289,6 +289,23 @@ def check_batches(ed: EngineDir, v: Variant, eng: Engine, batches: tuple[int, ..
                         f"use --batch up to {eng.max_batch}, {fix}, or leave {v.backend} out of --backends")
 
 
+def runnable_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], list[dict[str, str]]]:
+    """``discover_variants``, or a UserError naming why nothing can run here."""
+    variants, skipped = discover_variants(ed, cfg)
+    if not variants:
+        why = "; ".join(f"{s['variant']}: {s['reason']}" for s in skipped) or "nothing matched --backends/--precisions"
+        raise UserError(f"no variant of '{ed.path}' can run here ({why}); install onnxruntime or pick other --backends/--precisions")
+    return variants, skipped
+
+
+def open_variants(ed: EngineDir, variants: list[Variant], cfg: BenchConfig, engines: list[tuple[Variant, Engine]]) -> None:
+    """Open each variant into ``engines`` and check its batch range; the caller closes ``engines``, also on error."""
+    for v in variants:
+        eng = open_variant(ed.path, v, cfg)
+        engines.append((v, eng))
+        check_batches(ed, v, eng, cfg.batches)
+
+
 def open_variant(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
     """Open one variant through ``open_engine``, the same door ``live`` and ``annotate`` use.
 
@@ -350,20 +367,14 @@ def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> dic
 
     ed = EngineDir(engine_path)
     meta = ed.load_meta()  # raises a UserError for a folder without a model
-    variants, skipped = discover_variants(ed, cfg)
-    if not variants:
-        why = "; ".join(f"{s['variant']}: {s['reason']}" for s in skipped) or "nothing matched --backends/--precisions"
-        raise UserError(f"no variant of '{ed.path}' can run here ({why}); install onnxruntime or pick other --backends/--precisions")
+    variants, skipped = runnable_variants(ed, cfg)
     spec = meta.input
     rng = np.random.default_rng(cfg.seed)
     results: list[dict[str, Any]] = []
     engines: list[tuple[Variant, Engine]] = []
     bar = None
     try:
-        for v in variants:
-            eng = open_variant(ed.path, v, cfg)
-            engines.append((v, eng))
-            check_batches(ed, v, eng, cfg.batches)
+        open_variants(ed, variants, cfg, engines)
         total_s = len(cfg.batches) * len(engines) * (cfg.warmup + cfg.duration)
         if cfg.progress:
             from tqdm import tqdm

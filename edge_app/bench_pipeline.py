@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_app.bench import (BASELINE, BenchConfig, Variant, accuracy_of, agreement_of, check_batches, discover_variants,
-                            open_variant, progress_ticker, report_header)
+from edge_app.bench import (BASELINE, BenchConfig, Variant, accuracy_of, agreement_of, open_variants, progress_ticker,
+                            report_header, runnable_variants)
 from edge_app.bench_report import LOOP_STAGES
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
@@ -105,19 +105,13 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
     ed = EngineDir(engine_path)
     meta = ed.load_meta()
     open_source(source).close()  # a bad source is a one-sentence error before any engine is loaded
-    variants, skipped = discover_variants(ed, cfg)
-    if not variants:
-        why = "; ".join(f"{s['variant']}: {s['reason']}" for s in skipped) or "nothing matched --backends/--precisions"
-        raise UserError(f"no variant of '{ed.path}' can run here ({why}); install onnxruntime or pick other --backends/--precisions")
+    variants, skipped = runnable_variants(ed, cfg)
     turn_s = max(cfg.slice_s, MIN_TURN_S)
     engines: list[tuple[Variant, Engine]] = []
     results: list[dict[str, Any]] = []
     bar = None
     try:
-        for v in variants:
-            eng = open_variant(ed.path, v, cfg)
-            engines.append((v, eng))
-            check_batches(ed, v, eng, cfg.batches)
+        open_variants(ed, variants, cfg, engines)
         if cfg.progress:
             from tqdm import tqdm
 

@@ -120,7 +120,14 @@ def pipeline_table(report: dict[str, Any]) -> str:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    """Lay out, write ``fig`` atomically as PNG, and close it (also when writing fails)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.tight_layout()
+        atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -161,11 +168,7 @@ def plot_latency(report: dict[str, Any], path: Path) -> Path:
         ax.set_title(f"{report['name']} {report['input']}, batch {b}")
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_throughput(report: dict[str, Any], path: Path) -> Path:
@@ -184,11 +187,7 @@ def plot_throughput(report: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{report['name']} {report['input']}: throughput")
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_stages(report: dict[str, Any], path: Path) -> Path:
@@ -211,11 +210,7 @@ def plot_stages(report: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{report['name']} on {report.get('source_name', '')}: mean ms per frame and stage\n"
                  "(stages overlap in three threads; frames/s on top)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
