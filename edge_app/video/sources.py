@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from edge_app.errors import UserError
+from edge_app.data.folder import read_image
 
 log = logging.getLogger("edge_app.video")
 
@@ -146,8 +147,7 @@ class ImageSource(Source):
         self.frame_count = len(paths)
         if self._requested is None:
             # Every frame must share one size (video sinks need it): the first readable image sets it.
-            first = next((img for img in (cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in paths[:50])
-                          if img is not None), None)
+            first = next((img for img in (read_image(p) for p in paths[:50]) if img is not None), None)
             if first is None:
                 raise UserError(f"none of the first images of '{name}' can be read; check that they are valid image files")
             self.size = (first.shape[1], first.shape[0])
@@ -157,7 +157,7 @@ class ImageSource(Source):
             for p in self.paths:
                 if self._stop.is_set():
                     return
-                img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+                img = read_image(p)
                 t = time.monotonic()
                 if img is None:
                     self.decode_errors += 1
