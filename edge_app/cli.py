@@ -61,7 +61,7 @@ def engine_args(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------------------ train
 def _train_args(p: argparse.ArgumentParser) -> None:
     from edge_app.models import list_models
-    from edge_app.train import TrainConfig
+    from edge_app.training.train import TrainConfig
 
     d = TrainConfig()
     p.add_argument("--data", default=d.data, help="'synthetic' (built-in, generated) or an image folder: <class>/*.jpg or train/ and val/")
@@ -80,7 +80,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train or fine-tune a ResNet classifier", _train_args)
 def cmd_train(a: argparse.Namespace) -> int:
     from edge_app.models import list_models
-    from edge_app.train import TrainConfig, train
+    from edge_app.training.train import TrainConfig, train
 
     if a.arch not in list_models():
         raise UserError(f"unknown architecture '{a.arch}'; choose one of: {', '.join(list_models())}")
@@ -103,7 +103,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 @command("export", "export a checkpoint to engines/NAME (ONNX with in-graph preprocessing + meta.json)", _export_args)
 def cmd_export(a: argparse.Namespace) -> int:
-    from edge_app.export import export
+    from edge_app.compile.export import export
 
     r = export(a.checkpoint, a.name, a.engines, force=a.force)
     p = r["parity"]
@@ -125,7 +125,7 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
 
 @command("annotate", "label every frame of video files: annotated videos + JSON lines, batched, resumable", _annotate_args)
 def cmd_annotate(a: argparse.Namespace) -> int:
-    from edge_app.annotate import AnnotateConfig, annotate_video, collect_inputs, output_paths
+    from edge_app.frames.annotate import AnnotateConfig, annotate_video, collect_inputs, output_paths
     from edge_app.runtime import open_engine
 
     pc = _loop_config(a)
@@ -174,7 +174,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ bench
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    from edge_app.bench import BENCH_BACKENDS, BenchConfig
+    from edge_app.profiling.bench import BENCH_BACKENDS, BenchConfig
 
     d = BenchConfig()
     p.add_argument("engine", help="engine folder, e.g. engines/demo")
@@ -194,7 +194,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 @command("bench", "latency and throughput of every backend x precision of an engine, interleaved in one run", _bench_args)
 def cmd_bench(a: argparse.Namespace) -> int:
-    from edge_app.bench import BenchConfig, parse_batches, parse_list
+    from edge_app.profiling.bench import BenchConfig, parse_batches, parse_list
     from edge_app.engine_dir import PRECISIONS
 
     cfg = BenchConfig(warmup=a.warmup, duration=a.duration, iterations=a.iterations, batches=parse_batches(a.batch),
@@ -202,11 +202,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
                       precisions=parse_list(a.precisions, PRECISIONS, "--precisions"), device=a.device, threads=a.threads)
     out = Path(a.out) if a.out else Path("runs/bench") / Path(a.engine).name
     if a.pipeline:
-        from edge_app.bench_pipeline import print_pipeline_report, run_pipeline_bench
+        from edge_app.profiling.bench_pipeline import print_pipeline_report, run_pipeline_bench
 
         print_pipeline_report(run_pipeline_bench(a.engine, a.pipeline, cfg, out))
     else:
-        from edge_app.bench import print_report, run_bench
+        from edge_app.profiling.bench import print_report, run_bench
 
         print_report(run_bench(a.engine, cfg, out))
     return 0
@@ -257,7 +257,7 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ live
 def _loop_args(p: argparse.ArgumentParser, batch: int) -> None:
     """Options shared by `live` and `annotate`: labelling mode, tiles, batching and the overlay."""
-    from edge_app.labeller import MODES, TileConfig
+    from edge_app.frames.labellers import MODES, TileConfig
 
     t = TileConfig()
     p.add_argument("--mode", default="classify", choices=MODES, help="classify: whole frame, top-k; tiles: grid of tiles -> boxes (default classify)")
@@ -276,9 +276,9 @@ def _loop_args(p: argparse.ArgumentParser, batch: int) -> None:
 
 def _loop_config(a: argparse.Namespace, **kw: object) -> "PipelineConfig":  # noqa: F821 - imported lazily
     """PipelineConfig from the shared options; every bad value becomes a UserError naming it."""
-    from edge_app.labeller import TileConfig
-    from edge_app.overlay import OverlayConfig
-    from edge_app.pipeline import PipelineConfig
+    from edge_app.frames.labellers import TileConfig
+    from edge_app.frames.overlay import OverlayConfig
+    from edge_app.frames.pipeline import PipelineConfig
 
     if a.top_k < 1:
         raise UserError(f"--top-k {a.top_k} must be at least 1; e.g. --top-k 3")
@@ -306,7 +306,7 @@ def _live_args(p: argparse.ArgumentParser) -> None:
 
 @command("live", "label a live source (camera, stream, file, synthetic) into a window, files and/or a browser; latency first", _live_args)
 def cmd_live(a: argparse.Namespace) -> int:
-    from edge_app.pipeline import run_pipeline
+    from edge_app.frames.pipeline import run_pipeline
     from edge_app.runtime import open_engine
     from edge_app.video.sinks import open_sinks
     from edge_app.video.sources import open_source
@@ -323,8 +323,10 @@ def cmd_live(a: argparse.Namespace) -> int:
         except BaseException:
             src.close()
             raise
+        from edge_app.video.mjpeg import MjpegSink
+
         for s in sinks:
-            if hasattr(s, "url"):
+            if isinstance(s, MjpegSink):
                 print(f"serving {s.url}", flush=True)
         print(f"source: {src!r}; mode {cfg.mode}; Ctrl-C stops", flush=True)
         rep = run_pipeline(eng, src, sinks, cfg)
@@ -339,8 +341,8 @@ def cmd_live(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ calibrate
 def _calibrate_args(p: argparse.ArgumentParser) -> None:
-    from edge_app.calibrate import METHODS
-    from edge_app.quantize_run import CalibrateConfig
+    from edge_app.compile.ranges import METHODS
+    from edge_app.compile.calibrate import CalibrateConfig
 
     d = CalibrateConfig()
     p.add_argument("engine", help="engine folder from `export`, e.g. engines/demo")
@@ -355,7 +357,7 @@ def _calibrate_args(p: argparse.ArgumentParser) -> None:
 
 @command("calibrate", "calibrate with images: cached tensor ranges -> model.int8.trt/cpu.onnx, model.fp16.onnx, accuracy report", _calibrate_args)
 def cmd_calibrate(a: argparse.Namespace) -> int:
-    from edge_app.quantize_run import CalibrateConfig, run_calibrate
+    from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
 
     r = run_calibrate(a.engine, CalibrateConfig(images=a.images, num=a.num, method=a.method, val=a.val, force=a.force,
                                                 cache_dir=a.cache_dir, speed=not a.no_speed))

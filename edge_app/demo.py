@@ -15,12 +15,12 @@ from typing import Any
 from edge_app.data.folder import load_image_folder
 from edge_app.data.synthetic import SyntheticConfig, VideoConfig, write_dataset, write_video
 from edge_app.engine_dir import InputSpec
-from edge_app.evaluate import compare, predict_logits, top1
-from edge_app.export import export
+from edge_app.training.evaluate import compare, predict_logits, top1
+from edge_app.compile.export import export
 from edge_app.fsutil import atomic_write_bytes
-from edge_app.annotate import AnnotateConfig, annotate_video
+from edge_app.frames.annotate import AnnotateConfig, annotate_video
 from edge_app.runtime import open_engine
-from edge_app.train import TrainConfig, load_checkpoint, train
+from edge_app.training.train import TrainConfig, load_checkpoint, train
 
 
 @dataclass
@@ -89,7 +89,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
     print(f"    {'up to date' if ex['cached'] else 'exported'}; parity max |diff| {ex['parity']['max_abs_diff']:.2e}  {time.perf_counter() - t:.1f}s")
 
     t = _step("calibrate: INT8 (TensorRT s8s8, CPU u8s8) and FP16 models from cached ranges, accuracy report")
-    from edge_app.quantize_run import CalibrateConfig, run_calibrate
+    from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
 
     # Calibrate on the train split and report on the validation split, so the INT8 figures are fair.
     q8 = run_calibrate(engine_dir, CalibrateConfig(images=str(Path(root) / "train"), val=str(root)), say=lambda s: print(f"    {s}"))
@@ -114,8 +114,8 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
     print(f"    {time.perf_counter() - t:.1f}s")
 
     t = _step("tiles mode on the synthetic video: precision / recall of boxes against its ground truth")
-    from edge_app.detect_eval import evaluate_video
-    from edge_app.labeller import TileConfig
+    from edge_app.frames.detect_eval import evaluate_video
+    from edge_app.frames.labellers import TileConfig
 
     with open_engine(engine_dir) as eng:
         det = evaluate_video(eng, video, truth, TileConfig())

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_app.bench import BenchConfig, Case, Variant, measure, open_variant, run_bench  # noqa: E402
+from edge_app.profiling.bench import BenchConfig, Case, Variant, measure, open_variant, run_bench  # noqa: E402
 from edge_app.engine_dir import EngineDir  # noqa: E402
-from edge_app.profiling import StageTimer  # noqa: E402
+from edge_app.profiling.timers import StageTimer  # noqa: E402
 
 
 def make_session(model: Path, threads: int):  # noqa: ANN201 - onnxruntime.InferenceSession

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge_app.labeller import TileConfig, make_labeller  # noqa: E402
-from edge_app.pipeline import PipelineConfig, run_pipeline  # noqa: E402
-from edge_app.preprocess import to_batch  # noqa: E402
+from edge_app.frames.labellers import TileConfig, make_labeller  # noqa: E402
+from edge_app.frames.pipeline import PipelineConfig, run_pipeline  # noqa: E402
+from edge_app.frames.preprocess import to_batch  # noqa: E402
 from edge_app.runtime import open_engine  # noqa: E402
 from edge_app.video.sinks import JsonlSink, VideoFileSink  # noqa: E402
 from edge_app.video.sources import open_source  # noqa: E402

@@ -29,7 +29,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ResNet-18 at 32 px trained for one epoch on ``tiny_dataset`` (accuracy irrelevant, format real)."""
-    from edge_app.train import TrainConfig, train
+    from edge_app.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny_run")
     r = train(TrainConfig(data=str(tiny_dataset), arch="resnet18", img=32, epochs=1, batch=16, out=str(out), device="cpu"))
@@ -39,7 +39,7 @@ def tiny_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny_checkpoint`` exported to an engine folder."""
-    from edge_app.export import export
+    from edge_app.compile.export import export
 
     root = tmp_path_factory.mktemp("engines")
     return Path(export(tiny_checkpoint, "tiny", root)["engine"])

@@ -9,7 +9,7 @@ import torch
 
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
-from edge_app.preprocess import PreprocessedModel
+from edge_app.models.preprocess import PreprocessedModel
 from edge_app.runtime.base import Engine
 
 
@@ -19,7 +19,7 @@ class TorchEngine(Engine):
     backend = "torch"
 
     def __init__(self, engine_dir: EngineDir, meta: EngineMeta, precision: str = "fp32", device: str = "auto") -> None:
-        from edge_app.train import load_checkpoint, model_from_checkpoint, resolve_device
+        from edge_app.training.train import load_checkpoint, model_from_checkpoint, resolve_device
 
         dev = resolve_device(device)
         if precision == "int8":

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import cv2
 
 from edge_app.errors import UserError
-from edge_app.video.sources import ReconnectPolicy, Source
+from edge_app.video.base import ReconnectPolicy, Source
 
 log = logging.getLogger("edge_app.video")
 

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from edge_app.errors import UserError
+from edge_app.video.base import SinkBase
 
 log = logging.getLogger("edge_app.video")
 
@@ -265,7 +266,7 @@ class MjpegServer:
         self._thread.join(timeout=5)
 
 
-class MjpegSink:
+class MjpegSink(SinkBase):
     """Sink that serves the annotated frames at ``http://host:port/`` (see the module docstring)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "edge_app", quality: int = 80) -> None:

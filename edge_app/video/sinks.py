@@ -17,13 +17,14 @@ import sys
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, Iterable, Protocol
+from typing import IO, Any, Iterable
 
 import cv2
 import numpy as np
 
 from edge_app.errors import UserError
 from edge_app.fsutil import ensure_writable_dir
+from edge_app.video.base import Sink, SinkBase
 
 log = logging.getLogger("edge_app.video")
 
@@ -36,22 +37,12 @@ CODECS_BY_EXT: dict[str, tuple[str, ...]] = {
 FOURCC_BY_EXT = {ext: codecs[0] for ext, codecs in CODECS_BY_EXT.items()}  # the first pipeline's name
 
 
-class Sink(Protocol):
-    """What the pipeline needs of a sink."""
-
-    def write(self, frame: np.ndarray, result: Any) -> None:
-        """Take one annotated frame and its FrameResult."""
-
-    def close(self) -> None:
-        """Flush and release; idempotent."""
-
-
 def _result_dict(result: Any) -> dict[str, Any]:
     return result if isinstance(result, dict) else result.to_dict()
 
 
 # ----------------------------------------------------------------------------------------------- video file
-class VideoFileSink:
+class VideoFileSink(SinkBase):
     """Annotated video: codec by extension, the source's exact frame rate, renamed into place on close().
 
     Odd sizes are padded by one replicated row/column (``size``) because the encoders need even sizes.
@@ -156,13 +147,15 @@ def _truncate_torn_tail(path: Path) -> int:
     return data[:keep].count(b"\n")
 
 
-class JsonlSink:
+class JsonlSink(SinkBase):
     """One JSON object per frame (``FrameResult.to_dict()``), written in whole lines and flushed per batch.
 
     Lines are buffered and written together every ``flush_every`` frames or ``flush_interval_s`` seconds,
     whichever comes first, so the file only ever grows by complete lines. ``append=True`` continues an
     existing file (``--resume``) after dropping a torn last line; ``existing_lines`` says how many it kept.
     """
+
+    takes_images = False  # a data sink: written after the image sinks, so each line holds end-to-end latency
 
     def __init__(self, path: str | Path, append: bool = False, flush_every: int = 16,
                  flush_interval_s: float = 1.0) -> None:
@@ -233,7 +226,7 @@ def display_available() -> tuple[bool, str]:
     return True, ""
 
 
-class DisplaySink:
+class DisplaySink(SinkBase):
     """An OpenCV window; skipped with one message when there is no display. Reports keys via key_pressed()."""
 
     def __init__(self, title: str = "edge_app") -> None:
@@ -256,10 +249,10 @@ class DisplaySink:
             self._key = 27  # the user closed the window: same as Esc
         self._shown = True
 
-    def key_pressed(self) -> int | None:
-        """The last key pressed since the previous call (27 = Esc, also when the window was closed)."""
+    def key_pressed(self) -> int:
+        """The last key pressed since the previous call (27 = Esc, also when the window was closed; -1: none)."""
         k, self._key = self._key, None
-        return k
+        return -1 if k is None else k
 
     def close(self) -> None:
         """Close the window; safe to call twice."""
@@ -278,14 +271,14 @@ class DisplaySink:
 # ----------------------------------------------------------------------------------------------- helpers
 def open_sinks(*, fps: float, size: tuple[int, int], video: str | Path | None = None,
                jsonl: str | Path | None = None, append: bool = False, display: bool = False,
-               serve: str | None = None, title: str = "edge_app", source: Any = None) -> list[Any]:
+               serve: str | None = None, title: str = "edge_app", source: Any = None) -> list[Sink]:
     """Open the requested sinks; if one fails, close those already open and re-raise.
 
     ``source``: when given, the MJPEG view reports its status (e.g. "reconnecting") live.
     """
     from edge_app.video.mjpeg import MjpegSink, parse_serve
 
-    sinks: list[Any] = []
+    sinks: list[Sink] = []
     try:
         if video:
             sinks.append(VideoFileSink(video, fps, size))
@@ -314,11 +307,3 @@ def close_all(sinks: Iterable[Any]) -> None:
             first = first or e
     if first is not None:
         raise first
-
-
-def __getattr__(name: str) -> Any:
-    if name == "MjpegSink":  # lives in mjpeg.py; importable from here too
-        from edge_app.video.mjpeg import MjpegSink
-
-        return MjpegSink
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

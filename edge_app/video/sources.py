@@ -23,113 +23,14 @@ import cv2
 import numpy as np
 
 from edge_app.errors import UserError
-from edge_app.data.folder import read_image
+from edge_app.data.folder import IMAGE_EXTS, read_image
+from edge_app.video import capture
+from edge_app.video.base import FLIPS, Frame, ReconnectPolicy, Source
 
 log = logging.getLogger("edge_app.video")
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
-FLIPS = {"h": 1, "v": 0, "180": -1}  # --flip value -> cv2.flip code
 DEFAULT_IMAGE_FPS = 30.0  # images have no frame rate; this is what a video written from them plays at
-
-
-@dataclass
-class Frame:
-    """One captured frame; ``capture_time`` is ``time.monotonic()`` right after it was read."""
-
-    index: int
-    capture_time: float
-    image: np.ndarray  # BGR uint8 (H, W, 3)
-    truth: list[dict] | None = None  # ground-truth objects; only the synthetic source knows them
-
-
-@dataclass
-class ReconnectPolicy:
-    """How live sources open and reopen; the defaults suit a USB camera or an RTSP camera on a LAN."""
-
-    open_attempts: int = 3  # tries before the *first* open of a stream gives up with a UserError
-    initial_delay_s: float = 0.5  # first backoff: a network blip costs half a second, not eight
-    max_delay_s: float = 8.0  # backoff cap, so a camera that comes back is picked up within seconds
-    factor: float = 2.0
-    open_timeout_s: float = 5.0  # per attempt to open a network stream
-    read_timeout_s: float = 3.0  # a stream silent this long counts as cut (FFmpeg may retry it twice)
-    give_up_after_s: float | None = None  # None: a live source that drops is retried for as long as the run
-
-    def delays(self) -> Iterator[float]:
-        """Exponential backoff delays: initial, initial*factor, ... capped at ``max_delay_s``."""
-        d = self.initial_delay_s
-        while True:
-            yield d
-            d = min(d * self.factor, self.max_delay_s)
-
-
-class Source:
-    """Base of every source: the properties the pipeline and the HUD read, flip/resize, and close()."""
-
-    live: bool = False
-
-    def __init__(self, name: str, *, width: int | None = None, height: int | None = None,
-                 flip: str | None = None) -> None:
-        if flip is not None and flip not in FLIPS:
-            raise UserError(f"--flip '{flip}' is not supported; use one of {', '.join(FLIPS)}")
-        for what, v in (("width", width), ("height", height)):
-            if v is not None and v < 1:
-                raise UserError(f"--{what} {v} is not a valid size; pass a positive number of pixels")
-        if (width is None) != (height is None):
-            raise UserError(f"--width {width} and --height {height} must be given together; pass both or neither")
-        self.name = name
-        self.fps: float = 0.0
-        self.size: tuple[int, int] = (width, height) if width and height else (0, 0)
-        self.frame_count: int | None = None
-        self.status = "ok"  # "ok" or "reconnecting"; read by the HUD from another thread
-        self.decode_errors = 0
-        self.reconnects = 0
-        self._requested = (width, height) if width and height else None
-        self._flip = FLIPS[flip] if flip is not None else None
-        self._stop = threading.Event()
-
-    # Subclasses yield (BGR image, capture time) or (image, time, truth).
-    def _frames(self) -> Iterator[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def _prepare(self, img: np.ndarray) -> np.ndarray:
-        """Colour-convert, resize to the requested size and flip: every frame leaves with ``self.size``."""
-        if img.ndim == 2:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        elif img.shape[2] == 4:
-            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-        if img.dtype != np.uint8:  # 16-bit PNG/TIFF: keep the top 8 bits
-            img = (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else np.clip(img, 0, 255).astype(np.uint8)
-        w, h = self.size
-        if (img.shape[1], img.shape[0]) != (w, h) and w and h:
-            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-        if self._flip is not None:
-            img = cv2.flip(img, self._flip)
-        return img
-
-    def __iter__(self) -> Iterator[Frame]:
-        """Frames in order; live sources reconnect inside; ends at end of file or after close()."""
-        index = 0
-        for item in self._frames():
-            if self._stop.is_set():
-                break
-            truth = item[2] if len(item) > 2 else None
-            yield Frame(index, item[1], self._prepare(item[0]), truth)
-            index += 1
-
-    def close(self) -> None:
-        """Stop iterating and free the device or file; safe to call twice and from another thread."""
-        self._stop.set()
-
-    def __enter__(self) -> "Source":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        kind = "live" if self.live else "file"
-        return f"<{type(self).__name__} {self.name!r} {kind} {self.size[0]}x{self.size[1]} @ {self.fps:g} fps>"
 
 
 # ----------------------------------------------------------------------------------------------- images
@@ -247,8 +148,6 @@ def open_source(uri: str, *, width: int | None = None, height: int | None = None
     streams keep their real rate. ``loop`` restarts files, images and finite synthetic videos at the end.
     ``flip``: ``h``, ``v`` or ``180``. ``reconnect``: backoff settings for live sources.
     """
-    from edge_app.video import capture
-
     if fps is not None and not fps > 0:
         raise UserError(f"--fps {fps} is not a valid frame rate; pass a positive number such as 30")
     uri = str(uri).strip()
@@ -280,7 +179,7 @@ def open_source(uri: str, *, width: int | None = None, height: int | None = None
     if p.is_dir():
         paths = _image_paths(str(p / "*"))
         if not paths:
-            raise UserError(f"folder '{uri}' holds no images ({', '.join(IMAGE_EXTS[:3])}, ...); pass a folder of images or a video file")
+            raise UserError(f"folder '{uri}' holds no images ({', '.join(sorted(IMAGE_EXTS)[:3])}, ...); pass a folder of images or a video file")
         return ImageSource(uri, paths, fps=fps, loop=loop, **common)
     if p.is_file():
         if p.suffix.lower() in IMAGE_EXTS:
@@ -295,15 +194,6 @@ def open_source(uri: str, *, width: int | None = None, height: int | None = None
         return ImageSource(uri, paths, fps=fps, loop=loop, **common)
     raise UserError(f"source '{uri}' was not found; pass an existing video file, image folder or glob, a camera "
                     "index such as 0, /dev/videoN, rtsp:// or http(s):// URL, gst:<pipeline>, csi://N or synthetic")
-
-
-def __getattr__(name: str) -> Any:
-    # The first pipeline imported VideoFileSource from here; it now lives in capture.py.
-    if name in ("VideoFileSource", "CaptureSource"):
-        from edge_app.video import capture
-
-        return getattr(capture, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Frame", "ReconnectPolicy", "Source", "ImageSource", "SyntheticSource", "open_source", "FLIPS",

@@ -1,0 +1,291 @@
+"""INT8 and FP16 models derived from ``model.onnx`` and one set of cached calibration ranges.
+
+- ``model.int8.trt.onnx``: symmetric s8s8 Q/DQ in TensorRT's placement (zero points 0, per-channel Conv weights
+  on axis 0, float bias, only op inputs quantized, and on each residual Add the Q/DQ on the skip input only so
+  Conv+Add fuse). TensorRT 10/11 read precision from these nodes; there are no builder flags for it any more.
+- ``model.int8.cpu.onnx``: u8s8 Q/DQ (uint8 asymmetric activations, int8 per-channel weights), the form ONNX
+  Runtime's CPU kernels run 2.7-3x faster than fp32.
+- ``model.fp16.onnx``: FP16 weights and compute, uint8 ``images`` in and float32 ``logits`` out as before; the
+  in-graph preprocessing stays fp32 (it is cheap, and 0..255 pixel arithmetic is where fp16 rounds worst).
+
+Both INT8 models are made by ONNX Runtime's ``quantize_static`` on the ``quant_pre_process`` output, fed the
+cached ranges instead of recalibrating. The in-graph preprocessing is excluded from quantization; the first
+Conv's input (the preprocessing output) is quantized like every other Conv input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_app.errors import UserError
+from edge_app.fsutil import atomic_write, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+# What TensorRT fuses and runs in INT8 for a ResNet. Relu stays out: a Q/DQ between Add and Relu would
+# split the Conv+Add+Relu fusion; TensorRT quantizes the Relu output where the next op's input Q/DQ sits.
+TRT_OP_TYPES = ["Conv", "Gemm", "Add", "MaxPool", "GlobalAveragePool", "AveragePool"]
+TRT_EXTRA_OPTIONS: dict[str, Any] = {
+    "ActivationSymmetric": True,  # zero point 0: the only activation form TensorRT accepts
+    "WeightSymmetric": True,
+    "QuantizeBias": False,  # TensorRT takes a float bias and folds it into the INT8 kernel
+    "DedicatedQDQPair": True,  # TensorRT cannot share one Q/DQ pair between consumers
+    "OpTypesToExcludeOutputQuantization": TRT_OP_TYPES,  # quantize op inputs only (NVIDIA's placement advice)
+}
+CPU_EXTRA_OPTIONS: dict[str, Any] = {
+    "ActivationSymmetric": False,  # uint8 asymmetric activations: what the fast u8s8 CPU kernels take
+    "WeightSymmetric": True,
+}
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# Bump when the graph passes or settings here change, so existing derived models are rebuilt on the next run.
+RECIPE_VERSION = "2"
+
+
+def recipe() -> str:
+    """Names what made a derived model (this module's recipe and the ONNX Runtime version), for up-to-date checks."""
+    return f"edge_app.compile.quantize/{RECIPE_VERSION} onnxruntime/{ort_version()}"
+
+
+def ort_version() -> str:
+    """The installed ONNX Runtime version (the quantization tool), for meta.json."""
+    import onnxruntime as ort
+
+    return ort.__version__
+
+
+# ----------------------------------------------------------------------------------------- graph helpers
+def first_conv(model: onnx.ModelProto) -> onnx.NodeProto:
+    """The first Conv node: its data input is where the in-graph preprocessing ends."""
+    for n in model.graph.node:
+        if n.op_type == "Conv":
+            return n
+    raise UserError("the model has no Conv node; calibrate supports the ResNet models that `export` writes")
+
+
+def preprocessing_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that compute the first Conv's input (Cast, Transpose, Slice, Mul, Add)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    names: list[str] = []
+    stack = [first_conv(model).input[0]]
+    while stack:
+        t = stack.pop()
+        node = producer.get(t)
+        if node is not None and node.name not in names:
+            names.append(node.name)
+            stack.extend(node.input)
+    return names
+
+
+def preprocess_model(src: Path, dst: Path) -> Path:
+    """ONNX Runtime's ``quant_pre_process`` (shape inference + basic graph optimisation), required for u8s8."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        quant_pre_process(str(src), str(dst))
+    return dst
+
+
+def tensor_names(model: onnx.ModelProto) -> set[str]:
+    """Every tensor name produced or consumed in the graph."""
+    names = {i.name for i in model.graph.input}
+    for n in model.graph.node:
+        names.update(n.input)
+        names.update(n.output)
+    return names
+
+
+# ----------------------------------------------------------------------------------------- INT8
+def quantize_int8(pre_model: Path, ranges: dict[str, list[float]], target: str, dst: Path, work_dir: Path) -> dict[str, Any]:
+    """Write ``dst`` (atomically) as the ``target`` ('trt' or 'cpu') Q/DQ model; returns the settings used."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    if target not in ("trt", "cpu"):
+        raise ValueError(f"target must be 'trt' or 'cpu', got {target!r}")
+    model = onnx.load(str(pre_model))
+    exclude = preprocessing_nodes(model)
+    if target == "trt":
+        kw: dict[str, Any] = {"activation_type": QuantType.QInt8, "weight_type": QuantType.QInt8,
+                              "op_types_to_quantize": TRT_OP_TYPES, "extra_options": dict(TRT_EXTRA_OPTIONS)}
+    else:
+        kw = {"activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8, "extra_options": dict(CPU_EXTRA_OPTIONS)}
+    # quantize_static takes precomputed ranges through its calibration cache; a fresh TensorsData per call,
+    # because the quantizer adjusts ranges in place (e.g. Relu inputs).
+    tensors = TensorsData(CalibrationMethod.MinMax, {
+        k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()})
+    ort_cache = work_dir / f"ranges.{target}.json"
+    ort_cache.unlink(missing_ok=True)
+    save_tensors_data(tensors, ort_cache)
+    raw = work_dir / f"raw.{target}.onnx"
+    ort_log = logging.getLogger()
+    level = ort_log.level
+    ort_log.setLevel(logging.ERROR)  # quantize_static logs advice we have already followed
+    try:
+        quantize_static(str(pre_model), str(raw), None, quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=False, nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax,
+                        calibration_cache_path=ort_cache, **kw)
+    finally:
+        ort_log.setLevel(level)
+    qmodel = onnx.load(str(raw))
+    removed = place_residual_qdq(qmodel) if target == "trt" else 0
+    _drop_unused_opsets(qmodel)
+    onnx.checker.check_model(qmodel)
+    atomic_write(dst, lambda p: onnx.save(qmodel, str(p)))
+    settings = {
+        "format": "QDQ", "per_channel": True, "reduce_range": False,
+        "activations": "int8 symmetric" if target == "trt" else "uint8 asymmetric",
+        "weights": "int8 symmetric per-channel (Conv axis 0)",
+        "op_types": kw.get("op_types_to_quantize", "all supported"),
+        "excluded_nodes": exclude, "extra_options": kw["extra_options"],
+    }
+    if target == "trt":
+        settings["residual_add_qdq_removed"] = removed
+    return settings
+
+
+def _depths(model: onnx.ModelProto) -> dict[str, int]:
+    """Longest path (in non-Q/DQ nodes) from the graph inputs to each tensor."""
+    depth = {i.name: 0 for i in model.graph.input}
+    for init in model.graph.initializer:
+        depth[init.name] = 0
+    for n in model.graph.node:  # ONNX graphs are stored in topological order
+        d = max((depth.get(i, 0) for i in n.input if i), default=0) + (0 if n.op_type in QDQ_OPS else 1)
+        for o in n.output:
+            depth[o] = d
+    return depth
+
+
+def place_residual_qdq(model: onnx.ModelProto) -> int:
+    """On every Add fed by two Q/DQ pairs, drop the pair on the Conv-branch input; returns how many were dropped.
+
+    TensorRT fuses Conv + Add (+ Relu) into one INT8 kernel only when the Conv output reaches the Add in float,
+    with the skip connection arriving through Q/DQ (NVIDIA's Q/DQ placement rules; ModelOpt's
+    ``remove_partial_input_qdq``). The branch is the input with the longer path from the graph input: for a
+    downsampling block both inputs are Convs, and the main branch (two Convs deep) is the one to fuse.
+    """
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    depth = _depths(model)
+    drop: list[onnx.NodeProto] = []
+    removed = 0
+    for add in [n for n in g.node if n.op_type == "Add"]:
+        pairs = []
+        for idx, name in enumerate(add.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is None or q.op_type != "QuantizeLinear":
+                break
+            src = producer.get(q.input[0])
+            pairs.append((idx, q, dq, src))
+        if len(pairs) != 2:
+            continue
+        convs = [p for p in pairs if p[3] is not None and p[3].op_type == "Conv"]
+        if not convs:
+            continue
+        idx, q, dq, src = max(convs, key=lambda p: depth.get(p[1].input[0], 0))
+        add.input[idx] = q.input[0]
+        if len(consumers.get(dq.output[0], [])) == 1:
+            drop.append(dq)
+            if len(consumers.get(q.output[0], [])) == 1:
+                drop.append(q)
+        removed += 1
+    for n in drop:
+        g.node.remove(n)
+    _drop_unused_initializers(model)
+    return removed
+
+
+def _drop_unused_opsets(model: onnx.ModelProto) -> None:
+    """ORT's optimiser declares every domain it knows (com.microsoft, ...); keep only those the nodes use,
+    so parsers that reject unknown domains (older TensorRT) see a plain ONNX graph."""
+    used = {n.domain for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+
+
+# ----------------------------------------------------------------------------------------- FP16
+def cast_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """FP16 copy of an fp32 model: weights and compute in fp16 after the preprocessing, same uint8/float32 I/O.
+
+    One Cast to fp16 after the in-graph preprocessing and one Cast back to fp32 before each output, so the
+    graph is strongly typed (TensorRT 11 builds it as written) and every backend still takes uint8 pixels.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    pre = set(preprocessing_nodes(m))
+    boundary = first_conv(m).input[0]
+    main = [n for n in g.node if n.name not in pre]
+    pre_inputs = {i for n in g.node if n.name in pre for i in n.input}
+    main_inputs = {i for n in main for i in n.input}
+    overflow = 0
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT and t.name in main_inputs:
+            if t.name in pre_inputs:
+                raise UserError(f"initializer '{t.name}' is shared by preprocessing and the network; re-export the model")
+            a = numpy_helper.to_array(t)
+            overflow += int((np.abs(a) > 65504).sum())
+            t.CopyFrom(numpy_helper.from_array(np.clip(a, -65504, 65504).astype(np.float16), t.name))
+    for n in main:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value" and a.t.data_type == TensorProto.FLOAT:
+                    a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
+        elif n.op_type == "Cast":
+            for a in n.attribute:
+                if a.name == "to" and a.i == TensorProto.FLOAT:
+                    a.i = TensorProto.FLOAT16
+        for k, name in enumerate(n.input):
+            if name == boundary:
+                n.input[k] = boundary + "_fp16"
+    nodes = list(g.node)
+    cut = max(i for i, n in enumerate(nodes) if n.name in pre) + 1
+    nodes.insert(cut, helper.make_node("Cast", [boundary], [boundary + "_fp16"], name="to_fp16", to=TensorProto.FLOAT16))
+    for out in g.output:
+        if out.type.tensor_type.elem_type != TensorProto.FLOAT:
+            continue
+        for n in nodes:
+            for k, o in enumerate(n.output):
+                if o == out.name:
+                    n.output[k] = out.name + "_fp16"
+        nodes.append(helper.make_node("Cast", [out.name + "_fp16"], [out.name], name=f"{out.name}_to_fp32", to=TensorProto.FLOAT))
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.value_info[:]
+    m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+    onnx.checker.check_model(m)
+    return m, {"compute": "float16", "io": "uint8 images in, float32 logits out",
+               "kept_fp32": sorted(pre), "weights_clipped_to_fp16_range": overflow}
+
+
+def write_fp16(src: Path, dst: Path) -> dict[str, Any]:
+    """Write ``dst`` (atomically) as the FP16 model of ``src``; returns the settings."""
+    model, settings = cast_fp16(onnx.load(str(src)))
+    atomic_write(dst, lambda p: onnx.save(model, str(p)))
+    return settings
+
+
+def ranges_sha256(ranges: dict[str, list[float]]) -> str:
+    """A stable hash of a range table, to tell whether a derived model was made from these exact ranges."""
+    return sha256_bytes(json.dumps(ranges, sort_keys=True).encode())

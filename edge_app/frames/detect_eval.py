@@ -1,0 +1,208 @@
+"""Detection-style evaluation: precision and recall of boxes against a video's ground-truth JSON lines.
+
+A predicted box is a true positive when it has the same class as a ground-truth box and IoU >= the
+threshold (0.3 by default) with it; each ground-truth box matches at most one prediction (greedy, highest
+score first, as in PASCAL VOC). Ground truth is ``<video>.truth.jsonl`` from
+:func:`edge_app.data.synthetic.write_video`: ``{"frame": i, "objects": [{"class": .., "box": [x1,y1,x2,y2]}]}``.
+
+Run on the demo engine: ``python -m edge_app.frames.detect_eval --engine engines/demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from edge_app.errors import UserError
+from edge_app.frames.postprocess import Label, box_iou
+
+
+@dataclass
+class DetectionScore:
+    """Counts over a set of frames and the rates derived from them."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    frames: int = 0
+    per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def precision(self) -> float:
+        """TP / (TP + FP); 1.0 when nothing was predicted (no false alarms)."""
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        """TP / (TP + FN); 1.0 when there was nothing to find."""
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON reports."""
+        return {"precision": self.precision, "recall": self.recall, "tp": self.tp, "fp": self.fp, "fn": self.fn,
+                "frames": self.frames, "per_class": self.per_class}
+
+
+def load_truth(path: str | Path) -> dict[int, list[tuple[str, tuple[float, float, float, float]]]]:
+    """frame index -> [(class, box)] from a ``*.truth.jsonl`` file."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"ground-truth file '{p}' does not exist; pass the .truth.jsonl written beside the synthetic video")
+    out: dict[int, list[tuple[str, tuple[float, float, float, float]]]] = {}
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            out[int(d["frame"])] = [(o["class"], tuple(float(v) for v in o["box"])) for o in d["objects"]]  # type: ignore[misc]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise UserError(f"line {n} of '{p}' is not a ground-truth record ({type(e).__name__}); regenerate it with `run.py demo`") from None
+    return out
+
+
+def match_frame(pred: list[Label], truth: list[tuple[str, tuple[float, float, float, float]]],
+                iou: float = 0.3) -> tuple[int, int, int, list[tuple[str, str]]]:
+    """(tp, fp, fn, [(class, 'tp'|'fp'|'fn')]) for one frame; greedy by score, one match per truth box."""
+    used = [False] * len(truth)
+    tb = np.array([b for _, b in truth], dtype=np.float64).reshape(-1, 4)
+    events: list[tuple[str, str]] = []
+    tp = fp = 0
+    for lab in sorted((p for p in pred if p.box is not None), key=lambda p: -p.score):
+        ious = box_iou(np.asarray(lab.box, dtype=np.float64), tb) if len(tb) else np.zeros(0)
+        best, best_iou = -1, iou
+        for j, v in enumerate(ious):
+            if not used[j] and truth[j][0] == lab.name and v >= best_iou:
+                best, best_iou = j, v
+        if best >= 0:
+            used[best] = True
+            tp += 1
+            events.append((lab.name, "tp"))
+        else:
+            fp += 1
+            events.append((lab.name, "fp"))
+    fn = used.count(False)
+    events += [(truth[j][0], "fn") for j in range(len(truth)) if not used[j]]
+    return tp, fp, fn, events
+
+
+def score(preds: Iterable[tuple[int, list[Label]]], truth: dict[int, list], iou: float = 0.3) -> DetectionScore:
+    """Accumulate :func:`match_frame` over ``(frame index, labels)`` pairs; frames without truth are an error."""
+    s = DetectionScore()
+    for idx, labels in preds:
+        if idx not in truth:
+            raise UserError(f"frame {idx} has no ground truth; evaluate the video the truth file was written for")
+        tp, fp, fn, events = match_frame(labels, truth[idx], iou)
+        s.tp += tp
+        s.fp += fp
+        s.fn += fn
+        s.frames += 1
+        for cls, kind in events:
+            s.per_class.setdefault(cls, {"tp": 0, "fp": 0, "fn": 0})[kind] += 1
+    return s
+
+
+def labels_from_jsonl(path: str | Path) -> list[tuple[int, list[Label]]]:
+    """(frame, labels) pairs from the JSON lines ``live``/``annotate`` write."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        out.append((int(d["frame"]), [Label(int(lb["class_id"]), lb["class"], float(lb["score"]),
+                                             tuple(lb["box"]) if lb.get("box") else None) for lb in d["labels"]]))
+    return out
+
+
+def evaluate_video(engine: Any, video: str | Path, truth_path: str | Path, tiles: Any = None, iou: float = 0.3,
+                   max_frames: int = 0, stride: int = 1, batch: int = 4) -> dict[str, Any]:
+    """Run tiles mode over ``video`` (every ``stride``-th frame) and score it against ``truth_path``."""
+    import cv2
+
+    from edge_app.frames.labellers import TileConfig, TileLabeller
+
+    truth = load_truth(truth_path)
+    lab = TileLabeller(engine, tiles or TileConfig())
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise UserError(f"cannot read video '{video}'; pass the synthetic video written by `run.py demo`")
+    preds: list[tuple[int, list[Label]]] = []
+    pending: list[tuple[int, np.ndarray]] = []
+    t0, i, ms = time.perf_counter(), 0, []
+
+    def flush() -> None:
+        labels, t = lab.label([im for _, im in pending])
+        ms.append((t.preprocess + t.inference + t.postprocess) / len(pending))
+        preds.extend((k, lb) for (k, _), lb in zip(pending, labels))
+        pending.clear()
+
+    try:
+        while not max_frames or i < max_frames:
+            ok, img = cap.read()
+            if not ok:
+                break
+            if i % stride == 0:
+                pending.append((i, img))
+                if len(pending) >= batch:
+                    flush()
+            i += 1
+        if pending:
+            flush()
+    finally:
+        cap.release()
+    s = score(preds, truth, iou)
+    n_tiles = sum(len(b) for b in lab._layout.values()) if len(lab._layout) == 1 else None
+    return {**s.to_dict(), "iou": iou, "tiles_per_frame": n_tiles, "ms_per_frame": float(np.mean(ms)) if ms else float("nan"),
+            "seconds": time.perf_counter() - t0, "config": dict(lab.cfg.__dict__)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edge_app.frames.detect_eval``: print tiles-mode precision/recall on the synthetic video."""
+    from edge_app.frames.labellers import TileConfig
+    from edge_app.runtime import open_engine
+
+    p = argparse.ArgumentParser(prog="python -m edge_app.frames.detect_eval", description=__doc__.splitlines()[0])
+    p.add_argument("--engine", default="engines/demo")
+    p.add_argument("--video", default="data/synthetic_video.mp4")
+    p.add_argument("--truth", default=None, help="default: <video stem>.truth.jsonl")
+    p.add_argument("--tiles", default="3x3")
+    p.add_argument("--scales", default=",".join(f"{v:g}" for v in TileConfig().scales))
+    p.add_argument("--conf", type=float, default=TileConfig.conf)
+    p.add_argument("--iou", type=float, default=TileConfig.iou, help="NMS IoU")
+    p.add_argument("--box-scale", type=float, default=TileConfig.box_scale)
+    p.add_argument("--no-merge", action="store_true")
+    p.add_argument("--votes", type=int, default=TileConfig.min_votes, help="tiles that must agree on a box")
+    p.add_argument("--overlap", type=float, default=TileConfig.min_overlap, help="minimum overlap of neighbouring tiles")
+    p.add_argument("--match-iou", type=float, default=0.3, help="IoU for a prediction to count as found")
+    p.add_argument("--max-frames", type=int, default=0)
+    p.add_argument("--stride", type=int, default=1)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--precision", default="auto")
+    a = p.parse_args(argv)
+    try:
+        cfg = TileConfig.from_strings(a.tiles, a.scales, conf=a.conf, iou=a.iou, box_scale=a.box_scale, merge=not a.no_merge,
+                                      min_votes=a.votes, min_overlap=a.overlap)
+        truth = a.truth or str(Path(a.video).with_suffix(".truth.jsonl"))
+        with open_engine(a.engine, a.backend, a.precision) as eng:
+            r = evaluate_video(eng, a.video, truth, cfg, a.match_iou, a.max_frames, a.stride)
+            desc = eng.description
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"tiles {a.tiles} scales {a.scales} overlap {a.overlap} conf {a.conf} iou {a.iou} box_scale {a.box_scale} "
+          f"merge {not a.no_merge} votes {a.votes}; {r['tiles_per_frame']} tiles/frame ({desc})")
+    print(f"precision {r['precision']:.3f}  recall {r['recall']:.3f}  at IoU>={a.match_iou} with class match "
+          f"(tp {r['tp']}, fp {r['fp']}, fn {r['fn']}, {r['frames']} frames, {r['ms_per_frame']:.1f} ms/frame)")
+    for cls, c in sorted(r["per_class"].items()):
+        print(f"  {cls:10s} tp {c['tp']:4d}  fp {c['fp']:4d}  fn {c['fn']:4d}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""``bench --pipeline SOURCE``: the whole frame loop (capture, preprocess, inference, postprocess, overlay,
+write) per variant, so a user sees where the time goes and what frame rate each backend x precision gives.
+
+The loop is the real one (:class:`edge_app.frames.pipeline.Pipeline`, three threads), writing an annotated video
+to a temporary folder. Variants take turns of ``max(--slice, 1 s)`` (each turn reopens the source, so a
+turn must be long next to that), after a warm-up run of ``--warmup`` seconds each, until every variant has
+looped for ``--duration`` seconds and written ``--iterations`` frames. Files are looped, so a short clip
+serves any duration. Stage statistics of all turns are pooled per variant.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_app.profiling.bench import (BASELINE, BenchConfig, Variant, accuracy_of, agreement_of, open_variants, progress_ticker,
+                            report_header, runnable_variants)
+from edge_app.profiling.report import LOOP_STAGES
+from edge_app.engine_dir import EngineDir, EngineMeta
+from edge_app.errors import UserError
+from edge_app.profiling.timers import RollingStats
+from edge_app.runtime.base import Engine
+
+MIN_TURN_S = 1.0  # each turn reopens the source and starts three threads: keep that small next to the turn
+
+
+@dataclass
+class LoopCase:
+    """One variant at one batch size: its engine and the statistics pooled over its turns."""
+
+    variant: Variant
+    engine: Engine
+    batch: int
+    window: int
+    stats: dict[str, RollingStats] = field(default_factory=dict)
+    seconds: float = 0.0
+    frames: int = 0
+    dropped: int = 0
+    turns: int = 0
+    warmup_s: float = 0.0
+    warmup_frames: int = 0
+
+    def done(self, cfg: BenchConfig) -> bool:
+        return self.seconds >= cfg.duration and self.frames >= cfg.iterations
+
+
+def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple[Any, Any]:
+    """One run of the real frame loop for ``seconds``; returns (report, the Pipeline with its timer)."""
+    from edge_app.frames.pipeline import Pipeline, PipelineConfig
+    from edge_app.video.sinks import VideoFileSink
+    from edge_app.video.sources import open_source
+
+    src = open_source(source, loop=True)
+    try:
+        w, h = src.size
+        if not (w and h):  # a source that learns its size from the first frame
+            first = next(iter(src))
+            h, w = first.image.shape[:2]
+            src.close()
+            src = open_source(source, loop=True)
+        sink = VideoFileSink(workdir / f"{case.variant.key}-b{case.batch}.mp4", src.fps or 30.0, (w, h))
+    except BaseException:
+        src.close()
+        raise
+    p = Pipeline(case.engine, src, [sink], PipelineConfig(batch=case.batch, duration=seconds))
+    rep = p.run()
+    if rep.frames_written == 0:
+        raise UserError(f"source '{source}' gave no frames to the loop; check it plays (e.g. `python run.py live --source {source}`)")
+    return rep, p
+
+
+def _measure_turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> None:
+    rep, p = _turn(case, source, seconds, workdir)
+    case.seconds += rep.seconds
+    case.frames += rep.frames_written
+    case.dropped += rep.frames_dropped
+    case.turns += 1
+    for name, st in p.timer.stats.items():
+        case.stats.setdefault(name, RollingStats(case.window)).merge(st)
+
+
+def _result(c: LoopCase, meta: EngineMeta) -> dict[str, Any]:
+    keys = ("min", "p50", "p90", "p99", "max", "mean")
+    summ = {name: s.run_summary() for name, s in c.stats.items()}
+    stages = {n: {k: summ[n][k] for k in keys} for n in LOOP_STAGES if n in summ}
+    stages.update({n: {k: s[k] for k in keys} for n, s in summ.items() if n not in stages and n != "end_to_end"})
+    e2e = summ.get("end_to_end")
+    return {"variant": c.variant.key, "backend": c.variant.backend, "precision": c.variant.precision,
+            "device": c.engine.device, "description": c.engine.description, "batch": c.batch,
+            "frames": c.frames, "seconds": c.seconds, "fps": c.frames / c.seconds if c.seconds > 0 else float("nan"),
+            "dropped": c.dropped, "turns": c.turns, "warmup_s": c.warmup_s, "warmup_frames": c.warmup_frames,
+            "stages_ms": stages, "end_to_end_ms": {k: e2e[k] for k in keys} if e2e else {},
+            "percentiles_exact": all(s["exact"] for s in summ.values()),
+            "accuracy_top1": accuracy_of(meta, c.variant), "agreement_fp32": agreement_of(meta, c.variant)}
+
+
+def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, out: str | Path) -> dict[str, Any]:
+    """Time the whole frame loop on ``source`` for every variant; write bench.json and the stacked-bar PNG."""
+    from edge_app.profiling.report import write_outputs
+    from edge_app.video.sources import open_source
+
+    ed = EngineDir(engine_path)
+    meta = ed.load_meta()
+    open_source(source).close()  # a bad source is a one-sentence error before any engine is loaded
+    variants, skipped = runnable_variants(ed, cfg)
+    turn_s = max(cfg.slice_s, MIN_TURN_S)
+    engines: list[tuple[Variant, Engine]] = []
+    results: list[dict[str, Any]] = []
+    bar = None
+    try:
+        open_variants(ed, variants, cfg, engines)
+        if cfg.progress:
+            from tqdm import tqdm
+
+            total = len(cfg.batches) * len(engines) * (cfg.warmup + max(cfg.duration, turn_s))
+            bar = tqdm(total=round(total, 1), desc="bench --pipeline", unit="s", leave=False, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+        tick = progress_ticker(bar)
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+            for b in cfg.batches:
+                cases = [LoopCase(v, eng, b, cfg.window) for v, eng in engines]
+                for c in cases:
+                    if cfg.warmup > 0:
+                        rep, _ = _turn(c, source, cfg.warmup, Path(tmp))
+                        c.warmup_s, c.warmup_frames = rep.seconds, rep.frames_written
+                        tick(rep.seconds)
+                active = list(cases)
+                while active:
+                    for c in list(active):
+                        before = c.seconds
+                        _measure_turn(c, source, min(turn_s, max(cfg.duration - c.seconds, 0.0)) or turn_s, Path(tmp))
+                        tick(c.seconds - before)
+                        if c.done(cfg):
+                            active.remove(c)
+                results.extend(_result(c, meta) for c in cases)
+        wall = time.perf_counter() - t0
+    finally:
+        if bar is not None:
+            bar.close()
+        for _, eng in engines:
+            eng.close()
+    base = {r["batch"]: r["fps"] for r in results if r["variant"] == BASELINE}
+    for r in results:
+        r["speedup"] = r["fps"] / base[r["batch"]] if base.get(r["batch"]) else None
+    report = {**report_header(ed, meta, cfg, "pipeline", wall), "source": source,
+              "source_name": Path(source).name or source, "turn_s": turn_s, "results": results, "skipped": skipped}
+    write_outputs(report, Path(out))
+    return report
+
+
+def print_pipeline_report(report: dict[str, Any]) -> None:
+    """Print the machine, the per-stage table, what was left out and where the files went."""
+    from edge_app.profiling.report import machine_line, pipeline_table
+
+    cfg = report["config"]
+    print(machine_line(report["machine"]))
+    print(f"engine: {report['engine']} ({report['arch']}, {report['input']}); source: {report['source']}; warm-up "
+          f"{cfg['warmup']:g} s, then {cfg['duration']:g} s or {cfg['iterations']} frames per variant, in turns of {report['turn_s']:g} s")
+    print(pipeline_table(report))
+    print("stages run in three threads (capture | preprocess+inference+postprocess | overlay+write), so they overlap: "
+          "frames/s follows the slowest thread, not the sum")
+    for s in report["skipped"]:
+        print(f"not measured: {s['variant']} ({s['reason']})")
+    print("wrote " + ", ".join(report["files"].values()))

@@ -1,0 +1,280 @@
+"""Training and fine-tuning: ``train_one_epoch`` / ``evaluate`` / ``train``, checkpoints and metrics.
+
+The network trained is :class:`PreprocessedModel`: it takes the raw uint8 NHWC BGR batch, exactly the
+graph that export writes, so no preprocessing can drift between training and deployment.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_app.data.folder import ImageSet, LoadReport, augment, load_image_folder
+from edge_app.engine_dir import InputSpec
+from edge_app.errors import UserError
+from edge_app.fsutil import atomic_write, ensure_writable_dir
+from edge_app.models import ResNet, create_model, load_weights
+from edge_app.models.preprocess import PreprocessedModel
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "edge_app.checkpoint/1"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; stored in the checkpoint so --resume continues the same run."""
+
+    data: str = "synthetic"
+    arch: str = "resnet18"
+    img: int = 64  # small default: the synthetic shapes are legible at 64 px and CPU training stays fast
+    epochs: int = 6
+    batch: int = 32  # small batches: more optimiser steps per CPU-second for short runs
+    lr: float = 2e-3  # peak of a warm-up + cosine schedule for AdamW: converges in few steps, from scratch or fine-tuning
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.05
+    weights: str | None = None
+    device: str = "auto"
+    out: str = "runs/train"
+    seed: int = 0
+    resize: str = "stretch"
+    val_fraction: float = 0.15
+    workers_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a user error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"unknown device '{device}'; choose auto, cpu or cuda")
+    return torch.device(device)
+
+
+# ----------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:
+    """Write a checkpoint atomically."""
+    return atomic_write(path, lambda p: torch.save(ckpt, p))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and validate an edge_app checkpoint (``weights_only=True``: no code runs on load)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"checkpoint '{p}' does not exist; train one with `python run.py train`")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"'{p}' is not a readable checkpoint ({type(e).__name__}); pass a best.pt or last.pt written by `python run.py train`") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"'{p}' is not an edge_app checkpoint; pass a best.pt or last.pt written by `python run.py train`")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[ResNet, InputSpec, list[str]]:
+    """Rebuild the bare ResNet (eval mode), its input spec and labels from a checkpoint."""
+    labels = list(ckpt["labels"])
+    model = create_model(ckpt["arch"], num_classes=len(labels))
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, InputSpec(**ckpt["input"]), labels
+
+
+def warmup_cosine(total_steps: int, warmup_frac: float = 0.2):
+    """LR multiplier: linear warm-up over the first ``warmup_frac`` of steps, then cosine decay to 0."""
+    warm = max(1, int(total_steps * warmup_frac))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return f
+
+
+# ----------------------------------------------------------------------------------------- loops
+def iterate_batches(data: ImageSet, batch: int, shuffle: bool, rng: np.random.Generator):
+    """Yield (images uint8 NHWC, labels) numpy batches."""
+    idx = rng.permutation(len(data)) if shuffle else np.arange(len(data))
+    for s in range(0, len(idx), batch):
+        j = idx[s:s + batch]
+        yield data.images[j], data.labels[j]
+
+
+def train_one_epoch(model: nn.Module, data: ImageSet, opt: torch.optim.Optimizer, sched: Any,
+                    cfg: TrainConfig, device: torch.device, rng: np.random.Generator,
+                    scaler: torch.amp.GradScaler | None, desc: str = "") -> dict[str, float]:
+    """One pass over ``data`` with augmentation; returns mean loss and top-1 on the augmented batches."""
+    from tqdm import tqdm
+
+    model.train()
+    n_batches = math.ceil(len(data) / cfg.batch)
+    total, correct, loss_sum = 0, 0, 0.0
+    bar = tqdm(iterate_batches(data, cfg.batch, True, rng), total=n_batches, desc=desc, unit="batch", leave=False)
+    for images, labels in bar:
+        if len(labels) < 2:  # BatchNorm cannot train on a batch of one
+            continue
+        x = torch.from_numpy(augment(images, rng)).to(device, non_blocking=True)
+        y = torch.from_numpy(labels).to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        sched.step()
+        total += len(y)
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
+    return {"train_loss": loss_sum / max(1, total), "train_top1": correct / max(1, total)}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageSet, device: torch.device, batch: int = 128) -> dict[str, float]:
+    """Mean loss and top-1 accuracy of ``model`` (uint8 NHWC input) on ``data``."""
+    model.eval()
+    total, correct, loss_sum = 0, 0, 0.0
+    for images, labels in iterate_batches(data, batch, False, np.random.default_rng(0)):
+        x = torch.from_numpy(images).to(device)
+        y = torch.from_numpy(labels).to(device)
+        logits = model(x).float()
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += len(y)
+    return {"val_loss": loss_sum / max(1, total), "val_top1": correct / max(1, total)}
+
+
+def write_metrics(out: Path, history: list[dict[str, float]]) -> tuple[Path, Path]:
+    """metrics.csv and metrics.png (loss and top-1 per epoch), both written atomically."""
+    csv_path, png_path = out / "metrics.csv", out / "metrics.png"
+    keys = list(history[0].keys())
+
+    def write_csv(p: Path) -> None:
+        with open(p, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(history)
+
+    atomic_write(csv_path, write_csv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a.plot(ep, [h["val_loss"] for h in history], "o-", label="val")
+    a.set_xlabel("epoch"); a.set_ylabel("loss"); a.legend(); a.grid(alpha=0.3)
+    b.plot(ep, [h["train_top1"] for h in history], "o-", label="train")
+    b.plot(ep, [h["val_top1"] for h in history], "o-", label="val")
+    b.set_xlabel("epoch"); b.set_ylabel("top-1"); b.set_ylim(0, 1.01); b.legend(); b.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(png_path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    plt.close(fig)
+    return csv_path, png_path
+
+
+# ----------------------------------------------------------------------------------------- main
+def prepare_data(cfg: TrainConfig, spec: InputSpec) -> tuple[ImageSet, ImageSet, LoadReport, Path]:
+    """Resolve --data (generating the synthetic set when asked) and load it."""
+    if cfg.data == "synthetic":
+        from edge_app.data.synthetic import write_dataset
+
+        root = write_dataset(Path("data") / "synthetic", progress=True)
+    else:
+        root = Path(cfg.data)
+    train, val, report = load_image_folder(root, spec, cfg.val_fraction, cfg.seed)
+    return train, val, report, root
+
+
+def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
+    """Train (or resume) a classifier; returns a summary with checkpoint paths and the best val top-1."""
+    out = ensure_writable_dir(cfg.out)
+    ckpt_prev = None
+    if resume:
+        ckpt_prev = load_checkpoint(resume)
+        saved = ckpt_prev["config"]
+        # The data, model and schedule of the run are fixed by the checkpoint; only the length may grow.
+        cfg = TrainConfig(**{**saved, "epochs": max(cfg.epochs, saved["epochs"]), "out": cfg.out, "device": cfg.device})
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.workers_threads)
+    device = resolve_device(cfg.device)
+    spec = InputSpec(height=cfg.img, width=cfg.img, resize=cfg.resize)
+    t0 = time.perf_counter()
+    train_set, val_set, report, root = prepare_data(cfg, spec)
+    log.info("data %s: %s (%.1fs)", root, report.summary(), time.perf_counter() - t0)
+    print(f"data: {root}: {report.summary()}")
+
+    net = create_model(cfg.arch, num_classes=len(report.classes), zero_init_residual=True)
+    weights_info = load_weights(net, cfg.weights, cfg.arch) if cfg.weights and not ckpt_prev else None
+    model = PreprocessedModel(net, spec).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}],
+                            lr=cfg.lr)
+    steps = cfg.epochs * math.ceil(len(train_set) / cfg.batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    start_epoch, best, history = 0, -1.0, []
+    if ckpt_prev:
+        if list(ckpt_prev["labels"]) != report.classes:
+            raise UserError(f"checkpoint '{resume}' was trained on classes {ckpt_prev['labels']} but the data has {report.classes}; resume with the same --data")
+        net.load_state_dict(ckpt_prev["model"])
+        opt.load_state_dict(ckpt_prev["optimizer"])
+        # The schedule may have grown (more --epochs): rebuild it for the new length and fast-forward it.
+        done = ckpt_prev["epoch"] * math.ceil(len(train_set) / cfg.batch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": intended here
+            for _ in range(min(done, steps - 1)):
+                sched.step()
+        start_epoch, best, history = ckpt_prev["epoch"], ckpt_prev["best_top1"], list(ckpt_prev["history"])
+        print(f"resuming {resume} at epoch {start_epoch + 1}/{cfg.epochs}")
+    rng = np.random.default_rng([cfg.seed, start_epoch])
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    for epoch in range(start_epoch, cfg.epochs):
+        te = time.perf_counter()
+        tr = train_one_epoch(model, train_set, opt, sched, cfg, device, rng, scaler, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        ev = evaluate(model, val_set, device)
+        row = {"epoch": epoch + 1, **tr, **ev, "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - te}
+        history.append(row)
+        improved = ev["val_top1"] > best
+        best = max(best, ev["val_top1"])
+        ckpt = {
+            "format": CHECKPOINT_FORMAT, "arch": cfg.arch, "labels": report.classes, "input": asdict(spec),
+            "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "epoch": epoch + 1, "best_top1": best, "top1": ev["val_top1"], "history": history,
+            "config": asdict(cfg), "data_root": str(root),
+        }
+        save_checkpoint(last_path, ckpt)
+        if improved:
+            save_checkpoint(best_path, ckpt)
+        write_metrics(out, history)
+        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['train_loss']:.3f}  train top-1 {tr['train_top1']:.3f}  "
+              f"val top-1 {ev['val_top1']:.3f}  ({row['seconds']:.0f}s){'  *best' if improved else ''}")
+    return {"best_top1": best, "best": str(best_path), "last": str(last_path), "out": str(out),
+            "history": history, "data": report, "weights": weights_info, "seconds": time.perf_counter() - t0}

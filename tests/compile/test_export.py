@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edge_app.engine_dir import EngineDir
+from edge_app.errors import UserError
+from edge_app.compile.export import PARITY_TOLERANCE, export
+from edge_app.fsutil import sha256_file
+from edge_app.models.preprocess import InGraphPreprocess
+
+
+def test_export_writes_onnx_and_meta_with_parity(tiny_engine) -> None:
+    ed = EngineDir(tiny_engine)
+    meta = ed.load_meta()
+    assert meta.parity["max_abs_diff"] <= PARITY_TOLERANCE
+    assert meta.labels[0] == "background" and meta.input.height == 32 and meta.input.layout == "NHWC"
+    assert meta.files["model.onnx"] == sha256_file(ed.onnx_path())
+    g = onnx.load(str(ed.onnx_path())).graph
+    inp = g.input[0]
+    assert inp.name == "images" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert dims == ["batch", 32, 32, 3]
+    assert g.output[0].name == "logits"
+    ops = {n.op_type for n in g.node}
+    assert {"Cast", "Transpose"} <= ops  # preprocessing lives in the graph
+
+
+def test_export_is_cached_and_detects_a_new_checkpoint(tiny_checkpoint, tmp_path) -> None:
+    r1 = export(tiny_checkpoint, "m", tmp_path)
+    assert not r1["cached"]
+    (tmp_path / "m" / "model.int8.cpu.onnx").write_bytes(b"stale")
+    assert export(tiny_checkpoint, "m", tmp_path)["cached"]
+    ck = torch.load(tiny_checkpoint, weights_only=True)
+    ck["model"]["fc.bias"] += 1.0
+    other = tmp_path / "other.pt"
+    torch.save(ck, other)
+    r3 = export(other, "m", tmp_path)
+    assert not r3["cached"]
+    assert not (tmp_path / "m" / "model.int8.cpu.onnx").exists()  # derived files of the old model removed
+
+
+def test_in_graph_preprocessing_matches_the_reference_formula(rng) -> None:
+    x = rng.integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    got = InGraphPreprocess(mean, std)(torch.from_numpy(x)).numpy()
+    rgb = x[..., ::-1].astype(np.float32) / 255.0
+    want = ((rgb - np.array(mean)) / np.array(std)).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_export_bad_inputs(tmp_path, tiny_checkpoint) -> None:
+    with pytest.raises(UserError, match="not an edge_app checkpoint|not a readable checkpoint"):
+        bad = tmp_path / "bad.pt"
+        bad.write_bytes(b"\x00" * 10)
+        export(bad, "x", tmp_path)
+    with pytest.raises(UserError, match="not a plain folder name"):
+        export(tiny_checkpoint, "../evil", tmp_path)
+
+
+def test_damaged_meta_is_reported(tiny_engine, tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_engine, copy)
+    (copy / "meta.json").write_text("{ not json")
+    with pytest.raises(UserError, match="damaged"):
+        EngineDir(copy).load_meta()
+    assert json.loads((tiny_engine / "meta.json").read_text())["name"] == "tiny"

@@ -1,0 +1,264 @@
+"""`bench`: variant discovery, interleaved measurement, reports, and one-sentence errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_app.profiling import bench
+from edge_app.profiling.bench import BenchConfig, Case, Variant, measure, parse_batches, parse_list, run_bench
+from edge_app.cli import main
+from edge_app.engine_dir import EngineDir
+from edge_app.errors import UserError
+from edge_app.profiling.timers import StageTimer
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def quick(**kw: Any) -> BenchConfig:
+    """A configuration short enough for CI on 2 shared cores."""
+    return BenchConfig(**{"warmup": 0.05, "duration": 0.2, "iterations": 3, "slice_s": 0.05, "progress": False, **kw})
+
+
+@pytest.fixture()
+def engine_with_int8(tiny_engine: Path, tmp_path: Path) -> Path:
+    """A copy of ``tiny_engine`` that also has a model.int8.cpu.onnx and INT8 accuracy in meta.json.
+
+    The "int8" file is the fp32 graph under the INT8 name: enough to check that bench finds, runs and labels it.
+    """
+    dst = tmp_path / "tiny8"
+    dst.mkdir()
+    for f in ("checkpoint.pt", "model.onnx"):
+        (dst / f).symlink_to(tiny_engine / f)
+    (dst / "model.int8.cpu.onnx").symlink_to(tiny_engine / "model.onnx")
+    meta = json.loads((tiny_engine / "meta.json").read_text())
+    meta["accuracy"]["int8.cpu"] = {"top1": 0.4321, "agreement": 0.97}  # the keys `calibrate` writes
+    (dst / "meta.json").write_text(json.dumps(meta))
+    return dst
+
+
+class FakeEngine:
+    """Sleeps ``ms`` per call and reports internal stages like the TensorRT backend; logs the call order."""
+
+    def __init__(self, name: str, ms: float, log: list[str]) -> None:
+        self.name, self.ms, self.log = name, ms, log
+        self.last_timings: dict[str, float] = {}
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        time.sleep(self.ms / 1e3)
+        self.log.append(self.name)
+        self.last_timings = {"h2d": 0.1, "compute": self.ms, "d2h": 0.05}
+        return np.zeros((images.shape[0], 2), np.float32)
+
+
+def _fake_cases(log: list[str], *ms: float) -> list[Case]:
+    return [Case(Variant(f"v{i}", "fake", "fp32", "cpu", ()), FakeEngine(f"v{i}", m, log), 1, StageTimer(10_000))  # type: ignore[arg-type]
+            for i, m in enumerate(ms)]
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+def test_parse_batches_and_lists() -> None:
+    assert parse_batches("1,8,32") == (1, 8, 32)
+    assert parse_batches(" 4 , 4,2") == (4, 2)
+    assert parse_list("torch,onnxruntime", bench.BENCH_BACKENDS, "--backends") == ("torch", "onnxruntime")
+    assert parse_list(None, bench.BENCH_BACKENDS, "--backends") is None
+
+
+@pytest.mark.parametrize("text, msg", [("0", r"--batch 0 is not a batch size"), ("1,x", r"'x' is not a whole number"),
+                                       ("-3", r"--batch -3 is not a batch size")])
+def test_parse_batches_rejects_bad_sizes(text: str, msg: str) -> None:
+    with pytest.raises(UserError, match=msg):
+        parse_batches(text)
+
+
+def test_parse_list_rejects_unknown_backend() -> None:
+    with pytest.raises(UserError, match=r"--backends 'openvino' is not known; choose from torch, onnxruntime, tensorrt"):
+        parse_list("torch,openvino", bench.BENCH_BACKENDS, "--backends")
+
+
+@pytest.mark.parametrize("kw, msg", [({"duration": -1}, r"--duration -1 is negative"), ({"warmup": -0.5}, r"--warmup -0.5 is negative"),
+                                     ({"iterations": 0}, r"--iterations 0 is below 1"), ({"batches": (2, 0)}, r"--batch 0 is not")])
+def test_config_rejects_bad_values(kw: dict[str, Any], msg: str) -> None:
+    with pytest.raises(UserError, match=msg):
+        BenchConfig(**kw)
+
+
+def test_discovery_adds_gpu_variants_where_present(engine_with_int8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT and ONNX Runtime GPU variants appear when their runtime and model files do (no GPU needed to check)."""
+    import edge_app.runtime.onnxruntime as ort_backend
+
+    (engine_with_int8 / "model.fp16.onnx").symlink_to(engine_with_int8 / "model.onnx")
+    monkeypatch.setattr(bench, "_installed", lambda b: (True, ""))
+    monkeypatch.setattr(bench, "_cuda_available", lambda: True)
+    monkeypatch.setattr(ort_backend, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    variants, skipped = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig())
+    keys = [v.key for v in variants]
+    assert keys == ["torch-fp32", "torch-fp16", "ort-fp32", "ort-int8-cpu", "ort-gpu-fp32", "ort-gpu-fp16", "trt-fp32", "trt-fp16"]
+    assert {"variant": "trt-int8", "reason": "model.int8.trt.onnx is missing; run `python run.py calibrate` to make it"} in skipped
+    only = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig(device="cpu", precisions=("int8",)))[0]
+    assert [v.key for v in only] == ["ort-int8-cpu"]
+
+
+# ------------------------------------------------------------------------------------------------ measuring
+def test_measure_interleaves_variants_in_slices_and_respects_windows() -> None:
+    log: list[str] = []
+    cases = _fake_cases(log, 2.0, 5.0)
+    cfg = BenchConfig(warmup=0.05, duration=0.3, iterations=1, slice_s=0.05, progress=False)
+    measure(cases, np.zeros((1, 8, 8, 3), np.uint8), cfg)
+    runs = [log[0]]
+    for name in log[1:]:
+        if name != runs[-1]:
+            runs.append(name)
+    # after the two warm-ups, the variants alternate: many turns each, not one long block per variant
+    assert runs[:2] == ["v0", "v1"] and runs[2:8] == ["v0", "v1"] * 3
+    for c in cases:
+        assert cfg.warmup <= c.warmup_s <= cfg.warmup + 0.1  # one call past the deadline at most (slack: shared CI cores)
+        assert cfg.duration <= c.measured_s <= cfg.duration + cfg.slice_s + 0.1
+        assert c.slices >= 5 and c.calls == c.timer.stats["latency"].count
+        assert c.timer.stats["latency"].percentile(50) >= c.engine.ms  # type: ignore[attr-defined]
+        # the engine's own stage timings (TensorRT: h2d / compute / d2h) are kept per call
+        assert c.timer.stats["compute"].count == c.calls and c.timer.stats["d2h"].last == 0.05
+
+
+def test_measure_runs_at_least_the_iterations_when_they_take_longer() -> None:
+    log: list[str] = []
+    cases = _fake_cases(log, 3.0)
+    measure(cases, np.zeros((1, 8, 8, 3), np.uint8), BenchConfig(warmup=0.0, duration=0.01, iterations=25, slice_s=0.02, progress=False))
+    assert cases[0].calls >= 25 and cases[0].measured_s >= 25 * 3e-3
+
+
+# ------------------------------------------------------------------------------------------------ whole runs
+def test_run_bench_measures_every_variant_and_writes_reports(engine_with_int8: Path, tmp_path: Path) -> None:
+    cfg = quick(batches=(1, 2))
+    out = tmp_path / "out"
+    rep = run_bench(engine_with_int8, cfg, out)
+    got = {(r["variant"], r["batch"]) for r in rep["results"]}
+    assert got == {(v, b) for v in ("torch-fp32", "ort-fp32", "ort-int8-cpu") for b in (1, 2)}
+    meta = EngineDir(engine_with_int8).load_meta()
+    for r in rep["results"]:
+        lat = r["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert r["throughput_ips"] == pytest.approx(r["calls"] * r["batch"] / r["measured_s"])
+        assert r["measured_s"] >= cfg.duration and r["calls"] >= cfg.iterations and r["warmup_s"] >= cfg.warmup
+        assert r["percentiles_exact"] and sum(r["histogram"]["bins"].values()) == r["calls"]
+        if r["variant"] == "torch-fp32":
+            assert r["speedup"] == pytest.approx(1.0)
+            assert r["accuracy_top1"] == meta.accuracy["fp32"]["top1"]
+        if r["variant"] == "ort-int8-cpu":
+            assert r["accuracy_top1"] == 0.4321 and r["agreement_fp32"] == 0.97 and r["model_file"] == "model.int8.cpu.onnx"
+    saved = json.loads((out / "bench.json").read_text())
+    assert saved["machine"]["cores"] >= 1 and saved["machine"]["versions"]["onnxruntime"]
+    assert len(saved["results"]) == 6 and saved["config"]["batches"] == [1, 2]
+    for png in ("latency.png", "throughput.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_cli_bench_prints_table_with_ratios_and_missing_accuracy(tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", str(tiny_engine), "--warmup", "0.05", "--duration", "0.2", "--iterations", "2", "--slice", "0.05",
+               "--backends", "torch,onnxruntime", "--precisions", "fp32", "--out", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "machine: " in out and " cores, GPU: " in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("torch-fp32 ", "ort-fp32 "))}
+    assert rows["torch-fp32"][9] == "1.00x" and rows["ort-fp32"][9].endswith("x")
+    assert "not measured: ort-int8-cpu (model.int8.cpu.onnx is missing; run `python run.py calibrate`" not in out  # filtered by --precisions
+    assert f"{tmp_path / 'o' / 'bench.json'}" in out
+
+
+def test_accuracy_missing_shows_dash(engine_with_int8: Path) -> None:
+    meta = EngineDir(engine_with_int8).load_meta()
+    v = Variant("trt-fp16", "tensorrt", "fp16", "cuda", ("fp16",))
+    assert bench.accuracy_of(meta, v) is None
+    rep = {"baseline": "torch-fp32", "results": [{"variant": "trt-fp16", "batch": 1, "throughput_ips": 10.0, "speedup": None,
+                                                   "accuracy_top1": None, "stages_ms": {},
+                                                   "latency_ms": dict.fromkeys(("min", "p50", "p90", "p99", "max", "mean"), 1.0)}]}
+    from edge_app.profiling.report import results_table
+
+    row = results_table(rep).splitlines()[-1].split()
+    assert row[-3:] == ["-", "-", "-"]  # no speed-up, top-1 or agreement: dashes, not blanks
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def _cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "Traceback" not in err
+    return err
+
+
+def test_cli_batch_zero(tiny_engine: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--batch 0 is not a batch size" in _cli_error(["bench", str(tiny_engine), "--batch", "0"], capsys)
+
+
+def test_cli_negative_duration(tiny_engine: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--duration -1 is negative" in _cli_error(["bench", str(tiny_engine), "--duration", "-1"], capsys)
+
+
+def test_cli_engine_folder_without_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    err = _cli_error(["bench", str(tmp_path / "empty")], capsys)
+    assert "has no model.onnx; run `python run.py export" in err
+
+
+def test_cli_batch_beyond_engine_profile(tiny_engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    real_open = bench.open_variant
+
+    def open_with_profile(path: Path, v: Variant, cfg: BenchConfig) -> Any:
+        eng = real_open(path, v, cfg)
+        eng.max_batch = 4  # what a TensorRT engine built for batches 1..4 reports
+        return eng
+
+    monkeypatch.setattr(bench, "open_variant", open_with_profile)
+    err = _cli_error(["bench", str(tiny_engine), "--backends", "onnxruntime", "--batch", "1,8", "--out", str(tmp_path)], capsys)
+    assert "--batch 8 exceeds the ort-fp32 engine's profile maximum of 4; use --batch up to 4" in err
+
+
+def test_cli_backend_not_installed(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    real = bench._installed
+    monkeypatch.setattr(bench, "_installed", lambda b: (False, "ONNX Runtime is not installed") if b == "onnxruntime" else real(b))
+    err = _cli_error(["bench", str(tiny_engine), "--backends", "onnxruntime"], capsys)
+    assert "--backends onnxruntime: ONNX Runtime is not installed; install it with `pip install onnxruntime==" in err
+
+
+def test_cli_tensorrt_named_where_it_is_missing(tiny_engine: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if bench._installed("tensorrt")[0]:
+        pytest.skip("TensorRT is usable on this machine")
+    err = _cli_error(["bench", str(tiny_engine), "--backends", "tensorrt"], capsys)
+    assert "--backends tensorrt:" in err and "TensorRT needs an NVIDIA GPU" in err and "leave tensorrt out of --backends" in err
+
+
+def test_no_runnable_variant(tiny_engine: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"no variant of .* can run here \(ort-int8-cpu: model.int8.cpu.onnx is missing"):
+        run_bench(tiny_engine, quick(backends=("onnxruntime",), precisions=("int8",)), tmp_path)
+
+
+
+# ------------------------------------------------------------------------------------------------ scripts
+def _script(*args: str) -> str:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, *args], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_overhead_script_prints_both_p50s_and_windows(tiny_engine: Path) -> None:
+    out = _script("scripts/bench_overhead.py", str(tiny_engine), "--warmup", "0.05", "--duration", "0.2", "--rounds", "1")
+    assert "round 1: bare session.run p50 " in out and "bench ort-fp32 p50 " in out
+    assert "interleaved in 0.1 s slices" in out and "windows: warm-up off by at most" in out
+
+
+def test_make_bench_engine_script_exports_a_runnable_engine(tmp_path: Path) -> None:
+    out = _script("scripts/make_bench_engine.py", "--img", "32", "--classes", "3", "--name", "r", "--engines", str(tmp_path))
+    assert f"wrote {tmp_path / 'r'}" in out
+    meta = EngineDir(tmp_path / "r").load_meta()
+    assert meta.arch == "resnet18" and (meta.input.height, meta.num_classes) == (32, 3)

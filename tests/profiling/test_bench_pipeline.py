@@ -1,0 +1,44 @@
+"""`bench --pipeline`: the real frame loop per variant, pooled stage statistics and the stacked-bar report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge_app.profiling.bench import BenchConfig
+from edge_app.profiling.bench_pipeline import run_pipeline_bench
+from edge_app.cli import main
+from edge_app.errors import UserError
+from tests.helpers import write_tiny_video
+
+
+def test_pipeline_bench_times_every_stage_of_every_variant(tiny_engine: Path, tmp_path: Path) -> None:
+    video = write_tiny_video(tmp_path / "clip.mp4", frames=8)  # shorter than the run: the source is looped
+    cfg = BenchConfig(warmup=0.2, duration=0.6, iterations=12, progress=False, backends=("torch", "onnxruntime"), precisions=("fp32",))
+    rep = run_pipeline_bench(tiny_engine, str(video), cfg, tmp_path / "out")
+    assert [r["variant"] for r in rep["results"]] == ["torch-fp32", "ort-fp32"]
+    for r in rep["results"]:
+        assert list(r["stages_ms"])[:6] == ["capture", "preprocess", "inference", "postprocess", "overlay", "write"]
+        assert r["frames"] >= cfg.iterations and r["seconds"] >= cfg.duration and r["warmup_frames"] > 0
+        assert r["fps"] == pytest.approx(r["frames"] / r["seconds"])
+        inf = r["stages_ms"]["inference"]
+        assert 0 < inf["min"] <= inf["p50"] <= inf["p99"] <= inf["max"]
+        assert r["end_to_end_ms"]["p50"] >= inf["min"]
+    assert rep["results"][0]["speedup"] == pytest.approx(1.0)
+    saved = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert saved["mode"] == "pipeline" and saved["source"] == str(video)
+    assert (tmp_path / "out" / "pipeline_stages.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pipeline_bench_bad_source_is_one_sentence(tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", str(tiny_engine), "--pipeline", str(tmp_path / "nope.mp4"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: source ") and "was not found" in err and "Traceback" not in err
+
+
+def test_pipeline_bench_needs_a_runnable_variant(tiny_engine: Path, tmp_path: Path) -> None:
+    video = write_tiny_video(tmp_path / "clip.mp4", frames=4)
+    with pytest.raises(UserError, match=r"no variant of .* can run here"):
+        run_pipeline_bench(tiny_engine, str(video), BenchConfig(progress=False, precisions=("fp16",), device="cpu"), tmp_path)
