@@ -50,12 +50,25 @@ def positive_float(s: str) -> float:
 
 def engine_args(p: argparse.ArgumentParser) -> None:
     """--backend / --precision / --device, shared by every command that runs an engine."""
-    from edge_app.runtime import BACKENDS
+    from edge_app.engine_dir import PRECISIONS
+    from edge_app.runtime import backend_names
 
-    p.add_argument("--backend", default="auto", choices=BACKENDS, help="inference backend (default: fastest available)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"), help="model precision (default: fastest available)")
+    p.add_argument("--backend", default="auto", choices=("auto", *backend_names()), help="inference backend (default: fastest available)")
+    p.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS), help="model precision (default: fastest available)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-build", action="store_true", help="with TensorRT: fail instead of building a missing plan")
+    p.add_argument("--dla", type=int, default=None, metavar="N", help="with TensorRT on Jetson: run on DLA core N (a plan built with build --dla N)")
+    p.add_argument("--cuda-graph", action="store_true", help="with TensorRT: replay each call as a CUDA graph (less launch overhead at batch 1)")
+
+
+def open_from_args(a: argparse.Namespace, use: str = "latency") -> "Engine":  # noqa: F821 - imported lazily
+    """``open_engine`` with the options of :func:`engine_args`."""
+    from edge_app.runtime import open_engine
+
+    if a.dla is not None and a.dla < 0:
+        raise UserError(f"--dla {a.dla} is not a DLA core; Jetson AGX Orin/Xavier have cores 0 and 1")
+    return open_engine(a.engine, a.backend, a.precision, a.device, no_build=a.no_build, dla_core=a.dla,
+                       cuda_graphs=a.cuda_graph, use=use)
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -126,16 +139,15 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
 @command("annotate", "label every frame of video files: annotated videos + JSON lines, batched, resumable", _annotate_args)
 def cmd_annotate(a: argparse.Namespace) -> int:
     from edge_app.frames.annotate import AnnotateConfig, annotate_video, collect_inputs, output_paths
-    from edge_app.runtime import open_engine
 
     pc = _loop_config(a)
     cfg = AnnotateConfig(top_k=pc.top_k, mode=pc.mode, tiles=pc.tiles, batch=pc.batch, max_frames=pc.max_frames,
                          progress=not a.no_progress, resume=a.resume, overlay=pc.overlay)
     tot = {"read": 0, "written": 0, "failed": 0, "seconds": 0.0}
-    with open_engine(a.engine, a.backend, a.precision, a.device, no_build=a.no_build) as eng:
+    with open_from_args(a, use="throughput") as eng:
         inputs = collect_inputs(a.inputs)
         outs = output_paths(inputs, a.out)
-        print(f"engine: {eng.description} [{getattr(eng, 'choice', '')}]")
+        print(f"engine: {eng.description} [{eng.choice}]")
         for src, (vid, jl) in zip(inputs, outs):
             r = annotate_video(eng, src, vid, jl, cfg)
             if r["already_complete"]:
@@ -174,7 +186,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ bench
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    from edge_app.profiling.bench import BENCH_BACKENDS, BenchConfig
+    from edge_app.profiling.bench import BenchConfig
+    from edge_app.runtime import backend_names
 
     d = BenchConfig()
     p.add_argument("engine", help="engine folder, e.g. engines/demo")
@@ -183,7 +196,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=d.duration, help=f"measured seconds per variant and batch (default {d.duration})")
     p.add_argument("--iterations", type=int, default=d.iterations,
                    help=f"measured calls (frames with --pipeline) per variant at least; the longer of this and --duration wins (default {d.iterations})")
-    p.add_argument("--backends", default=None, help=f"comma-separated subset of {','.join(BENCH_BACKENDS)} (default: every installed one)")
+    p.add_argument("--backends", default=None, help=f"comma-separated subset of {','.join(backend_names())} (default: every installed one)")
     p.add_argument("--precisions", default=None, help="comma-separated subset of fp32,fp16,int8 (default: every one with a model file)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: every device present)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and PyTorch (default: one per core)")
@@ -195,10 +208,11 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 @command("bench", "latency and throughput of every backend x precision of an engine, interleaved in one run", _bench_args)
 def cmd_bench(a: argparse.Namespace) -> int:
     from edge_app.profiling.bench import BenchConfig, parse_batches, parse_list
+    from edge_app.runtime import backend_names
     from edge_app.engine_dir import PRECISIONS
 
     cfg = BenchConfig(warmup=a.warmup, duration=a.duration, iterations=a.iterations, batches=parse_batches(a.batch),
-                      slice_s=a.slice, backends=parse_list(a.backends, ("torch", "onnxruntime", "tensorrt"), "--backends"),
+                      slice_s=a.slice, backends=parse_list(a.backends, backend_names(), "--backends"),
                       precisions=parse_list(a.precisions, PRECISIONS, "--precisions"), device=a.device, threads=a.threads)
     out = Path(a.out) if a.out else Path("runs/bench") / Path(a.engine).name
     if a.pipeline:
@@ -307,15 +321,14 @@ def _live_args(p: argparse.ArgumentParser) -> None:
 @command("live", "label a live source (camera, stream, file, synthetic) into a window, files and/or a browser; latency first", _live_args)
 def cmd_live(a: argparse.Namespace) -> int:
     from edge_app.frames.pipeline import run_pipeline
-    from edge_app.runtime import open_engine
     from edge_app.video.sinks import open_sinks
     from edge_app.video.sources import open_source
 
     cfg = _loop_config(a, duration=a.duration)
     if cfg.duration < 0:
         raise UserError(f"--duration {a.duration:g} must be 0 (no limit) or more seconds")
-    with open_engine(a.engine, a.backend, a.precision, a.device, no_build=a.no_build) as eng:
-        print(f"engine: {eng.description} [{getattr(eng, 'choice', '')}]")
+    with open_from_args(a) as eng:
+        print(f"engine: {eng.description} [{eng.choice}]")
         src = open_source(a.source, width=a.width, height=a.height, fps=a.fps, loop=a.loop, flip=a.flip)
         try:
             sinks = open_sinks(fps=src.fps, size=src.size, video=a.save, jsonl=a.jsonl, display=a.display,

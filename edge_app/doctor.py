@@ -129,23 +129,37 @@ def check_torch() -> Check:
     return Check("pytorch", True, f"torch {torch.__version__}, CUDA {'available' if cuda else 'not available (CPU build or no GPU)'}")
 
 
+def check_backends(devices: tuple[str, ...] = ("cuda", "cpu")) -> list[Check]:
+    """One line per backend x device from the backend registry: can it run here, and how to get it if not."""
+    from edge_app.runtime import backends
+
+    out = []
+    for b in backends():
+        for dev in (d for d in devices if d in b.devices):
+            ok, why = b.available(dev)
+            out.append(Check(f"backend {b.name} {dev}", ok, why, "" if ok else b.install_hint))
+    return out
+
+
 def run_checks(cuda: CudaRuntime | None = None, video_pattern: str = "/dev/video*") -> list[Check]:
     """Every check, in report order."""
     return [check_python(), check_gpu(lambda: probe_gpu(cuda)), check_tensorrt(), check_onnxruntime(),
-            *check_opencv(), check_video_devices(video_pattern), check_torch()]
+            *check_opencv(), check_video_devices(video_pattern), check_torch(), *check_backends()]
 
 
 def summary(checks: list[Check]) -> str:
-    """Which backend ``open_engine(backend='auto')`` would pick, from the checks."""
+    """Which backend ``open_engine(backend='auto')`` would try first: the first available one in registry order.
+
+    GPU backends count only when the GPU check passed (as ``open_engine`` skips them without a GPU).
+    """
     have = {c.name: c.ok for c in checks}
-    if have.get("gpu") and have.get("tensorrt"):
-        return "auto backend here: native TensorRT"
-    ort = next((c for c in checks if c.name == "onnxruntime"), None)
-    if ort and ort.ok and "CUDAExecutionProvider" in ort.detail and have.get("gpu"):
-        return "auto backend here: ONNX Runtime on the GPU"
-    if ort and ort.ok:
-        return "auto backend here: ONNX Runtime on the CPU (INT8 u8s8 model when calibrated)"
-    return "auto backend here: PyTorch"
+    for dev in ("cuda", "cpu"):
+        if dev == "cuda" and not have.get("gpu"):
+            continue
+        for c in checks:
+            if c.name.startswith("backend ") and c.name.endswith(f" {dev}") and c.ok:
+                return f"auto backend here: {c.name.split()[1]} on {'the GPU' if dev == 'cuda' else 'the CPU'}"
+    return "auto backend here: none (install onnxruntime or torch)"
 
 
 def format_report(checks: list[Check]) -> str:

@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_app.profiling.bench import BenchConfig, Case, Variant, measure, open_variant, run_bench  # noqa: E402
+from edge_app.profiling.bench import BenchConfig, Case, measure, open_variant, run_bench  # noqa: E402
+from edge_app.runtime.registry import Variant  # noqa: E402
 from edge_app.engine_dir import EngineDir  # noqa: E402
 from edge_app.profiling.timers import StageTimer  # noqa: E402
 
@@ -55,10 +56,10 @@ class BareSession:
 
 def interleaved(ed: EngineDir, model: Path, images: np.ndarray, cfg: BenchConfig, threads: int) -> tuple[float, float]:
     """p50 of bench's engine path and of a bare session, measured by bench's own interleaved loop side by side."""
-    v = Variant("ort-" + cfg.precisions[0] + ("-cpu" if cfg.precisions[0] == "int8" else ""), "onnxruntime", cfg.precisions[0], "cpu", ())
+    v = Variant("ort-" + cfg.precisions[0] + ("-cpu" if cfg.precisions[0] == "int8" else ""), "onnxruntime", cfg.precisions[0], "cpu")
     eng = open_variant(ed.path, v, cfg)
     cases = [Case(v, eng, 1, StageTimer(cfg.window)),
-             Case(Variant("bare", "onnxruntime", cfg.precisions[0], "cpu", ()), BareSession(model, threads), 1, StageTimer(cfg.window))]  # type: ignore[arg-type]
+             Case(Variant("bare", "onnxruntime", cfg.precisions[0], "cpu"), BareSession(model, threads), 1, StageTimer(cfg.window))]  # type: ignore[arg-type]
     measure(cases, images, cfg)
     eng.close()
     return cases[0].timer.stats["latency"].percentile(50), cases[1].timer.stats["latency"].percentile(50)

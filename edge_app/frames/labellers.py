@@ -96,11 +96,8 @@ class Labeller:
         self.names = list(engine.meta.labels)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """One engine call, or several when the engine caps the batch size."""
-        cap = getattr(self.engine, "max_batch", None)
-        if not cap or len(batch) <= cap:
-            return self.engine.infer(batch)
-        return np.concatenate([self.engine.infer(batch[s:s + cap]) for s in range(0, len(batch), cap)])
+        """The logits of one engine call, or several when the engine caps the batch size."""
+        return self.engine.infer_batched(batch)["logits"]
 
     def label(self, frames: list[np.ndarray]) -> tuple[list[list[Label]], StepTimings]:
         """Labels for each frame, and this step's stage timings."""

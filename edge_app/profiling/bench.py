@@ -9,7 +9,6 @@ Results go to a table, ``bench.json`` and PNG plots (edge_app.profiling.report).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import time
@@ -23,18 +22,11 @@ from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.profiling.timers import StageTimer
 from edge_app.runtime.base import Engine
+from edge_app.runtime.registry import Variant, backends, has_variant_file
 
 log = logging.getLogger(__name__)
 
-BASELINE = "torch-fp32"
-BENCH_BACKENDS = ("torch", "onnxruntime", "tensorrt")
-# how to get each backend, for the "not installed" message
-INSTALL_HINTS = {
-    "torch": "install it with `pip install torch==2.13.0`",
-    "onnxruntime": "install it with `pip install onnxruntime==1.32.0` (onnxruntime-gpu on an NVIDIA machine)",
-    "tensorrt": "TensorRT needs an NVIDIA GPU with its driver and TensorRT itself (JetPack on a Jetson, or "
-                "`pip install tensorrt` from NVIDIA's package index)",
-}
+BASELINE = "torch-fp32"  # the speed-up column divides by this variant: the checkpoint in PyTorch
 
 
 @dataclass
@@ -99,96 +91,42 @@ def parse_list(text: str | None, choices: tuple[str, ...], option: str) -> tuple
     return items
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One backend x precision x device that can be opened with ``open_engine``."""
-
-    key: str  # short name in tables and bench.json, e.g. "ort-int8-cpu"
-    backend: str
-    precision: str
-    device: str
-    accuracy_keys: tuple[str, ...]  # where meta.accuracy may hold its top-1, first match wins
-
-
-def _installed(backend: str) -> tuple[bool, str]:
-    if backend == "torch":
-        return importlib.util.find_spec("torch") is not None, "PyTorch is not installed"
-    if backend == "onnxruntime":
-        return importlib.util.find_spec("onnxruntime") is not None, "ONNX Runtime is not installed"
-    try:
-        from edge_app.runtime import tensorrt as trt_backend
-    except ImportError as e:
-        return False, f"the TensorRT backend cannot be imported ({e})"
-    if not hasattr(trt_backend, "available"):
-        return False, "this build has no TensorRT backend yet"
-    ok, why = trt_backend.available()
-    return bool(ok), str(why)
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
 def discover_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], list[dict[str, str]]]:
-    """Every variant this machine can run for ``ed``, and the ones left out with the reason why."""
-    wanted = cfg.backends or BENCH_BACKENDS
+    """Every variant this machine can run for ``ed`` (from each backend's descriptor), and the ones left out with why."""
+    wanted = [b for b in backends() if cfg.backends is None or b.name in cfg.backends]
+    devices = ("cuda", "cpu") if cfg.device == "auto" else ("cuda",) if cfg.device.startswith("cuda") else (cfg.device,)
     skipped: list[dict[str, str]] = []
-    installed: dict[str, bool] = {}
-    for b in wanted:
-        ok, why = _installed(b)
-        installed[b] = ok
-        if not ok:
-            if cfg.backends is not None:  # named explicitly: the user expects it, so say how to get it
-                raise UserError(f"--backends {b}: {why}; {INSTALL_HINTS[b]}, or leave {b} out of --backends")
-            skipped.append({"variant": b, "reason": why})
-    cands: list[tuple[Variant, Path | None, str]] = []
-    cpu = cfg.device in ("auto", "cpu")
-    gpu = cfg.device in ("auto", "cuda") or cfg.device.startswith("cuda:")
-    if installed.get("torch"):
-        tdev = "cuda" if gpu and _cuda_available() else "cpu"
-        if tdev == "cpu" and not cpu:
-            skipped.append({"variant": "torch", "reason": f"--device {cfg.device} but PyTorch sees no CUDA GPU"})
-        else:
-            cands.append((Variant(BASELINE, "torch", "fp32", tdev, ("fp32",)), ed.checkpoint_path, "re-run `python run.py export` to restore it"))
-            if tdev == "cuda":
-                cands.append((Variant("torch-fp16", "torch", "fp16", tdev, ("fp16",)), ed.checkpoint_path, "re-run `python run.py export` to restore it"))
-    if installed.get("onnxruntime"):
-        from edge_app.runtime.onnxruntime import GPU_PROVIDERS, available_providers
-
-        if cpu:
-            cands.append((Variant("ort-fp32", "onnxruntime", "fp32", "cpu", ("fp32",)), ed.onnx_path("fp32"), ""))
-            cands.append((Variant("ort-int8-cpu", "onnxruntime", "int8", "cpu", ("int8_cpu", "int8.cpu", "int8-cpu", "int8")),
-                          ed.onnx_path("int8", "cpu"), "run `python run.py calibrate` to make it"))
-        gpu_prov = [p for p in GPU_PROVIDERS if p in available_providers()]
-        if gpu and gpu_prov:
-            cands.append((Variant("ort-gpu-fp32", "onnxruntime", "fp32", "cuda", ("fp32",)), ed.onnx_path("fp32"), ""))
-            cands.append((Variant("ort-gpu-fp16", "onnxruntime", "fp16", "cuda", ("fp16",)), ed.onnx_path("fp16"),
-                          "run `python run.py calibrate` to make it"))
-    if installed.get("tensorrt"):
-        cands.append((Variant("trt-fp32", "tensorrt", "fp32", "cuda", ("fp32",)), ed.onnx_path("fp32"), ""))
-        cands.append((Variant("trt-fp16", "tensorrt", "fp16", "cuda", ("fp16",)), ed.onnx_path("fp16"), "run `python run.py calibrate` to make it"))
-        cands.append((Variant("trt-int8", "tensorrt", "int8", "cuda", ("int8_trt", "int8.trt", "int8-trt", "int8")),
-                      ed.onnx_path("int8", "trt"), "run `python run.py calibrate` to make it"))
     variants: list[Variant] = []
-    for v, needs, hint in cands:
-        if cfg.precisions is not None and v.precision not in cfg.precisions:
-            continue
-        if needs is not None and not needs.is_file():
-            skipped.append({"variant": v.key, "reason": f"{needs.name} is missing" + (f"; {hint}" if hint else "")})
-            continue
-        variants.append(v)
+    seen: set[str] = set()
+    for b in wanted:
+        reasons = []
+        for dev in (d for d in devices if d in b.devices):
+            ok, why = b.available(dev)
+            if not ok:
+                reasons.append(f"{dev}: {why}")
+                continue
+            for v in b.variants(ed, dev):
+                if cfg.precisions is not None and v.precision not in cfg.precisions:
+                    continue
+                if v.key in seen:  # the same key on a later device (torch-fp32 on the CPU after CUDA): keep the first
+                    continue
+                seen.add(v.key)
+                if not has_variant_file(ed, v):
+                    skipped.append({"variant": v.key, "reason": f"{v.file} is missing" + (f"; {v.hint}" if v.hint else "")})
+                    continue
+                variants.append(v)
+            reasons = []  # one usable device is enough: the others are not "skipped", just absent
+        if reasons:
+            why = "; ".join(reasons)
+            if cfg.backends is not None:  # named explicitly: the user expects it, so say how to get it
+                raise UserError(f"--backends {b.name}: {why}; {b.install_hint}, or leave {b.name} out of --backends")
+            skipped.append({"variant": b.name, "reason": why})
+    variants.sort(key=lambda v: v.key != BASELINE)  # the baseline first, then registry order (stable sort)
     return variants, skipped
 
 
 def _accuracy_entry(meta: EngineMeta, v: Variant) -> Any:
-    for k in v.accuracy_keys:
-        if k in meta.accuracy:
-            return meta.accuracy[k]
-    return None
+    return meta.accuracy.get(v.accuracy_key)
 
 
 def accuracy_of(meta: EngineMeta, v: Variant) -> float | None:
@@ -313,12 +251,8 @@ def open_variant(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
     """
     from edge_app.runtime import open_engine
 
-    if v.backend == "torch" and cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
     # No ONNX Runtime thread spinning: spinning workers would steal the cores from the next variant's slice.
-    return open_engine(path, v.backend, v.precision, v.device, threads=cfg.threads, spinning=False)
+    return open_engine(path, v.backend, v.precision, v.device, threads=cfg.threads, spinning=False, use="throughput")
 
 
 def thread_counts(cfg: BenchConfig) -> dict[str, int | None]:

@@ -1,113 +1,94 @@
 """Backends behind one interface, and ``open_engine`` which picks the fastest one available and says why.
 
-Preference (auto): native TensorRT on an NVIDIA GPU, then ONNX Runtime on the GPU, then ONNX Runtime on
-the CPU (INT8 u8s8 model when it exists), then PyTorch.
+The backends are the descriptors of :mod:`edge_app.runtime.registry` (one per module). The automatic
+choice tries every backend that runs on an NVIDIA GPU first (TensorRT, then ONNX Runtime's GPU providers,
+then PyTorch CUDA), then the CPU backends, each in its descriptor's priority order. A backend that is
+installed but fails to open (a TensorRT build error, a plan that does not load) is passed over with its
+reason; asked for by name, the same failure is one clear error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
-from edge_app.engine_dir import PRECISIONS, EngineDir
+from edge_app.engine_dir import PRECISIONS, EngineDir, EngineMeta
 from edge_app.errors import UserError
-from edge_app.runtime.base import Engine
+from edge_app.runtime.base import Engine, TensorInfo
+from edge_app.runtime.cuda_buffers import gpu_absent_reason
+from edge_app.runtime.registry import DEVICES, USES, Backend, OpenOptions, backend_names, backends, get_backend
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
-
-def _have_onnxruntime() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _no_gpu_reason() -> str:
-    """Why there is certainly no usable NVIDIA GPU; '' when there is one or cuda-python is not there to tell."""
-    from edge_app.runtime.cuda_buffers import probe_gpu
-
-    device, why = probe_gpu()
-    return "" if device is not None or "not installed" in why else why
-
-
-def _cpu_precision(ed: EngineDir, precision: str) -> tuple[str, str]:
-    """Precision for a CPU backend given the request; int8 (u8s8) is ~2.7x faster there when it exists."""
-    if precision != "auto":
-        return precision, "asked for"
-    if ed.onnx_path("int8", "cpu").is_file():
-        return "int8", "model.int8.cpu.onnx exists (u8s8, the fast CPU form)"
-    return "fp32", "no INT8 model yet (run `calibrate` to make one)"
+def _devices(device: str) -> tuple[str, ...]:
+    if device == "auto":
+        return DEVICES
+    if device.split(":")[0] not in DEVICES:
+        raise UserError(f"device '{device}' is unknown; choose auto, cpu or cuda")
+    return ("cuda",) if device.startswith("cuda") else ("cpu",)
 
 
 def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto", device: str = "auto",
-                threads: int | None = None, no_build: bool = False, spinning: bool = True) -> Engine:
+                threads: int | None = None, no_build: bool = False, spinning: bool = True,
+                dla_core: int | None = None, cuda_graphs: bool = False, use: str = "latency") -> Engine:
     """Open ``engines/<name>`` with ``backend`` at ``precision``; the engine's ``choice`` says what and why.
 
     ``no_build``: with TensorRT, a missing plan is an error instead of a (minutes-long, once) build.
+    ``dla_core`` / ``cuda_graphs``: TensorRT only. ``use``: 'latency' (live) or 'throughput' (annotate,
+    bench), a hint for backends that tune for one or the other.
     """
-    if backend not in BACKENDS:
-        raise UserError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        get_backend(backend)  # unknown name: one sentence listing the known ones
     if precision != "auto" and precision not in PRECISIONS:
-        raise UserError(f"unknown precision '{precision}'; choose auto or one of {', '.join(PRECISIONS)}")
+        raise UserError(f"precision '{precision}' is unknown; choose auto or one of {', '.join(PRECISIONS)}")
+    if use not in USES:
+        raise UserError(f"use '{use}' is unknown; choose one of {', '.join(USES)}")
     ed = EngineDir(path)
     meta = ed.load_meta()
-    reasons: list[str] = []
-
-    if backend == "tensorrt" or (backend == "auto" and device in ("auto", "cuda")):
-        try:
-            from edge_app.runtime import tensorrt as trt_backend
-        except ImportError:
-            trt_backend = None  # type: ignore[assignment]
-        if trt_backend is not None and hasattr(trt_backend, "open_tensorrt"):
-            ok, why = trt_backend.available()
-            if ok:
-                eng = trt_backend.open_tensorrt(ed, meta, precision, no_build=no_build)
-                eng.choice = f"tensorrt: {why}"  # type: ignore[attr-defined]
+    opts = OpenOptions(precision, device, threads, no_build, spinning, dla_core, cuda_graphs, use)
+    explicit = backend != "auto"
+    cands = [b for b in backends() if b.name == backend or not explicit]
+    passed_over: list[str] = []
+    for dev in _devices(device):
+        if dev == "cuda" and not explicit and device == "auto":
+            absent = gpu_absent_reason()
+            if absent:
+                passed_over.append(f"no GPU backend: {absent.split(';')[0]}")
+                continue
+        for b in cands:
+            if dev not in b.devices:
+                continue
+            eng = _try_open(b, ed, meta, dataclasses.replace(opts, device=dev), explicit, passed_over)
+            if eng is not None:
+                eng.choice = "; ".join([eng.choice or f"{b.name} {dev} {eng.precision}"] + passed_over)
                 return eng
-            reasons.append(f"TensorRT not used: {why}")
-            if backend == "tensorrt":
-                raise UserError(f"--backend tensorrt is not available here: {why}; use --backend auto to fall back to ONNX Runtime")
-        elif backend == "tensorrt":
-            raise UserError("--backend tensorrt is not available in this build; use --backend onnxruntime")
-
-    if backend in ("auto", "onnxruntime") and _have_onnxruntime():
-        from edge_app.runtime.onnxruntime import GPU_PROVIDERS, OnnxRuntimeEngine, available_providers
-
-        provs = available_providers()
-        gpu = [p for p in GPU_PROVIDERS if p in provs and device in ("auto", "cuda")]
-        no_gpu = _no_gpu_reason() if gpu else ""
-        if no_gpu:
-            # onnxruntime-gpu lists its GPU providers even on a machine without a GPU; they would fall back to the CPU.
-            reasons.append(f"onnxruntime GPU providers not used: {no_gpu}")
-            gpu = []
-        if gpu:
-            prec = precision if precision != "auto" else ("int8" if ed.onnx_path("int8", "trt").is_file() and gpu[0] == "TensorrtExecutionProvider"
-                                                          else "fp16" if ed.onnx_path("fp16").is_file() else "fp32")
-            eng = OnnxRuntimeEngine(ed, meta, prec, gpu[0], threads, spinning)
-            eng.choice = f"onnxruntime {gpu[0]}: GPU provider available; " + "; ".join(reasons)  # type: ignore[attr-defined]
-            return eng
-        if device == "cuda":
-            raise UserError("--device cuda: onnxruntime has no GPU provider here; install onnxruntime-gpu or use --device cpu")
-        prec, why = _cpu_precision(ed, precision)
-        if prec == "fp16":
-            raise UserError("fp16 on the CPU is not supported by ONNX Runtime's CPU provider at useful speed; use --precision fp32 or int8")
-        eng = OnnxRuntimeEngine(ed, meta, prec, "CPUExecutionProvider", threads, spinning)
-        reasons.append("no GPU provider in onnxruntime" if not gpu else "")
-        eng.choice = f"onnxruntime CPU {prec}: {why}; " + "; ".join(r for r in reasons if r)  # type: ignore[attr-defined]
-        return eng
-    if backend == "onnxruntime":
-        raise UserError("--backend onnxruntime: onnxruntime is not installed; `pip install onnxruntime` (or onnxruntime-gpu)")
-
-    from edge_app.runtime.torch import TorchEngine
-
-    prec = "fp32" if precision == "auto" else precision
-    eng = TorchEngine(ed, meta, prec, device)
-    eng.choice = "torch: " + ("asked for" if backend == "torch" else "onnxruntime not installed")  # type: ignore[attr-defined]
-    return eng
+    if explicit:
+        b = get_backend(backend)
+        raise UserError(f"backend {b.name} is not available here ({'; '.join(passed_over) or f'it does not run on {device}'}); "
+                        f"{b.install_hint}, or use backend auto to fall back to another")
+    raise UserError(f"no backend can open '{ed.path}' here ({'; '.join(passed_over)})")
 
 
-__all__ = ["Engine", "open_engine", "BACKENDS"]
+def _try_open(b: Backend, ed: EngineDir, meta: EngineMeta, opts: OpenOptions, explicit: bool, passed_over: list[str]) -> Engine | None:
+    """``b.open`` or None with the reason added to ``passed_over``; asked for by name, a failure is an error."""
+    ok, why = b.available(opts.device)
+    if not ok:
+        passed_over.append(f"{b.name} {opts.device} not available: {why}")
+        return None
+    try:
+        return b.open(ed, meta, opts)
+    except UserError as e:
+        if explicit:
+            raise
+        passed_over.append(f"{b.name} {opts.device} not used: {e}")
+    except Exception as e:  # noqa: BLE001 - a backend that fails to build or load is passed over, said once
+        if explicit:
+            raise UserError(f"backend {b.name} failed to open '{ed.path}': {type(e).__name__}: {e}") from None
+        log.warning("%s on %s failed (%s: %s); falling back to the next backend", b.name, opts.device, type(e).__name__, e)
+        passed_over.append(f"{b.name} {opts.device} failed: {type(e).__name__}: {e}")
+    return None
+
+
+__all__ = ["Engine", "TensorInfo", "OpenOptions", "open_engine", "backends", "backend_names", "get_backend"]

@@ -209,3 +209,9 @@ def probe_gpu(cuda: CudaRuntime | None = None) -> tuple[DeviceInfo | None, str]:
         return cuda.device_info(0), ""
     except CudaError as e:
         return None, f"NVIDIA GPU 0 cannot be queried ({e}); check the driver with nvidia-smi"
+
+
+def gpu_absent_reason(cuda: CudaRuntime | None = None) -> str:
+    """Why there is certainly no usable NVIDIA GPU; '' when there is one or cuda-python is not there to tell."""
+    found, why = probe_gpu(cuda)
+    return "" if found is not None or "not installed" in why else why

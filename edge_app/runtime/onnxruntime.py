@@ -9,6 +9,8 @@ import numpy as np
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
 from edge_app.runtime.base import Engine
+from edge_app.runtime.cuda_buffers import gpu_absent_reason
+from edge_app.runtime.registry import Backend, OpenOptions, Variant
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -66,10 +68,71 @@ class OnnxRuntimeEngine(Engine):
         self.provider = self.session.get_providers()[0]
         self.model_file = path.name
         self._in = self.session.get_inputs()[0].name
-        self._out = self.session.get_outputs()[0].name
+        self._outs = [o.name for o in self.session.get_outputs()]
 
-    def _infer(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run([self._out], {self._in: images})[0]
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self._outs, self.session.run(self._outs, {self._in: images})))
 
     def _close(self) -> None:
         self.session = None  # type: ignore[assignment]
+
+
+# ------------------------------------------------------------------------------------------------ descriptor
+def _available(device: str) -> tuple[bool, str]:
+    provs = available_providers()
+    if not provs:
+        return False, "onnxruntime is not installed"
+    if device == "cpu":
+        return True, "CPUExecutionProvider"
+    gpu = [p for p in GPU_PROVIDERS if p in provs]
+    if not gpu:
+        return False, "no GPU execution provider (this onnxruntime is the CPU build)"
+    # onnxruntime-gpu lists its GPU providers even on a machine without a GPU; they would fall back to the CPU.
+    absent = gpu_absent_reason()
+    return (False, absent.split(";")[0]) if absent else (True, gpu[0])
+
+
+def _cpu_precision(ed: EngineDir, precision: str) -> tuple[str, str]:
+    """Precision for the CPU given the request; int8 (u8s8) is ~2.7x faster there when it exists."""
+    if precision != "auto":
+        return precision, "asked for"
+    if ed.onnx_path("int8", "cpu").is_file():
+        return "int8", "model.int8.cpu.onnx exists (u8s8, the fast CPU form)"
+    return "fp32", "no INT8 model yet (run `calibrate` to make one)"
+
+
+def _open(ed: EngineDir, meta: EngineMeta, opts: OpenOptions) -> OnnxRuntimeEngine:
+    if opts.device == "cuda":
+        provider = _available("cuda")[1]
+        if opts.precision != "auto":
+            prec, why = opts.precision, "asked for"
+        elif ed.onnx_path("int8", "trt").is_file() and provider == "TensorrtExecutionProvider":
+            prec, why = "int8", "model.int8.trt.onnx exists"
+        elif ed.onnx_path("fp16").is_file():
+            prec, why = "fp16", "model.fp16.onnx exists"
+        else:
+            prec, why = "fp32", "no fp16/int8 model yet (run `calibrate` to make them)"
+        eng = OnnxRuntimeEngine(ed, meta, prec, provider, opts.threads, opts.spinning)
+        eng.choice = f"onnxruntime {provider} {prec}: {why}"
+        return eng
+    prec, why = _cpu_precision(ed, opts.precision)
+    if prec == "fp16":
+        raise UserError("fp16 on the CPU is not supported by ONNX Runtime's CPU provider at useful speed; use precision fp32 or int8")
+    eng = OnnxRuntimeEngine(ed, meta, prec, "CPUExecutionProvider", opts.threads, opts.spinning)
+    eng.choice = f"onnxruntime CPU {prec}: {why}"
+    return eng
+
+
+def _variants(ed: EngineDir, device: str) -> list[Variant]:
+    if device == "cpu":
+        return [Variant("ort-fp32", "onnxruntime", "fp32", "cpu", ed.onnx_path("fp32").name, "fp32"),
+                Variant("ort-int8-cpu", "onnxruntime", "int8", "cpu", ed.onnx_path("int8", "cpu").name, "int8.cpu",
+                        "run `python run.py calibrate` to make it")]
+    return [Variant("ort-gpu-fp32", "onnxruntime", "fp32", "cuda", ed.onnx_path("fp32").name, "fp32"),
+            Variant("ort-gpu-fp16", "onnxruntime", "fp16", "cuda", ed.onnx_path("fp16").name, "fp16",
+                    "run `python run.py calibrate` to make it")]
+
+
+BACKEND = Backend(name="onnxruntime", devices=("cuda", "cpu"), priority=30,
+                  install_hint="pip install onnxruntime (CPU) or onnxruntime-gpu (NVIDIA)",
+                  available=_available, open=_open, variants=_variants)

@@ -23,9 +23,10 @@ from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_bytes, sha256_bytes, sha256_file
 from edge_app.runtime.base import Engine
+from edge_app.runtime.registry import Backend, OpenOptions, Variant
 from edge_app.runtime.cuda_buffers import CudaError, CudaRuntime, DeviceInfo, probe_gpu
 from edge_app.runtime.trt_build import (BatchRange, BuildError, BuildSpec, build_plan, check_precision_supported,
-                                       load_trt, make_logger, onnx_for, plan_key, trt_major)
+                                       TRT_FIX, load_trt, make_logger, onnx_for, plan_key, trt_major)
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class TensorRTEngine(Engine):
             self._cuda.graph_exec_destroy(graph_exec)
             self._cuda.graph_destroy(graph)
 
-    def _infer(self, images: np.ndarray) -> np.ndarray:
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         inp, out, cu, ev, s = self._inp, self._out, self._cuda, self._events, self._stream
         assert inp is not None and out is not None and inp.view is not None and out.view is not None  # set in _setup
         n = images.shape[0]
@@ -187,7 +188,7 @@ class TensorRTEngine(Engine):
         cu.stream_synchronize(s)
         self.last_timings = {"h2d": cu.event_elapsed_ms(ev[0], ev[1]), "compute": cu.event_elapsed_ms(ev[1], ev[2]),
                              "d2h": cu.event_elapsed_ms(ev[2], ev[3])}
-        return out.view[:n].astype(np.float32)  # a copy: the pinned buffer is reused by the next call
+        return {out.name: out.view[:n].astype(np.float32)}  # a copy: the pinned buffer is reused by the next call
 
     def _close(self) -> None:
         cu = getattr(self, "_cuda", None)
@@ -351,6 +352,29 @@ def open_tensorrt(ed: EngineDir, meta: EngineMeta, precision: str = "auto", batc
             emit(f"plan {plan_path(ed, key).name} could not be deserialized ({e}); rebuilding it")
             plan_path(ed, key).unlink(missing_ok=True)
     raise AssertionError("unreachable")  # the loop either returns or raises
+
+
+# ------------------------------------------------------------------------------------------------ descriptor
+def _available(device: str) -> tuple[bool, str]:
+    return available() if device == "cuda" else (False, "TensorRT runs on NVIDIA GPUs only")
+
+
+def _open(ed: EngineDir, meta: EngineMeta, opts: OpenOptions) -> TensorRTEngine:
+    eng = open_tensorrt(ed, meta, opts.precision, dla_core=opts.dla_core, no_build=opts.no_build,
+                        cuda_graphs=opts.cuda_graphs)
+    eng.choice = f"tensorrt {eng.precision}: {available()[1]}"
+    return eng
+
+
+def _variants(ed: EngineDir, device: str) -> list[Variant]:
+    hint = "run `python run.py calibrate` to make it"
+    return [Variant("trt-fp32", "tensorrt", "fp32", "cuda", ed.onnx_path("fp32").name, "fp32"),
+            Variant("trt-fp16", "tensorrt", "fp16", "cuda", ed.onnx_path("fp16").name, "fp16", hint),
+            Variant("trt-int8", "tensorrt", "int8", "cuda", ed.onnx_path("int8", "trt").name, "int8.trt", hint)]
+
+
+BACKEND = Backend(name="tensorrt", devices=("cuda",), priority=10, install_hint=TRT_FIX,
+                  available=_available, open=_open, variants=_variants)
 
 
 __all__ = ["available", "open_tensorrt", "build", "TensorRTEngine", "Machine", "BuildSpec", "BatchRange",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
+import importlib.util
+
 import numpy as np
-import torch
 
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
-from edge_app.models.preprocess import PreprocessedModel
 from edge_app.runtime.base import Engine
+from edge_app.runtime.registry import Backend, OpenOptions, Variant
 
 
 class TorchEngine(Engine):
@@ -19,6 +20,7 @@ class TorchEngine(Engine):
     backend = "torch"
 
     def __init__(self, engine_dir: EngineDir, meta: EngineMeta, precision: str = "fp32", device: str = "auto") -> None:
+        from edge_app.models.preprocess import PreprocessedModel
         from edge_app.training.train import load_checkpoint, model_from_checkpoint, resolve_device
 
         dev = resolve_device(device)
@@ -34,13 +36,52 @@ class TorchEngine(Engine):
         self.dev = dev
         self.model_file = engine_dir.checkpoint_path.name
 
-    @torch.inference_mode()
-    def _infer(self, images: np.ndarray) -> np.ndarray:
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
         x = torch.from_numpy(images).to(self.dev, non_blocking=True)
         t0 = time.perf_counter()
-        with torch.autocast(self.dev.type, dtype=torch.float16, enabled=self.precision == "fp16"):
+        with torch.inference_mode(), torch.autocast(self.dev.type, dtype=torch.float16, enabled=self.precision == "fp16"):
             out = self.model(x)
         if self.dev.type == "cuda":
             torch.cuda.synchronize(self.dev)
         self.last_timings = {"compute": (time.perf_counter() - t0) * 1e3}
-        return out.float().cpu().numpy()
+        outs = out if isinstance(out, tuple) else (out,)
+        return {n: o.float().cpu().numpy() for n, o in zip(self.meta.outputs, outs)}
+
+
+# ------------------------------------------------------------------------------------------------ descriptor
+def _available(device: str) -> tuple[bool, str]:
+    if importlib.util.find_spec("torch") is None:
+        return False, "PyTorch is not installed"
+    if device == "cpu":
+        return True, "PyTorch CPU"
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, "PyTorch sees no CUDA GPU (CPU build of torch, or no driver)"
+    return True, f"PyTorch CUDA on {torch.cuda.get_device_name(0)}"
+
+
+def _open(ed: EngineDir, meta: EngineMeta, opts: OpenOptions) -> TorchEngine:
+    prec = "fp32" if opts.precision == "auto" else opts.precision
+    if opts.threads and opts.device == "cpu":
+        import torch
+
+        torch.set_num_threads(opts.threads)  # process-wide: a comparison at N threads is like for like
+    eng = TorchEngine(ed, meta, prec, opts.device)
+    eng.choice = f"torch {opts.device} {prec}: the checkpoint itself (reference numerics)"
+    return eng
+
+
+def _variants(ed: EngineDir, device: str) -> list[Variant]:
+    hint = "re-run `python run.py export` to restore it"
+    out = [Variant("torch-fp32", "torch", "fp32", device, ed.checkpoint_path.name, "fp32", hint)]
+    if device == "cuda":
+        out.append(Variant("torch-fp16", "torch", "fp16", device, ed.checkpoint_path.name, "fp16", hint))
+    return out
+
+
+# Last in the automatic choice: the reference, slower than a compiled runtime on the same device.
+BACKEND = Backend(name="torch", devices=("cuda", "cpu"), priority=90, install_hint="pip install torch",
+                  available=_available, open=_open, variants=_variants)

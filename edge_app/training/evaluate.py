@@ -12,7 +12,7 @@ def predict_logits(engine: Engine, data: ImageSet, batch: int = 64) -> np.ndarra
     """Logits (N,C) of ``engine`` over ``data.images``."""
     if engine.max_batch:
         batch = min(batch, engine.max_batch)
-    out = [engine.infer(data.images[s:s + batch]) for s in range(0, len(data), batch)]
+    out = [engine.infer(data.images[s:s + batch])["logits"] for s in range(0, len(data), batch)]
     return np.concatenate(out) if out else np.zeros((0, engine.meta.num_classes), np.float32)
 
 

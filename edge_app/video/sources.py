@@ -12,15 +12,11 @@ from __future__ import annotations
 import glob
 import logging
 import re
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import parse_qsl
 
-import cv2
-import numpy as np
 
 from edge_app.errors import UserError
 from edge_app.data.folder import IMAGE_EXTS, read_image

@@ -131,7 +131,7 @@ def test_u8s8_model_runs_in_onnxruntime_engine(calibrated: dict, rng: np.random.
     with open_engine(calibrated["engine"], "onnxruntime", "fp32") as f32, open_engine(calibrated["engine"]) as auto:
         assert auto.model_file == "model.int8.cpu.onnx"  # auto now prefers the u8s8 model on the CPU
         x = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-        a, b = f32.infer(x), auto.infer(x)
+        a, b = f32.infer(x)["logits"], auto.infer(x)["logits"]
     assert b.shape == a.shape == (3, 6) and b.dtype == np.float32
     assert np.abs(a - b).max() < 0.5 * (np.abs(a).max() + 1e-6)
 

@@ -30,7 +30,7 @@ class FakeEngine(Engine):
         self.interrupt_after = interrupt_after  # > 0: press Ctrl-C (in the main thread) on that call
         self.calls: list[int] = []  # batch size of every call
 
-    def _infer(self, images: np.ndarray) -> np.ndarray:
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         self.calls.append(len(images))
         if len(self.calls) == self.interrupt_after:
             _thread.interrupt_main()  # what Ctrl-C does: KeyboardInterrupt in the main thread, mid-run
@@ -42,7 +42,7 @@ class FakeEngine(Engine):
         hit = images.reshape(len(images), -1).mean(1) > self.bright
         out[hit, 1] = 8.0
         out[~hit, 0] = 8.0
-        return out
+        return {"logits": out}
 
 
 class FakeSource:

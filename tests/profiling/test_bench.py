@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import time
 from pathlib import Path
@@ -11,7 +13,8 @@ import numpy as np
 import pytest
 
 from edge_app.profiling import bench
-from edge_app.profiling.bench import BenchConfig, Case, Variant, measure, parse_batches, parse_list, run_bench
+from edge_app.profiling.bench import BenchConfig, Case, measure, parse_batches, parse_list, run_bench
+from edge_app.runtime.registry import Variant, backend_names, backends, get_backend
 from edge_app.cli import main
 from edge_app.engine_dir import EngineDir
 from edge_app.errors import UserError
@@ -49,15 +52,15 @@ class FakeEngine:
         self.name, self.ms, self.log = name, ms, log
         self.last_timings: dict[str, float] = {}
 
-    def infer(self, images: np.ndarray) -> np.ndarray:
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         time.sleep(self.ms / 1e3)
         self.log.append(self.name)
         self.last_timings = {"h2d": 0.1, "compute": self.ms, "d2h": 0.05}
-        return np.zeros((images.shape[0], 2), np.float32)
+        return {"logits": np.zeros((images.shape[0], 2), np.float32)}
 
 
 def _fake_cases(log: list[str], *ms: float) -> list[Case]:
-    return [Case(Variant(f"v{i}", "fake", "fp32", "cpu", ()), FakeEngine(f"v{i}", m, log), 1, StageTimer(10_000))  # type: ignore[arg-type]
+    return [Case(Variant(f"v{i}", "fake", "fp32", "cpu"), FakeEngine(f"v{i}", m, log), 1, StageTimer(10_000))  # type: ignore[arg-type]
             for i, m in enumerate(ms)]
 
 
@@ -65,8 +68,8 @@ def _fake_cases(log: list[str], *ms: float) -> list[Case]:
 def test_parse_batches_and_lists() -> None:
     assert parse_batches("1,8,32") == (1, 8, 32)
     assert parse_batches(" 4 , 4,2") == (4, 2)
-    assert parse_list("torch,onnxruntime", bench.BENCH_BACKENDS, "--backends") == ("torch", "onnxruntime")
-    assert parse_list(None, bench.BENCH_BACKENDS, "--backends") is None
+    assert parse_list("torch,onnxruntime", backend_names(), "--backends") == ("torch", "onnxruntime")
+    assert parse_list(None, backend_names(), "--backends") is None
 
 
 @pytest.mark.parametrize("text, msg", [("0", r"--batch 0 is not a batch size"), ("1,x", r"'x' is not a whole number"),
@@ -77,8 +80,8 @@ def test_parse_batches_rejects_bad_sizes(text: str, msg: str) -> None:
 
 
 def test_parse_list_rejects_unknown_backend() -> None:
-    with pytest.raises(UserError, match=r"--backends 'openvino' is not known; choose from torch, onnxruntime, tensorrt"):
-        parse_list("torch,openvino", bench.BENCH_BACKENDS, "--backends")
+    with pytest.raises(UserError, match=r"--backends 'tflite' is not known; choose from tensorrt, onnxruntime, .*torch"):
+        parse_list("torch,tflite", backend_names(), "--backends")
 
 
 @pytest.mark.parametrize("kw, msg", [({"duration": -1}, r"--duration -1 is negative"), ({"warmup": -0.5}, r"--warmup -0.5 is negative"),
@@ -93,12 +96,14 @@ def test_discovery_adds_gpu_variants_where_present(engine_with_int8: Path, monke
     import edge_app.runtime.onnxruntime as ort_backend
 
     (engine_with_int8 / "model.fp16.onnx").symlink_to(engine_with_int8 / "model.onnx")
-    monkeypatch.setattr(bench, "_installed", lambda b: (True, ""))
-    monkeypatch.setattr(bench, "_cuda_available", lambda: True)
+    everywhere = tuple(dataclasses.replace(b, available=lambda dev: (True, "")) for b in backends())
+    monkeypatch.setattr(bench, "backends", lambda: everywhere)
     monkeypatch.setattr(ort_backend, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     variants, skipped = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig())
-    keys = [v.key for v in variants]
-    assert keys == ["torch-fp32", "torch-fp16", "ort-fp32", "ort-int8-cpu", "ort-gpu-fp32", "ort-gpu-fp16", "trt-fp32", "trt-fp16"]
+    keys = [v.key for v in variants if v.backend in ("tensorrt", "onnxruntime", "torch")]
+    # the baseline first, then registry order; PyTorch on the GPU replaces PyTorch on the CPU (one torch-fp32)
+    assert keys == ["torch-fp32", "trt-fp32", "trt-fp16", "ort-gpu-fp32", "ort-gpu-fp16", "ort-fp32", "ort-int8-cpu", "torch-fp16"]
+    assert next(v for v in variants if v.key == "torch-fp32").device == "cuda"
     assert {"variant": "trt-int8", "reason": "model.int8.trt.onnx is missing; run `python run.py calibrate` to make it"} in skipped
     only = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig(device="cpu", precisions=("int8",)))[0]
     assert [v.key for v in only] == ["ort-int8-cpu"]
@@ -173,7 +178,7 @@ def test_cli_bench_prints_table_with_ratios_and_missing_accuracy(tiny_engine: Pa
 
 def test_accuracy_missing_shows_dash(engine_with_int8: Path) -> None:
     meta = EngineDir(engine_with_int8).load_meta()
-    v = Variant("trt-fp16", "tensorrt", "fp16", "cuda", ("fp16",))
+    v = Variant("trt-fp16", "tensorrt", "fp16", "cuda", "model.fp16.onnx", "fp16")
     assert bench.accuracy_of(meta, v) is None
     rep = {"baseline": "torch-fp32", "results": [{"variant": "trt-fp16", "batch": 1, "throughput_ips": 10.0, "speedup": None,
                                                    "accuracy_top1": None, "stages_ms": {},
@@ -221,17 +226,18 @@ def test_cli_batch_beyond_engine_profile(tiny_engine: Path, tmp_path: Path, monk
 
 
 def test_cli_backend_not_installed(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    real = bench._installed
-    monkeypatch.setattr(bench, "_installed", lambda b: (False, "ONNX Runtime is not installed") if b == "onnxruntime" else real(b))
+    gone = tuple(dataclasses.replace(b, available=lambda dev: (False, "onnxruntime is not installed")) if b.name == "onnxruntime" else b
+                 for b in backends())
+    monkeypatch.setattr(bench, "backends", lambda: gone)
     err = _cli_error(["bench", str(tiny_engine), "--backends", "onnxruntime"], capsys)
-    assert "--backends onnxruntime: ONNX Runtime is not installed; install it with `pip install onnxruntime==" in err
+    assert "--backends onnxruntime: cuda: onnxruntime is not installed; cpu: onnxruntime is not installed; pip install onnxruntime" in err
 
 
 def test_cli_tensorrt_named_where_it_is_missing(tiny_engine: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if bench._installed("tensorrt")[0]:
+    if get_backend("tensorrt").available("cuda")[0]:
         pytest.skip("TensorRT is usable on this machine")
     err = _cli_error(["bench", str(tiny_engine), "--backends", "tensorrt"], capsys)
-    assert "--backends tensorrt:" in err and "TensorRT needs an NVIDIA GPU" in err and "leave tensorrt out of --backends" in err
+    assert "--backends tensorrt: cuda:" in err and "JetPack" in err and "leave tensorrt out of --backends" in err
 
 
 def test_no_runnable_variant(tiny_engine: Path, tmp_path: Path) -> None:

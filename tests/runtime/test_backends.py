@@ -15,7 +15,7 @@ BACKENDS = ["onnxruntime", "torch"]
 def test_backends_agree_with_each_other(tiny_engine, backend, rng) -> None:
     x = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     with open_engine(tiny_engine, "torch", "fp32", "cpu") as ref, open_engine(tiny_engine, backend, "fp32", "cpu") as eng:
-        a, b = ref.infer(x), eng.infer(x)
+        a, b = ref.infer(x)["logits"], eng.infer(x)["logits"]
         assert b.shape == (3, eng.meta.num_classes) and b.dtype == np.float32
         np.testing.assert_allclose(a, b, atol=1e-3)
         assert eng.backend == backend and backend in eng.description
@@ -44,9 +44,46 @@ def test_open_engine_errors(tiny_engine, tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="has no model.onnx"):
         open_engine(tmp_path / "empty")
-    with pytest.raises(UserError, match="unknown backend 'tflite'"):
+    with pytest.raises(UserError, match="backend 'tflite' is unknown; choose auto or one of tensorrt, onnxruntime"):
         open_engine(tiny_engine, "tflite")
     with pytest.raises(UserError, match="model.int8.cpu.onnx' does not exist.*calibrate"):
         open_engine(tiny_engine, "onnxruntime", "int8")
     with pytest.raises(UserError, match="PyTorch backend runs fp32"):
         open_engine(tiny_engine, "torch", "int8")
+
+
+def _two_output_engine(root, outputs: list[str]):
+    """An engine folder whose model has two outputs: per-channel mean ('logits') and max ('extra')."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edge_app.engine_dir import EngineDir, EngineMeta, InputSpec
+
+    g = helper.make_graph(
+        [helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+         helper.make_node("ReduceMean", ["x"], ["logits"], axes=[1, 2], keepdims=0),
+         helper.make_node("ReduceMax", ["x"], ["extra"], axes=[1, 2], keepdims=0)],
+        "two", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", 8, 8, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3]),
+         helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["N", 3])])
+    ed = EngineDir(root / "two")
+    ed.path.mkdir()
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), ed.onnx_path())
+    ed.save_meta(EngineMeta(name="two", arch="none", labels=["b", "g", "r"], input=InputSpec(8, 8), outputs=outputs))
+    return ed.path
+
+
+def test_outputs_come_back_by_name(tmp_path, rng) -> None:
+    x = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    with open_engine(_two_output_engine(tmp_path, ["logits", "extra"]), "onnxruntime", "fp32", "cpu") as eng:
+        out = eng.infer(x)
+        assert list(out) == ["logits", "extra"] == eng.outputs
+        np.testing.assert_allclose(out["logits"], x.reshape(2, -1, 3).mean(1), rtol=1e-5)
+        np.testing.assert_array_equal(out["extra"], x.reshape(2, -1, 3).max(1))
+        assert eng.inputs[0].name == "images" and eng.inputs[0].shape == (None, 8, 8, 3)
+
+
+def test_an_output_missing_from_the_model_is_named(tmp_path) -> None:
+    with open_engine(_two_output_engine(tmp_path, ["logits", "dets"]), "onnxruntime", "fp32", "cpu") as eng:
+        with pytest.raises(RuntimeError, match=r"returned outputs \['extra', 'logits'\], but meta.json lists \['logits', 'dets'\]"):
+            eng.infer(np.zeros((1, 8, 8, 3), np.uint8))

@@ -11,9 +11,12 @@ import pytest
 
 from edge_app import doctor
 from edge_app.cli import main
+from edge_app.runtime import backends
 from edge_app.runtime.cuda_buffers import DeviceInfo
 
-SECTIONS = ("python", "gpu", "tensorrt", "onnxruntime", "opencv", "opencv ffmpeg", "opencv gstreamer", "opencv gui", "cameras", "pytorch")
+BACKEND_LINES = tuple(f"backend {b.name} {d}" for b in backends() for d in ("cuda", "cpu") if d in b.devices)
+SECTIONS = ("python", "gpu", "tensorrt", "onnxruntime", "opencv", "opencv ffmpeg", "opencv gstreamer", "opencv gui", "cameras", "pytorch",
+            *BACKEND_LINES)
 
 
 def test_doctor_runs_here_and_gives_a_fix_for_everything_missing(capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,11 +88,22 @@ def test_video_devices(tmp_path: Path) -> None:
     assert found.ok and found.detail == f"{tmp_path}/video0, {tmp_path}/video2"
 
 
-@pytest.mark.parametrize("gpu, trt, providers, want", [
-    (True, True, "CPUExecutionProvider", "native TensorRT"),
-    (True, False, "CUDAExecutionProvider, CPUExecutionProvider", "ONNX Runtime on the GPU"),
-    (False, False, "CPUExecutionProvider", "ONNX Runtime on the CPU"),
+@pytest.mark.parametrize("gpu, trt, ort_gpu, want", [
+    (True, True, False, "tensorrt on the GPU"),
+    (True, False, True, "onnxruntime on the GPU"),
+    (False, True, True, "onnxruntime on the CPU"),  # no GPU: GPU backends are skipped, as open_engine does
 ])
-def test_summary_names_the_backend_auto_would_pick(gpu: bool, trt: bool, providers: str, want: str) -> None:
-    checks = [doctor.Check("gpu", gpu, ""), doctor.Check("tensorrt", trt, ""), doctor.Check("onnxruntime", True, f"providers: {providers}")]
-    assert want in doctor.summary(checks)
+def test_summary_names_the_backend_auto_would_pick(gpu: bool, trt: bool, ort_gpu: bool, want: str) -> None:
+    checks = [doctor.Check("gpu", gpu, ""), doctor.Check("backend tensorrt cuda", trt, ""),
+              doctor.Check("backend onnxruntime cuda", ort_gpu, ""), doctor.Check("backend onnxruntime cpu", True, ""),
+              doctor.Check("backend torch cpu", True, "")]
+    assert doctor.summary(checks) == f"auto backend here: {want}"
+
+
+def test_every_registered_backend_has_a_doctor_line() -> None:
+    from edge_app.runtime import backends
+
+    names = {c.name for c in doctor.check_backends()}
+    for b in backends():
+        assert {f"backend {b.name} {d}" for d in b.devices} <= names
+    assert any(c.ok for c in doctor.check_backends() if c.name == "backend onnxruntime cpu")

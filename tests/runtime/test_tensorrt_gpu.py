@@ -95,20 +95,20 @@ def test_tensorrt_fp32_matches_onnxruntime_and_caches_the_plan(machine, engine_c
 
     x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     with open_engine(engine_copy.path, "onnxruntime", "fp32", "cpu") as ref:
-        want = ref.infer(x)
+        want = ref.infer(x)["logits"]
     lines: list[str] = []
     meta = engine_copy.load_meta()
     with open_tensorrt(engine_copy, meta, "fp32", BatchRange(1, 2, 4), cuda_graphs=graphs, machine=machine, emit=lines.append) as eng:
         assert any("happens once" in s for s in lines), lines
         for n in (3, 1, 3, 4):
-            got = eng.infer(x[:n] if n <= 3 else np.concatenate([x, x[:1]]))
+            got = eng.infer(x[:n] if n <= 3 else np.concatenate([x, x[:1]]))["logits"]
             np.testing.assert_allclose(got[: min(n, 3)], want[: min(n, 3)], atol=2e-2)  # TF32 convolutions
         print(f"TensorRT fp32 batch 4 graphs={graphs}: {eng.last_timings}")
         assert set(eng.last_timings) == {"h2d", "compute", "d2h"} and eng.last_timings["compute"] > 0
     lines.clear()
     with open_tensorrt(engine_copy, engine_copy.load_meta(), "fp32", BatchRange(1, 2, 4), machine=machine, emit=lines.append) as eng:
         assert lines == [], "second open must load the cached plan"
-        np.testing.assert_allclose(eng.infer(x), want, atol=2e-2)
+        np.testing.assert_allclose(eng.infer(x)["logits"], want, atol=2e-2)
 
 
 def test_truncated_plan_is_rebuilt_not_crashed_on(machine, engine_copy: EngineDir) -> None:  # noqa: ANN001
@@ -120,4 +120,4 @@ def test_truncated_plan_is_rebuilt_not_crashed_on(machine, engine_copy: EngineDi
     lines: list[str] = []
     with open_tensorrt(engine_copy, engine_copy.load_meta(), "fp32", BatchRange(1, 1, 2), machine=machine, emit=lines.append) as eng:
         assert any("happens once" in s for s in lines)
-        assert eng.infer(np.zeros((2, 32, 32, 3), np.uint8)).shape == (2, 6)
+        assert eng.infer(np.zeros((2, 32, 32, 3), np.uint8))["logits"].shape == (2, 6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +17,8 @@ from edge_app.runtime import open_engine
 from edge_app.runtime import tensorrt as trt_backend
 from edge_app.runtime.cuda_buffers import DeviceInfo
 from edge_app.runtime.onnxruntime import gpu_provider_options
-from edge_app.runtime.trt_build import BatchRange, BuildSpec, check_precision_supported, onnx_for, plan_key
+from edge_app.runtime.tensorrt import PlanError
+from edge_app.runtime.trt_build import BatchRange, BuildError, BuildSpec, check_precision_supported, onnx_for, plan_key
 
 GPU = DeviceInfo(0, "NVIDIA GeForce RTX 4090", (8, 9), 24 << 30, False, 12040, 12090)
 
@@ -110,12 +112,41 @@ def test_available_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
     assert trt_backend.available(trt=SimpleNamespace(__version__="11.4.0.106")) == (True, "TensorRT 11.4.0.106 on NVIDIA GeForce RTX 4090 (sm 89)")  # type: ignore[arg-type]
 
 
+def _pretend_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU 'is there' for open_engine, but no GPU backend except the one a test sets up can use it."""
+    import edge_app.runtime as rt
+
+    monkeypatch.setattr(rt, "gpu_absent_reason", lambda: "")
+    monkeypatch.setattr("edge_app.runtime.onnxruntime.available_providers", lambda: ["CPUExecutionProvider"])
+
+
 def test_auto_falls_back_and_says_why_tensorrt_was_not_used(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _pretend_gpu(monkeypatch)
     monkeypatch.setattr(trt_backend, "available", lambda: (False, "no usable NVIDIA GPU (test)"))
+    with open_engine(tiny_engine) as eng:  # PyTorch CUDA where torch has CUDA, else ONNX Runtime on the CPU
+        assert eng.backend != "tensorrt" and "tensorrt cuda not available: no usable NVIDIA GPU (test)" in eng.choice
+        assert eng.infer(np.zeros((2, 32, 32, 3), np.uint8))["logits"].shape == (2, 6)
+    with pytest.raises(UserError, match=r"backend tensorrt is not available here \(tensorrt cuda not available: no usable NVIDIA GPU \(test\)\); on Jetson"):
+        open_engine(tiny_engine, "tensorrt")
+
+
+@pytest.mark.parametrize("failure", [TypeError("pybind11::init(): factory function returned nullptr"),
+                                     BuildError("TensorRT could not parse model.onnx: UINT8 intermediate"),
+                                     PlanError("could not deserialize")])
+def test_a_tensorrt_that_fails_to_open_is_passed_over_by_auto_and_an_error_when_asked_for(
+        tiny_engine: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception) -> None:
+    """Defect: a build or load failure crashed live/annotate/bench instead of falling back."""
+    _pretend_gpu(monkeypatch)
+    monkeypatch.setattr(trt_backend, "available", lambda: (True, "TensorRT 10.16 on a test GPU"))
+
+    def fail(*a: object, **k: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(trt_backend, "open_tensorrt", fail)
     with open_engine(tiny_engine) as eng:
-        assert eng.backend == "onnxruntime" and "TensorRT not used: no usable NVIDIA GPU (test)" in eng.choice
-        assert eng.infer(np.zeros((2, 32, 32, 3), np.uint8)).shape == (2, 6)
-    with pytest.raises(UserError, match=r"--backend tensorrt is not available here: no usable NVIDIA GPU \(test\)"):
+        assert eng.backend != "tensorrt"
+        assert f"tensorrt cuda failed: {type(failure).__name__}: {failure}" in eng.choice
+    with pytest.raises(UserError, match=f"backend tensorrt failed to open .*{type(failure).__name__}"):
         open_engine(tiny_engine, "tensorrt")
 
 
@@ -165,4 +196,7 @@ def test_onnxruntime_gpu_providers_are_not_used_without_a_gpu(tiny_engine: Path,
     monkeypatch.setattr(cb, "probe_gpu", lambda cuda=None: (None, "no usable NVIDIA GPU (test driver)"))
     with open_engine(tiny_engine) as eng:
         assert eng.device == "cpu"
-        assert "onnxruntime GPU providers not used: no usable NVIDIA GPU (test driver)" in eng.choice
+        assert "no GPU backend: no usable NVIDIA GPU (test driver)" in eng.choice
+    with open_engine(tiny_engine, "onnxruntime") as eng:  # asked for by name, device auto: the CPU provider
+        assert eng.device == "cpu"
+        assert "onnxruntime cuda not available: no usable NVIDIA GPU (test driver)" in eng.choice

@@ -141,7 +141,7 @@ def runner_fp16_output(trt: Any, tmp: Path, facts: dict) -> None:
     rng = np.random.default_rng(0)
     for n in (3, 3, 8, 1):
         x = rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)
-        y = eng.infer(x)
+        y = eng.infer(x)["logits"]
         assert y.dtype == np.float32 and y.shape == (n, CLASSES)
         np.testing.assert_array_equal(y, expected_logits(x, np.float16).astype(np.float32))
     shapes = [tuple(a[1]) for a, _ in w.context.called("set_input_shape")]
@@ -165,7 +165,7 @@ def runner_cuda_graphs(trt: Any, tmp: Path, facts: dict) -> None:
     rng = np.random.default_rng(1)
     for n in (2, 2, 5, 2):
         x = rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)
-        np.testing.assert_array_equal(eng.infer(x), expected_logits(x, np.float32))
+        np.testing.assert_array_equal(eng.infer(x)["logits"], expected_logits(x, np.float32))
     # A graph bakes in its shapes: captured again whenever the batch size changes (2, 5, back to 2).
     assert w.cuda.log.count("captured execute") == 3, w.cuda.log
     assert w.cuda.log.count("graph launch") == 4
