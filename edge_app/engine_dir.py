@@ -46,12 +46,22 @@ class InputSpec:
     # "stretch" keeps the whole field of view (the synthetic data is square crops); "center_crop" matches
     # ImageNet-style evaluation; "letterbox" pads to keep aspect ratio.
     resize: str = "stretch"
+    # center_crop only: resize the shorter side to this many pixels first, then crop the centre, as
+    # torchvision's ImageNet eval transform does (256 then 224; 232 for the V2 weights). None: the crop is
+    # the largest centred region of the frame's aspect ratio.
+    resize_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
             raise UserError(f"input size {self.height}x{self.width} is too small; use at least 32x32")
         if self.resize not in RESIZE_POLICIES:
             raise UserError(f"unknown resize policy '{self.resize}'; choose one of {', '.join(RESIZE_POLICIES)}")
+        if self.resize_size is not None:
+            if self.resize != "center_crop":
+                raise UserError(f"resize_size {self.resize_size} applies to the center_crop policy only, not '{self.resize}'")
+            if self.resize_size < max(self.height, self.width):
+                raise UserError(f"resize_size {self.resize_size} is smaller than the crop {self.height}x{self.width}; "
+                                "resize to at least the crop size, e.g. 256 for a 224 crop")
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
 

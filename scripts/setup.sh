@@ -29,3 +29,10 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt
     echo "$want" > "$stamp"
 fi
+# Sample photographs for the tests (data files only; see requirements-photos.txt).
+pstamp="$VENV/.requirements-photos.sha256"
+pwant="$(sha256sum requirements-photos.txt | cut -d' ' -f1)"
+if [ "$(cat "$pstamp" 2>/dev/null || true)" != "$pwant" ]; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements-photos.txt
+    echo "$pwant" > "$pstamp"
+fi

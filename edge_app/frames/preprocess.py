@@ -24,6 +24,15 @@ def resize_to_input(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     if spec.resize == "stretch":
         return cv2.resize(image, (tw, th), interpolation=interp)
     if spec.resize == "center_crop":
+        if spec.resize_size:
+            # torchvision's Resize(int): the shorter side becomes resize_size, the longer one is truncated;
+            # CenterCrop rounds its offsets. INTER_AREA when shrinking is the antialiased box filter.
+            short = spec.resize_size
+            rh, rw = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+            interp = cv2.INTER_AREA if rh * rw < h * w else cv2.INTER_LINEAR
+            r = cv2.resize(image, (rw, rh), interpolation=interp)
+            y0, x0 = int(round((rh - th) / 2.0)), int(round((rw - tw) / 2.0))
+            return np.ascontiguousarray(r[y0 : y0 + th, x0 : x0 + tw])
         s = max(th / h, tw / w)
         rh, rw = max(th, round(h * s)), max(tw, round(w * s))
         r = cv2.resize(image, (rw, rh), interpolation=interp)

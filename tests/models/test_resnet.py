@@ -73,7 +73,7 @@ def test_weights_round_trip_and_head_replacement(tmp_path) -> None:
 def test_weights_of_wrong_architecture_are_refused(tmp_path) -> None:
     path = tmp_path / "r50.pth"
     torch.save(create_model("resnet50", num_classes=10).state_dict(), path)
-    with pytest.raises(UserError, match="does not fit resnet18.*--arch"):
+    with pytest.raises(UserError, match=r"do not fit resnet18 \(unexpected .layer1.0.conv3.weight.*these weights fit --arch resnet50"):
         load_weights(create_model("resnet18"), path, "resnet18")
 
 

@@ -1,0 +1,111 @@
+"""``export --weights FILE`` / ``--pretrained``: a pretrained ResNet to an engine folder, no training.
+
+The weights become an edge_app checkpoint (architecture, labels, input spec, state dict) which goes through
+the same :func:`edge_app.compile.export.export` as a trained one, so the folder is identical in form:
+``checkpoint.pt`` for the PyTorch backend and ``calibrate``, ``model.onnx`` with the preprocessing in the
+graph, ``meta.json`` (which also records the source weights' sha256).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edge_app.engine_dir import EngineDir, InputSpec
+from edge_app.errors import UserError
+from edge_app.fsutil import sha256_file
+from edge_app.models.labels import check_label_count, resolve_labels
+from edge_app.models.registry import create_model, list_models
+from edge_app.models.weights import check_fits, num_classes_of, read_state_dict
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the weights come from and how frames must be prepared for them."""
+
+    arch: str
+    weights: Path
+    labels: str = "imagenet"  # imagenet, FILE.txt or a,b,c
+    img: int = 224  # the crop fed to the network
+    # torchvision's eval transform: shorter side to resize_size, centre crop img (256 -> 224 for V1 weights,
+    # 232 -> 224 for V2). None: stretch the whole frame to img x img.
+    resize_size: int | None = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.arch not in list_models():
+            raise UserError(f"arch '{self.arch}' is unknown; choose one of {', '.join(list_models())}")
+        if self.img < 32 or self.img % 32:
+            raise UserError(f"img {self.img} must be a multiple of 32 and at least 32 (a ResNet halves the size 5 times); e.g. 224")
+        for what, v in (("mean", self.mean), ("std", self.std)):
+            if len(v) != 3:
+                raise UserError(f"{what} {','.join(map(str, v))} needs 3 values (R,G,B), e.g. 0.485,0.456,0.406")
+        if any(s <= 0 for s in self.std):
+            raise UserError(f"std {','.join(map(str, self.std))} must be positive")
+
+    def input_spec(self) -> InputSpec:
+        """The engine's input spec; InputSpec validates resize_size against the crop."""
+        if self.resize_size is None:
+            return InputSpec(self.img, self.img, mean=self.mean, std=self.std, resize="stretch")
+        return InputSpec(self.img, self.img, mean=self.mean, std=self.std, resize="center_crop", resize_size=self.resize_size)
+
+
+def checkpoint_from_weights(src: WeightsSource) -> dict:
+    """An edge_app checkpoint (the format ``train`` writes) holding ``src``'s weights, checked against the arch."""
+    from edge_app.training.train import CHECKPOINT_FORMAT
+
+    state = read_state_dict(src.weights)
+    n = num_classes_of(state, str(src.weights))
+    labels = resolve_labels(src.labels)
+    check_label_count(labels, n, str(src.weights))
+    model = create_model(src.arch, num_classes=n)
+    check_fits(state, model.state_dict(), src.arch, str(src.weights))
+    model.load_state_dict(state)
+    return {"format": CHECKPOINT_FORMAT, "arch": src.arch, "labels": labels, "input": asdict(src.input_spec()),
+            "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, "top1": None, "epoch": 0}
+
+
+@dataclass(frozen=True)
+class WeightsExport:
+    """What ``export_weights`` did."""
+
+    engine: Path
+    onnx: Path
+    cached: bool  # the folder already held these weights with these settings: nothing was written
+    parity: dict  # PyTorch vs ONNX Runtime on the exported graph (from meta.json)
+    weights_sha256: str
+
+
+def export_weights(src: WeightsSource, name: str, engines_root: str | Path = "engines", force: bool = False) -> WeightsExport:
+    """Export ``src`` to ``engines_root/name``; up to date (nothing written) when weights and settings match."""
+    import torch
+
+    from edge_app.compile.export import export
+
+    weights_sha = sha256_file(src.weights)
+    ed = EngineDir(Path(engines_root) / name)
+    spec = src.input_spec()
+    if not force and ed.exists():
+        try:
+            old = ed.load_meta()
+        except UserError:
+            old = None
+        if old and old.extra.get("weights_sha256") == weights_sha and old.input == spec and old.arch == src.arch \
+                and old.labels == resolve_labels(src.labels) and old.files.get(ed.onnx_path().name) == sha256_file(ed.onnx_path()):
+            return WeightsExport(ed.path, ed.onnx_path(), True, old.parity, weights_sha)
+    ckpt = checkpoint_from_weights(src)
+    with tempfile.TemporaryDirectory(prefix="edge_app-weights-") as tmp:
+        path = Path(tmp) / f"{src.arch}.pt"
+        torch.save(ckpt, path)
+        export(path, name, engines_root, force=force)
+    meta = ed.load_meta()
+    meta.extra.update({"checkpoint": str(ed.checkpoint_path), "weights": str(src.weights), "weights_sha256": weights_sha,
+                       "data_root": None})
+    meta.accuracy.pop("fp32", None)  # no validation set came with the weights: nothing measured yet
+    ed.save_meta(meta)
+    return WeightsExport(ed.path, ed.onnx_path(), False, meta.parity, weights_sha)
