@@ -63,7 +63,7 @@ def test_single_class_folder_and_wrong_weights(tmp_path) -> None:
             cv2.imwrite(str(tmp_path / "ds" / c / f"{i}.png"), np.full((8, 8, 3), i * 40, np.uint8))
     torch.save(create_model("resnet50", 3).state_dict(), tmp_path / "r50.pth")
     assert_user_error(run_cli("train", "--data", str(tmp_path / "ds"), "--weights", str(tmp_path / "r50.pth"),
-                              "--out", str(tmp_path / "o")), "does not fit resnet18")
+                              "--out", str(tmp_path / "o")), r"do not fit resnet18 .*these weights fit --arch resnet50")
 
 
 def test_not_a_checkpoint(tmp_path) -> None:
