@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge_app.frames.annotate import AnnotateConfig, annotate_video, completed_results
+from edge_app.frames.annotate import AnnotateResult, annotate_config, annotate_video, completed_results
 from edge_app.cli import main as cli_main
 from tests.frames.fakes import FakeEngine
 from tests.helpers import write_tiny_video
@@ -70,14 +70,15 @@ def test_resume_after_a_hard_kill(tiny_engine: Path, tmp_path: Path, capsys) -> 
 def test_ctrl_c_leaves_matching_video_and_lines_then_resume_completes(tmp_path: Path) -> None:
     video = write_tiny_video(tmp_path / "in.mp4", frames=40, size=(96, 64))
     out, jl = tmp_path / "a.mp4", tmp_path / "a.jsonl"
-    cfg = AnnotateConfig(batch=2, progress=False)
+    cfg = annotate_config(batch=2, progress=False)
     # 20 batches of 20 ms: Ctrl-C during the 3rd leaves the run far from its end when the main thread sees it.
     r = annotate_video(FakeEngine(delay_s=0.02, interrupt_after=3), video, out, jl, cfg)
-    assert r["stopped_by"] == "interrupt" and 0 < r["frames_written"] < 40
-    assert frames_in(jl) == list(range(r["frames_written"]))
-    assert count_frames(out) == r["frames_written"]  # closed properly on interrupt: readable, same frames
-    r2 = annotate_video(FakeEngine(), video, out, jl, AnnotateConfig(progress=False, resume=True))
-    assert r2["frames_restored"] == r["frames_written"] and r2["frames_written"] == 40
+    assert isinstance(r, AnnotateResult)
+    assert r.stopped_by == "interrupt" and 0 < r.frames_written < 40
+    assert frames_in(jl) == list(range(r.frames_written))
+    assert count_frames(out) == r.frames_written  # closed properly on interrupt: readable, same frames
+    r2 = annotate_video(FakeEngine(), video, out, jl, annotate_config(progress=False), resume=True)
+    assert r2.frames_restored == r.frames_written and r2.frames_written == 40
     assert frames_in(jl) == list(range(40)) and count_frames(out) == 40
 
 
@@ -89,7 +90,7 @@ def test_completed_results_stop_at_a_gap(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("more,extra,match", [
-    ([], ["--mode", "tiles", "--tiles", "0x3"], r"--tiles: tile grid '0x3' needs 1 to 32 columns and rows"),
+    ([], ["--mode", "tiles", "--tiles", "0x3"], r"--tiles 0x3 needs 1 to 32 columns and rows"),
     ([], ["--conf", "2"], r"--conf 2 is not a probability"),
     ([], ["--out", "{tmp}/blocker/o.mp4"], r"cannot write to folder '.*blocker'"),
     (["{tmp}/in.mp4"], ["--out", "{tmp}/one.mp4"], r"--out '.*one.mp4' is one video file but there are 2 inputs"),
