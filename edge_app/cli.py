@@ -142,6 +142,7 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
 @command("annotate", "label every frame of video files: annotated videos + JSON lines, batched, resumable", _annotate_args)
 def cmd_annotate(a: argparse.Namespace) -> int:
     from edge_app.frames.annotate import annotate_video, collect_inputs, output_paths
+    from edge_app.frames.labellers import make_labeller
 
     with _loop_flags():
         cfg = _loop_config(a, progress=not a.no_progress)
@@ -151,8 +152,9 @@ def cmd_annotate(a: argparse.Namespace) -> int:
             inputs = collect_inputs(a.inputs)
             outs = output_paths(inputs, a.out)
             print(f"engine: {eng.description} [{eng.choice}]")
+            lab = make_labeller(eng, cfg.mode, cfg.mode_config)  # an engine the mode cannot use fails before any output
             for src, (vid, jl) in zip(inputs, outs):
-                r = annotate_video(eng, src, vid, jl, cfg, resume=a.resume)
+                r = annotate_video(eng, src, vid, jl, cfg, resume=a.resume, labeller=lab)
                 if r.already_complete:
                     print(f"{src}: already complete ({r.frames_restored} frames in {jl}), skipped")
                     continue
@@ -352,6 +354,7 @@ def _live_args(p: argparse.ArgumentParser) -> None:
 
 @command("live", "label a live source (camera, stream, file, synthetic) into a window, files and/or a browser; latency first", _live_args)
 def cmd_live(a: argparse.Namespace) -> int:
+    from edge_app.frames.labellers import make_labeller
     from edge_app.frames.pipeline import run_pipeline
     from edge_app.video.sinks import open_sinks
     from edge_app.video.sources import open_source
@@ -360,6 +363,7 @@ def cmd_live(a: argparse.Namespace) -> int:
         cfg = _loop_config(a, duration=a.duration)
         with open_from_args(a) as eng:
             print(f"engine: {eng.description} [{eng.choice}]")
+            lab = make_labeller(eng, cfg.mode, cfg.mode_config)  # an engine the mode cannot use fails before the source opens
             src = open_source(a.source, width=a.width, height=a.height, fps=a.fps, loop=a.loop, flip=a.flip)
             try:
                 sinks = open_sinks(fps=src.fps, size=src.size, video=a.save, jsonl=a.jsonl, display=a.display,
@@ -373,7 +377,7 @@ def cmd_live(a: argparse.Namespace) -> int:
                 if isinstance(s, MjpegSink):
                     print(f"serving {s.url}", flush=True)
             print(f"source: {src!r}; mode {cfg.mode}; Ctrl-C stops", flush=True)
-            rep = run_pipeline(eng, src, sinks, cfg)
+            rep = run_pipeline(eng, src, sinks, cfg, lab)
     print(rep.summary())
     for name, st in rep.stages.items():
         print(f"  {name:12s} p50 {st['p50']:8.2f} ms  p99 {st['p99']:8.2f} ms")

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_text
+from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.pipeline import PipelineConfig, PipelineReport, run_pipeline
 from edge_app.frames.postprocess import FrameResult
@@ -142,11 +143,12 @@ def _restore_prefix(it: Iterator[Frame], done: list[FrameResult], sink: Sink, ov
 
 
 def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out_jsonl: str | Path,
-                   cfg: PipelineConfig | None = None, *, resume: bool = False) -> AnnotateResult:
+                   cfg: PipelineConfig | None = None, *, resume: bool = False, labeller: Labeller | None = None) -> AnnotateResult:
     """Annotate one file with the loop settings ``cfg`` (None: :func:`annotate_config`); files never drop a frame.
 
     ``cfg.max_frames`` counts from the file's first frame, restored frames included. ``resume`` continues
-    from the last complete line of ``out_jsonl`` (see the module docstring).
+    from the last complete line of ``out_jsonl`` (see the module docstring). ``labeller``: one the caller
+    built (and keeps) for many files; None: ``cfg``'s mode on ``engine``.
     """
     from edge_app.video.sinks import JsonlSink, VideoFileSink
     from edge_app.video.sources import open_source
@@ -184,7 +186,7 @@ def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out
         else:
             run = dataclasses.replace(cfg, drop=False, max_frames=cfg.max_frames - restored if cfg.max_frames else 0,
                                       progress_desc=Path(video).name, progress_total=total, progress_initial=restored)
-            rep = run_pipeline(engine, _Resumed(src, it) if restored else src, sinks, run)
+            rep = run_pipeline(engine, _Resumed(src, it) if restored else src, sinks, run, labeller)
     except BaseException:
         for s in sinks:
             s.close()

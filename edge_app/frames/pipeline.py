@@ -124,7 +124,11 @@ class Pipeline:
 
     def __init__(self, engine: Engine, source: FrameSource, sinks: Sequence[Sink], cfg: PipelineConfig | None = None,
                  labeller: Labeller | None = None) -> None:
-        cfg = cfg if cfg is not None else PipelineConfig()
+        if cfg is None:  # the defaults, in the mode of the labeller when one is given
+            cfg = PipelineConfig(mode=labeller.mode, mode_config=labeller.config) if labeller is not None else PipelineConfig()
+        elif labeller is not None and (labeller.mode, labeller.config) != (cfg.mode, cfg.mode_config):
+            raise ValueError(f"the labeller runs mode '{labeller.mode}' with {labeller.config}, but the config asks for mode "
+                             f"'{cfg.mode}' with {cfg.mode_config}; build the labeller from the config or pass only one")
         self.engine = engine
         self.source = source
         self.sinks = list(sinks)

@@ -82,6 +82,25 @@ def test_ctrl_c_leaves_matching_video_and_lines_then_resume_completes(tmp_path: 
     assert frames_in(jl) == list(range(40)) and count_frames(out) == 40
 
 
+def test_resume_with_every_line_done_but_the_video_lost_only_redraws_it(tmp_path: Path) -> None:
+    video = write_tiny_video(tmp_path / "in.mp4", frames=12)
+    out, jl = tmp_path / "a.mp4", tmp_path / "a.jsonl"
+    cfg = annotate_config(max_frames=5, progress=False)
+    first = annotate_video(FakeEngine(), video, out, jl, cfg)
+    assert first.frames_written == 5 and first.inference_ms["p50"] >= 0
+    lines = jl.read_text()
+    out.unlink()
+    eng = FakeEngine()
+    r = annotate_video(eng, video, out, jl, cfg, resume=True)
+    # The 5 frames asked for are all in the lines: the video is re-drawn from them, no frame is inferred again,
+    # and --max-frames still holds (the loop does not run on to the end of the file).
+    assert eng.calls == [] and r.report is None and r.inference_ms == {}
+    assert (r.frames_restored, r.frames_written, r.stopped_by, r.already_complete) == (5, 5, "max_frames", False)
+    assert jl.read_text() == lines and count_frames(out) == 5
+    again = annotate_video(eng, video, out, jl, cfg, resume=True)
+    assert again.already_complete and again.frames_restored == 5
+
+
 def test_completed_results_stop_at_a_gap(tmp_path: Path) -> None:
     p = tmp_path / "x.jsonl"
     rec = lambda i: json.dumps({"frame": i, "capture_time": 0.0, "labels": [], "timings_ms": {}})  # noqa: E731
