@@ -292,10 +292,13 @@ def _loop_flags() -> Iterator[None]:
 
 def _loop_args(p: argparse.ArgumentParser, batch: int) -> None:
     """Options shared by `live` and `annotate`: labelling mode and its settings, batching and the overlay."""
-    from edge_app.frames.labellers import ClassifyConfig, TileConfig, mode_names
+    from edge_app.frames.labellers import ClassifyConfig, TileConfig, get_mode, mode_names
 
     c, t = ClassifyConfig(), TileConfig()
-    p.add_argument("--mode", default="classify", choices=mode_names(), help="classify: whole frame, top-k; tiles: grid of tiles -> boxes (default classify)")
+    # Each mode's help is the first line of its class docstring, so a new mode file describes itself here.
+    first = [((get_mode(n).__doc__ or "").strip().splitlines() or [""])[0].rstrip(".") for n in mode_names()]
+    modes = "; ".join(f"{n}: {d[:1].lower()}{d[1:]}" for n, d in zip(mode_names(), first))
+    p.add_argument("--mode", default="classify", choices=mode_names(), help=f"{modes} (default classify)")
     p.add_argument("--top-k", type=int, default=c.top_k, help=f"labels per frame in classify mode (default {c.top_k})")
     p.add_argument("--tiles", default="x".join(map(str, t.grid)), help="tiles mode: COLSxROWS grid of square tiles at scale 1.0 (default %(default)s)")
     p.add_argument("--scales", default=",".join(f"{s:g}" for s in t.scales), help="tiles mode: tile scales, comma-separated (default %(default)s)")

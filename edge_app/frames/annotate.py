@@ -153,7 +153,8 @@ def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out
     from edge_app.video.sinks import JsonlSink, VideoFileSink
     from edge_app.video.sources import open_source
 
-    cfg = cfg if cfg is not None else annotate_config()
+    if cfg is None:
+        cfg = annotate_config(mode=labeller.mode, mode_config=labeller.config) if labeller is not None else annotate_config()
     out_video, out_jsonl = Path(out_video), Path(out_jsonl)
     done = completed_results(out_jsonl) if resume else []
     src = open_source(str(video))

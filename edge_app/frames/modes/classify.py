@@ -29,7 +29,10 @@ class ClassifyConfig(ModeConfig):
 
 @register_mode("classify")
 class ClassifyLabeller(Labeller):
-    """Whole frame -> top-k classes; all frames of a step in one engine call."""
+    """Whole frame -> the top-k classes, no boxes.
+
+    All frames of a step go into one engine call.
+    """
 
     config_type = ClassifyConfig
     task = "classify"

@@ -68,7 +68,10 @@ class TileConfig(ModeConfig):
 
 @register_mode("tiles")
 class TileLabeller(Labeller):
-    """Grid of square tiles -> boxes; every tile of every frame in the step goes into one engine call."""
+    """Grid of overlapping square tiles -> boxes (the engine needs a background class).
+
+    Every tile of every frame in the step goes into one engine call.
+    """
 
     config_type = TileConfig
     task = "classify"  # a classifier with a background class, run per tile
