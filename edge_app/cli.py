@@ -7,10 +7,11 @@ Ctrl-C into exit code 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from edge_app.errors import UserError
 
@@ -133,37 +134,40 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default runs/annotate), or OUT.mp4 for a single input; JSON lines go beside each video")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the last frame its JSON lines hold")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _loop_args(p, batch=8)  # defined with `live`, below
+    from edge_app.frames.annotate import ANNOTATE_BATCH
+
+    _loop_args(p, batch=ANNOTATE_BATCH)  # defined with `live`, below
 
 
 @command("annotate", "label every frame of video files: annotated videos + JSON lines, batched, resumable", _annotate_args)
 def cmd_annotate(a: argparse.Namespace) -> int:
-    from edge_app.frames.annotate import AnnotateConfig, annotate_video, collect_inputs, output_paths
+    from edge_app.frames.annotate import annotate_video, collect_inputs, output_paths
+    from edge_app.frames.labellers import make_labeller
 
-    pc = _loop_config(a)
-    cfg = AnnotateConfig(top_k=pc.top_k, mode=pc.mode, tiles=pc.tiles, batch=pc.batch, max_frames=pc.max_frames,
-                         progress=not a.no_progress, resume=a.resume, overlay=pc.overlay)
-    tot = {"read": 0, "written": 0, "failed": 0, "seconds": 0.0}
-    with open_from_args(a, use="throughput") as eng:
-        inputs = collect_inputs(a.inputs)
-        outs = output_paths(inputs, a.out)
-        print(f"engine: {eng.description} [{eng.choice}]")
-        for src, (vid, jl) in zip(inputs, outs):
-            r = annotate_video(eng, src, vid, jl, cfg)
-            if r["already_complete"]:
-                print(f"{src}: already complete ({r['frames_restored']} frames in {jl}), skipped")
-                continue
-            resumed = f", resumed after frame {r['frames_restored'] - 1}" if r["frames_restored"] else ""
-            print(f"{src}: annotated {r['frames_written']} frames ({r['frames_read']} read, {r['frames_failed']} failed to decode{resumed}) "
-                  f"at {r['fps']:.1f} frames/s -> {vid}, {jl}")
-            for k, v in (("read", r["frames_read"]), ("written", r["frames_written"]), ("failed", r["frames_failed"]), ("seconds", r["seconds"])):
-                tot[k] += v
-            if r["stopped_by"] == "interrupt":
-                print("interrupted: what was written is complete up to the last JSON line; run again with --resume to continue", file=sys.stderr)
-                return 130
+    with _loop_flags():
+        cfg = _loop_config(a, progress=not a.no_progress)
+        read = written = failed = 0
+        seconds = 0.0
+        with open_from_args(a, use="throughput") as eng:
+            inputs = collect_inputs(a.inputs)
+            outs = output_paths(inputs, a.out)
+            print(f"engine: {eng.description} [{eng.choice}]")
+            lab = make_labeller(eng, cfg.mode, cfg.mode_config)  # an engine the mode cannot use fails before any output
+            for src, (vid, jl) in zip(inputs, outs):
+                r = annotate_video(eng, src, vid, jl, cfg, resume=a.resume, labeller=lab)
+                if r.already_complete:
+                    print(f"{src}: already complete ({r.frames_restored} frames in {jl}), skipped")
+                    continue
+                resumed = f", resumed after frame {r.frames_restored - 1}" if r.frames_restored else ""
+                print(f"{src}: annotated {r.frames_written} frames ({r.frames_read} read, {r.frames_failed} failed to decode{resumed}) "
+                      f"at {r.fps:.1f} frames/s -> {vid}, {jl}")
+                read, written, failed, seconds = read + r.frames_read, written + r.frames_written, failed + r.frames_failed, seconds + r.seconds
+                if r.stopped_by == "interrupt":
+                    print("interrupted: what was written is complete up to the last JSON line; run again with --resume to continue", file=sys.stderr)
+                    return 130
     if len(inputs) > 1:
-        fps = tot["written"] / tot["seconds"] if tot["seconds"] else 0.0
-        print(f"total: {len(inputs)} files, {tot['read']} frames read, {tot['written']} written, {tot['failed']} failed to decode, {fps:.1f} frames/s")
+        fps = written / seconds if seconds else 0.0
+        print(f"total: {len(inputs)} files, {read} frames read, {written} written, {failed} failed to decode, {fps:.1f} frames/s")
     return 0
 
 
@@ -269,14 +273,34 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ live
-def _loop_args(p: argparse.ArgumentParser, batch: int) -> None:
-    """Options shared by `live` and `annotate`: labelling mode, tiles, batching and the overlay."""
-    from edge_app.frames.labellers import MODES, TileConfig
+# Config field -> the flag that sets it, for `live` and `annotate`. The library validates once and names the
+# field (a Ray worker never sees a flag); _loop_flags() re-words its errors with the flag the user typed.
+LOOP_FLAGS = {"mode": "--mode", "top_k": "--top-k", "grid": "--tiles", "scales": "--scales", "conf": "--conf", "iou": "--iou",
+              "batch": "--batch", "max_frames": "--max-frames", "duration": "--duration"}
 
-    t = TileConfig()
-    p.add_argument("--mode", default="classify", choices=MODES, help="classify: whole frame, top-k; tiles: grid of tiles -> boxes (default classify)")
-    p.add_argument("--top-k", type=int, default=3, help="labels shown in classify mode (default 3)")
-    p.add_argument("--tiles", default=f"{t.grid[0]}x{t.grid[1]}", help="tiles mode: COLSxROWS grid of square tiles at scale 1.0 (default %(default)s)")
+
+@contextlib.contextmanager
+def _loop_flags() -> Iterator[None]:
+    """Turn the library's field-named errors (FieldError) into the same sentence naming the flag."""
+    from edge_app.frames.fields import FieldError
+
+    try:
+        yield
+    except FieldError as e:
+        raise e.reworded(LOOP_FLAGS) from None
+
+
+def _loop_args(p: argparse.ArgumentParser, batch: int) -> None:
+    """Options shared by `live` and `annotate`: labelling mode and its settings, batching and the overlay."""
+    from edge_app.frames.labellers import ClassifyConfig, TileConfig, get_mode, mode_names
+
+    c, t = ClassifyConfig(), TileConfig()
+    # Each mode's help is the first line of its class docstring, so a new mode file describes itself here.
+    first = [((get_mode(n).__doc__ or "").strip().splitlines() or [""])[0].rstrip(".") for n in mode_names()]
+    modes = "; ".join(f"{n}: {d[:1].lower()}{d[1:]}" for n, d in zip(mode_names(), first))
+    p.add_argument("--mode", default="classify", choices=mode_names(), help=f"{modes} (default classify)")
+    p.add_argument("--top-k", type=int, default=c.top_k, help=f"labels per frame in classify mode (default {c.top_k})")
+    p.add_argument("--tiles", default="x".join(map(str, t.grid)), help="tiles mode: COLSxROWS grid of square tiles at scale 1.0 (default %(default)s)")
     p.add_argument("--scales", default=",".join(f"{s:g}" for s in t.scales), help="tiles mode: tile scales, comma-separated (default %(default)s)")
     p.add_argument("--conf", type=float, default=t.conf, help=f"tiles mode: minimum class probability for a box (default {t.conf})")
     p.add_argument("--iou", type=float, default=t.iou, help=f"tiles mode: class-wise NMS IoU threshold (default {t.iou})")
@@ -288,18 +312,31 @@ def _loop_args(p: argparse.ArgumentParser, batch: int) -> None:
     engine_args(p)
 
 
-def _loop_config(a: argparse.Namespace, **kw: object) -> "PipelineConfig":  # noqa: F821 - imported lazily
-    """PipelineConfig from the shared options; every bad value becomes a UserError naming it."""
-    from edge_app.frames.labellers import TileConfig
+def _mode_configs(a: argparse.Namespace) -> dict[str, "ModeConfig"]:  # noqa: F821 - imported lazily
+    """Each mode's settings from its flags. All are built, so a bad value is an error whichever mode runs
+    (a typo in --conf is a typo in classify mode too); a mode without flags here runs with its defaults."""
+    from edge_app.frames.labellers import ClassifyConfig, TileConfig
+    from edge_app.frames.preprocess import parse_grid, parse_scales
+
+    try:
+        grid = parse_grid(a.tiles)
+    except ValueError as e:
+        raise UserError(f"--tiles: {e}") from None
+    try:
+        scales = parse_scales(a.scales)
+    except ValueError as e:
+        raise UserError(f"--scales: {e}") from None
+    return {"classify": ClassifyConfig(top_k=a.top_k), "tiles": TileConfig(grid=grid, scales=scales, conf=a.conf, iou=a.iou)}
+
+
+def _loop_config(a: argparse.Namespace, **kw: Any) -> "PipelineConfig":  # noqa: F821 - imported lazily
+    """PipelineConfig from the shared options; validated by the library (call inside :func:`_loop_flags`)."""
     from edge_app.frames.overlay import OverlayConfig
     from edge_app.frames.pipeline import PipelineConfig
 
-    if a.top_k < 1:
-        raise UserError(f"--top-k {a.top_k} must be at least 1; e.g. --top-k 3")
-    tiles = TileConfig.from_strings(a.tiles, a.scales, conf=a.conf, iou=a.iou)
-    overlay = OverlayConfig(labels=not a.no_labels, boxes=not a.no_boxes, hud=not a.no_hud, top_k=a.top_k)
-    return PipelineConfig(mode=a.mode, top_k=a.top_k, tiles=tiles, batch=a.batch, max_frames=a.max_frames,
-                          overlay=overlay, **kw)  # type: ignore[arg-type]
+    overlay = OverlayConfig(labels=not a.no_labels, boxes=not a.no_boxes, hud=not a.no_hud)
+    return PipelineConfig(mode=a.mode, mode_config=_mode_configs(a).get(a.mode), batch=a.batch, max_frames=a.max_frames,
+                          overlay=overlay, **kw)
 
 
 def _live_args(p: argparse.ArgumentParser) -> None:
@@ -320,29 +357,30 @@ def _live_args(p: argparse.ArgumentParser) -> None:
 
 @command("live", "label a live source (camera, stream, file, synthetic) into a window, files and/or a browser; latency first", _live_args)
 def cmd_live(a: argparse.Namespace) -> int:
+    from edge_app.frames.labellers import make_labeller
     from edge_app.frames.pipeline import run_pipeline
     from edge_app.video.sinks import open_sinks
     from edge_app.video.sources import open_source
 
-    cfg = _loop_config(a, duration=a.duration)
-    if cfg.duration < 0:
-        raise UserError(f"--duration {a.duration:g} must be 0 (no limit) or more seconds")
-    with open_from_args(a) as eng:
-        print(f"engine: {eng.description} [{eng.choice}]")
-        src = open_source(a.source, width=a.width, height=a.height, fps=a.fps, loop=a.loop, flip=a.flip)
-        try:
-            sinks = open_sinks(fps=src.fps, size=src.size, video=a.save, jsonl=a.jsonl, display=a.display,
-                               serve=a.serve, title=f"edge_app: {a.source}")
-        except BaseException:
-            src.close()
-            raise
-        from edge_app.video.mjpeg import MjpegSink
+    with _loop_flags():
+        cfg = _loop_config(a, duration=a.duration)
+        with open_from_args(a) as eng:
+            print(f"engine: {eng.description} [{eng.choice}]")
+            lab = make_labeller(eng, cfg.mode, cfg.mode_config)  # an engine the mode cannot use fails before the source opens
+            src = open_source(a.source, width=a.width, height=a.height, fps=a.fps, loop=a.loop, flip=a.flip)
+            try:
+                sinks = open_sinks(fps=src.fps, size=src.size, video=a.save, jsonl=a.jsonl, display=a.display,
+                                   serve=a.serve, title=f"edge_app: {a.source}")
+            except BaseException:
+                src.close()
+                raise
+            from edge_app.video.mjpeg import MjpegSink
 
-        for s in sinks:
-            if isinstance(s, MjpegSink):
-                print(f"serving {s.url}", flush=True)
-        print(f"source: {src!r}; mode {cfg.mode}; Ctrl-C stops", flush=True)
-        rep = run_pipeline(eng, src, sinks, cfg)
+            for s in sinks:
+                if isinstance(s, MjpegSink):
+                    print(f"serving {s.url}", flush=True)
+            print(f"source: {src!r}; mode {cfg.mode}; Ctrl-C stops", flush=True)
+            rep = run_pipeline(eng, src, sinks, cfg, lab)
     print(rep.summary())
     for name, st in rep.stages.items():
         print(f"  {name:12s} p50 {st['p50']:8.2f} ms  p99 {st['p99']:8.2f} ms")

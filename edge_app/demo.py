@@ -18,7 +18,7 @@ from edge_app.engine_dir import InputSpec
 from edge_app.training.evaluate import compare, predict_logits, top1
 from edge_app.compile.export import export
 from edge_app.fsutil import atomic_write_bytes
-from edge_app.frames.annotate import AnnotateConfig, annotate_video
+from edge_app.frames.annotate import ANNOTATE_BATCH, annotate_video
 from edge_app.runtime import open_engine
 from edge_app.training.train import TrainConfig, load_checkpoint, train
 
@@ -109,21 +109,20 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
     t = _step("annotate the synthetic video (classify mode)")
     with open_engine(engine_dir) as eng:
         backend = eng.description
-        ann = annotate_video(eng, video, out / "annotated.mp4", out / "annotated.jsonl", AnnotateConfig())
-    written += [ann["video"], ann["jsonl"]]
+        ann = annotate_video(eng, video, out / "annotated.mp4", out / "annotated.jsonl")
+    written += [str(ann.video), str(ann.jsonl)]
     print(f"    {time.perf_counter() - t:.1f}s")
 
     t = _step("tiles mode on the synthetic video: precision / recall of boxes against its ground truth")
     from edge_app.frames.detect_eval import evaluate_video
-    from edge_app.frames.labellers import TileConfig
 
     with open_engine(engine_dir) as eng:
-        det = evaluate_video(eng, video, truth, TileConfig())
+        det = evaluate_video(eng, video, truth)  # tiles mode with its measured defaults
         det_backend = eng.description
     print(f"    {time.perf_counter() - t:.1f}s")
 
     wall = time.perf_counter() - t_all
-    lat = ann["inference_ms"]
+    lat = ann.inference_ms
     print()
     print("demo summary")
     print(f"  validation top-1      PyTorch fp32 {acc['torch_fp32']:.4f}   ONNX Runtime fp32 {acc['onnxruntime_fp32']:.4f}  ({len(val)} images, {len(ex['meta'].labels)} classes)")
@@ -133,8 +132,8 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
           f"CPU u8s8 {r8['int8.cpu']['top1']:.4f} (agreement {r8['int8.cpu']['agreement']:.4f})   fp32 {r8['fp32']['top1']:.4f}")
     if sp8:
         print(f"  INT8 vs fp32 on CPU   {sp8['int8_ms']:.2f} ms vs {sp8['fp32_ms']:.2f} ms: {sp8['ratio']:.2f}x the fp32 latency (ONNX Runtime, batch 1, {sp8['threads']} threads)")
-    print(f"  annotation            {ann['frames']} frames with {backend}, {ann['fps']:.1f} frames/s")
-    print(f"  inference latency     p50 {lat['p50']:.2f} ms   p99 {lat['p99']:.2f} ms  (per frame, batches of {AnnotateConfig().batch}, {spec.width}x{spec.height})")
+    print(f"  annotation            {ann.frames_written} frames with {backend}, {ann.fps:.1f} frames/s")
+    print(f"  inference latency     p50 {lat['p50']:.2f} ms   p99 {lat['p99']:.2f} ms  (per frame, batches of {ANNOTATE_BATCH}, {spec.width}x{spec.height})")
     print(f"  tiles detection       precision {det['precision']:.3f}  recall {det['recall']:.3f}  (IoU >= 0.3 and class match, {det['frames']} frames, "
           f"{det['tiles_per_frame']} tiles/frame in one batch, {det['ms_per_frame']:.0f} ms/frame, {det_backend})")
     print(f"  wall time             {wall:.1f}s")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge_app.frames.labellers import TileConfig, make_labeller  # noqa: E402
+from edge_app.frames.labellers import make_labeller, mode_names  # noqa: E402
 from edge_app.frames.pipeline import PipelineConfig, run_pipeline  # noqa: E402
 from edge_app.frames.preprocess import to_batch  # noqa: E402
 from edge_app.runtime import open_engine  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> int:
     p.add_argument("--engine", default="engines/demo")
     p.add_argument("--video", default="data/synthetic_video.mp4")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--mode", default="classify", choices=("classify", "tiles"))
+    p.add_argument("--mode", default="classify", choices=mode_names())
     p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per engine-only run")
     p.add_argument("--backend", default="auto")
     p.add_argument("--precision", default="auto")
@@ -75,7 +75,7 @@ def main() -> int:
     with open_engine(a.engine, a.backend, a.precision) as eng:
         print(f"engine: {eng.description}; mode {a.mode}; batch {a.batch}")
         frames = read_frames(a.video, 64)
-        lab = make_labeller(eng, a.mode, 3, TileConfig())
+        lab = make_labeller(eng, a.mode)  # the mode's default settings, as the pipeline runs below
         fb = [frames[i:i + a.batch] for i in range(0, len(frames) - a.batch + 1, a.batch)]
         ready = [to_batch(f, eng.meta.input) for f in fb]
         runs = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,16 @@ def test_bad_input_is_one_clear_sentence(args, match) -> None:
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert match in r.stderr, r.stderr
+
+
+def test_annotate_loop_errors_name_the_flag_not_the_field(tiny_engine, tmp_path) -> None:
+    video = write_tiny_video(tmp_path / "in.mp4", frames=2)
+    for args, flag, field in ((["--top-k", "0"], "--top-k 0 must be at least 1", "top_k"),
+                              (["--batch", "0"], "--batch 0 must be at least 1", "batch 0"),
+                              (["--mode", "tiles", "--tiles", "40x2"], "--tiles 40x2 needs 1 to 32 columns and rows", "grid")):
+        r = run_cli("annotate", str(video), "--engine", str(tiny_engine), "--out", str(tmp_path / "o"), "--no-progress", *args)
+        assert_user_error(r, "^error: " + re.escape(flag))
+        assert field not in r.stderr.replace(flag, "")
 
 
 def test_single_class_folder_and_wrong_weights(tmp_path) -> None:

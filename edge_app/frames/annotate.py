@@ -13,34 +13,52 @@ file. ``--resume`` continues an interrupted run from the last fully written fram
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_text
-from edge_app.frames.labellers import TileConfig
+from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.pipeline import PipelineConfig, PipelineReport, run_pipeline
 from edge_app.frames.postprocess import FrameResult
+from edge_app.runtime.base import Engine
+from edge_app.video.base import Frame, FrameSource, Sink
 
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
+# Batches of 8 keep the engine busy while capture and encoding overlap with it (files never drop a frame).
+ANNOTATE_BATCH = 8
 
 
-@dataclass
-class AnnotateConfig:
-    """Options of ``annotate``; batch 8 keeps the engine busy while capture and encoding overlap with it."""
+def annotate_config(**kw: Any) -> PipelineConfig:
+    """The loop settings ``annotate`` starts from (batches of ``ANNOTATE_BATCH``, a progress bar); ``kw`` overrides."""
+    return PipelineConfig(**{"batch": ANNOTATE_BATCH, "progress": True, **kw})
 
-    top_k: int = 3
-    mode: str = "classify"
-    tiles: TileConfig = field(default_factory=TileConfig)
-    batch: int = 8
-    max_frames: int = 0  # 0: the whole file
-    progress: bool = True
-    resume: bool = False
-    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+
+@dataclass(frozen=True)
+class AnnotateResult:
+    """What annotating one file did. Frame counts include the frames restored from a previous run."""
+
+    video: Path
+    jsonl: Path
+    frames_read: int
+    frames_written: int
+    frames_failed: int  # frames the input could not decode
+    frames_restored: int  # frames re-drawn from the JSON lines of an interrupted run (resume), not re-inferred
+    seconds: float  # wall time of this call
+    fps: float  # frames the loop wrote per second of its own run (restored frames excluded)
+    stopped_by: str  # as PipelineReport.stopped_by; "end" for a file that was already complete
+    already_complete: bool = False  # resume found every frame done: nothing was written
+    report: PipelineReport | None = None  # the loop's own report (None when the loop did not run)
+
+    @property
+    def inference_ms(self) -> dict[str, float]:
+        """Per-frame inference latency statistics of this run (p50, p99, ...); empty when the loop did not run."""
+        return dict(self.report.stages.get("inference", {})) if self.report else {}
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
@@ -98,24 +116,24 @@ def completed_results(jsonl: Path) -> list[FrameResult]:
 class _Resumed:
     """A source whose first frames were already consumed: iterating continues the same iterator."""
 
-    def __init__(self, source: Any, it: Iterator) -> None:
+    def __init__(self, source: FrameSource, it: Iterator[Frame]) -> None:
         self._source, self._it = source, it
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[Frame]:
         return self._it
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._source, name)
 
 
-def _restore_prefix(it: Iterator, done: list[FrameResult], sink: Any, overlay: OverlayConfig) -> int:
+def _restore_prefix(it: Iterator[Frame], done: list[FrameResult], sink: Sink, overlay: OverlayConfig) -> int:
     """Re-draw the frames ``done`` describes from the input and write them to the video ``sink``."""
     for r in done:
         try:
             frame = next(it)
         except StopIteration:
             raise UserError(f"the input has fewer frames than the {len(done)} lines of the JSON lines file to resume; "
-                            "it is not the video that run started on: run again without --resume") from None
+                            "it is not the video that run started on: annotate it again from the start, without resuming") from None
         info = HudInfo(stage_ms=r.timings, end_to_end_ms=r.timings.get("end_to_end", float("nan")))
         img = frame.image
         for a in build_annotators(overlay, lambda info=info: info):
@@ -124,25 +142,32 @@ def _restore_prefix(it: Iterator, done: list[FrameResult], sink: Any, overlay: O
     return len(done)
 
 
-def annotate_video(engine: Any, video: str | Path, out_video: str | Path, out_jsonl: str | Path,
-                   cfg: AnnotateConfig = AnnotateConfig()) -> dict[str, Any]:
-    """Annotate one file; returns a summary dict (frames read/written/failed, throughput, paths, report)."""
+def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out_jsonl: str | Path,
+                   cfg: PipelineConfig | None = None, *, resume: bool = False, labeller: Labeller | None = None) -> AnnotateResult:
+    """Annotate one file with the loop settings ``cfg`` (None: :func:`annotate_config`); files never drop a frame.
+
+    ``cfg.max_frames`` counts from the file's first frame, restored frames included. ``resume`` continues
+    from the last complete line of ``out_jsonl`` (see the module docstring). ``labeller``: one the caller
+    built (and keeps) for many files; None: ``cfg``'s mode on ``engine``.
+    """
     from edge_app.video.sinks import JsonlSink, VideoFileSink
     from edge_app.video.sources import open_source
 
+    if cfg is None:
+        cfg = annotate_config(mode=labeller.mode, mode_config=labeller.config) if labeller is not None else annotate_config()
     out_video, out_jsonl = Path(out_video), Path(out_jsonl)
-    done = completed_results(out_jsonl) if cfg.resume else []
+    done = completed_results(out_jsonl) if resume else []
     src = open_source(str(video))
     total = src.frame_count
     if cfg.max_frames:
         total = min(cfg.max_frames, total) if total else cfg.max_frames
     if done and total is not None and len(done) >= total and out_video.is_file():
         src.close()
-        return {"video": str(out_video), "jsonl": str(out_jsonl), "frames_read": 0, "frames_written": 0,
-                "frames_failed": 0, "frames_restored": len(done), "already_complete": True, "seconds": 0.0,
-                "fps": 0.0, "report": None, "inference_ms": {}}
+        return AnnotateResult(out_video, out_jsonl, frames_read=0, frames_written=0, frames_failed=0,
+                              frames_restored=len(done), seconds=0.0, fps=0.0, stopped_by="end", already_complete=True)
     t0 = time.perf_counter()
-    sinks: list = []
+    sinks: list[Sink] = []
+    rep: PipelineReport | None = None
     try:
         vs = VideoFileSink(out_video, src.fps, src.size)
         sinks.append(vs)
@@ -154,21 +179,24 @@ def annotate_video(engine: Any, video: str | Path, out_video: str | Path, out_js
             restored = _restore_prefix(it, done, vs, cfg.overlay)
         js = JsonlSink(out_jsonl, append=bool(done))
         sinks.append(js)
-        pcfg = PipelineConfig(mode=cfg.mode, top_k=cfg.top_k, tiles=cfg.tiles, batch=cfg.batch,
-                              max_frames=max(0, cfg.max_frames - restored) if cfg.max_frames else 0,
-                              drop=False, overlay=cfg.overlay, progress=cfg.progress, progress_desc=Path(video).name,
-                              progress_total=total, progress_initial=restored)
-        source = _Resumed(src, it) if restored else src
-        rep: PipelineReport = run_pipeline(engine, source, sinks, pcfg)
+        if cfg.max_frames and restored >= cfg.max_frames:
+            # Every frame asked for was in the lines (a lost video); only the video had to be re-drawn.
+            for s in sinks:
+                s.close()
+            src.close()
+        else:
+            run = dataclasses.replace(cfg, drop=False, max_frames=cfg.max_frames - restored if cfg.max_frames else 0,
+                                      progress_desc=Path(video).name, progress_total=total, progress_initial=restored)
+            rep = run_pipeline(engine, _Resumed(src, it) if restored else src, sinks, run, labeller)
     except BaseException:
         for s in sinks:
             s.close()
         src.close()
         raise
     wall = time.perf_counter() - t0
-    inf = rep.stages.get("inference", {})
-    return {"video": str(out_video), "jsonl": str(out_jsonl), "frames_read": rep.frames_read + restored,
-            "frames_written": rep.frames_written + restored, "frames_failed": rep.frames_failed,
-            "frames_restored": restored, "already_complete": False, "seconds": wall,
-            "fps": rep.frames_written / rep.seconds if rep.seconds > 0 else 0.0, "stopped_by": rep.stopped_by,
-            "report": rep, "inference_ms": inf, "frames": rep.frames_written + restored}
+    if rep is None:
+        return AnnotateResult(out_video, out_jsonl, frames_read=restored, frames_written=restored, frames_failed=0,
+                              frames_restored=restored, seconds=wall, fps=0.0, stopped_by="max_frames")
+    return AnnotateResult(out_video, out_jsonl, frames_read=rep.frames_read + restored, frames_written=rep.frames_written + restored,
+                          frames_failed=rep.frames_failed, frames_restored=restored, seconds=wall,
+                          fps=rep.frames_written / rep.seconds if rep.seconds > 0 else 0.0, stopped_by=rep.stopped_by, report=rep)

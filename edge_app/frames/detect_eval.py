@@ -11,17 +11,23 @@ Run on the demo engine: ``python -m edge_app.frames.detect_eval --engine engines
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
 from edge_app.errors import UserError
+from edge_app.frames.fields import FieldError
 from edge_app.frames.postprocess import Label, box_iou
+from edge_app.runtime.base import Engine
+
+if TYPE_CHECKING:
+    from edge_app.frames.labellers import TileConfig
 
 
 @dataclass
@@ -120,15 +126,16 @@ def labels_from_jsonl(path: str | Path) -> list[tuple[int, list[Label]]]:
     return out
 
 
-def evaluate_video(engine: Any, video: str | Path, truth_path: str | Path, tiles: Any = None, iou: float = 0.3,
-                   max_frames: int = 0, stride: int = 1, batch: int = 4) -> dict[str, Any]:
-    """Run tiles mode over ``video`` (every ``stride``-th frame) and score it against ``truth_path``."""
+def evaluate_video(engine: Engine, video: str | Path, truth_path: str | Path, tiles: "TileConfig | None" = None,
+                   iou: float = 0.3, max_frames: int = 0, stride: int = 1, batch: int = 4) -> dict[str, Any]:
+    """Run tiles mode (``tiles``: its settings, None: the defaults) over ``video`` (every ``stride``-th frame)
+    and score it against ``truth_path``."""
     import cv2
 
-    from edge_app.frames.labellers import TileConfig, TileLabeller
+    from edge_app.frames.labellers import TileLabeller
 
     truth = load_truth(truth_path)
-    lab = TileLabeller(engine, tiles or TileConfig())
+    lab = TileLabeller(engine, tiles)
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
         raise UserError(f"cannot read video '{video}'; pass the synthetic video written by `run.py demo`")
@@ -157,28 +164,42 @@ def evaluate_video(engine: Any, video: str | Path, truth_path: str | Path, tiles
     finally:
         cap.release()
     s = score(preds, truth, iou)
-    n_tiles = sum(len(b) for b in lab._layout.values()) if len(lab._layout) == 1 else None
-    return {**s.to_dict(), "iou": iou, "tiles_per_frame": n_tiles, "ms_per_frame": float(np.mean(ms)) if ms else float("nan"),
-            "seconds": time.perf_counter() - t0, "config": dict(lab.cfg.__dict__)}
+    return {**s.to_dict(), "iou": iou, "tiles_per_frame": lab.tiles_per_frame, "ms_per_frame": float(np.mean(ms)) if ms else float("nan"),
+            "seconds": time.perf_counter() - t0, "config": dataclasses.asdict(lab.config)}
+
+
+# TileConfig field -> this command's flag: the library's errors name fields, this command's user typed flags.
+FLAGS = {"grid": "--tiles", "scales": "--scales", "conf": "--conf", "iou": "--iou", "box_scale": "--box-scale",
+         "merge": "--no-merge", "min_votes": "--votes", "min_overlap": "--overlap"}
+
+
+def _parsed(flag: str, parse: Callable[[str], Any], text: str) -> Any:
+    """``parse(text)``, its ValueError as a UserError naming ``flag``."""
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise UserError(f"{flag}: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m edge_app.frames.detect_eval``: print tiles-mode precision/recall on the synthetic video."""
     from edge_app.frames.labellers import TileConfig
+    from edge_app.frames.preprocess import parse_grid, parse_scales
     from edge_app.runtime import open_engine
 
+    d = TileConfig()
     p = argparse.ArgumentParser(prog="python -m edge_app.frames.detect_eval", description=__doc__.splitlines()[0])
     p.add_argument("--engine", default="engines/demo")
     p.add_argument("--video", default="data/synthetic_video.mp4")
     p.add_argument("--truth", default=None, help="default: <video stem>.truth.jsonl")
-    p.add_argument("--tiles", default="3x3")
-    p.add_argument("--scales", default=",".join(f"{v:g}" for v in TileConfig().scales))
-    p.add_argument("--conf", type=float, default=TileConfig.conf)
-    p.add_argument("--iou", type=float, default=TileConfig.iou, help="NMS IoU")
-    p.add_argument("--box-scale", type=float, default=TileConfig.box_scale)
+    p.add_argument("--tiles", default="x".join(map(str, d.grid)))
+    p.add_argument("--scales", default=",".join(f"{v:g}" for v in d.scales))
+    p.add_argument("--conf", type=float, default=d.conf)
+    p.add_argument("--iou", type=float, default=d.iou, help="NMS IoU")
+    p.add_argument("--box-scale", type=float, default=d.box_scale)
     p.add_argument("--no-merge", action="store_true")
-    p.add_argument("--votes", type=int, default=TileConfig.min_votes, help="tiles that must agree on a box")
-    p.add_argument("--overlap", type=float, default=TileConfig.min_overlap, help="minimum overlap of neighbouring tiles")
+    p.add_argument("--votes", type=int, default=d.min_votes, help="tiles that must agree on a box")
+    p.add_argument("--overlap", type=float, default=d.min_overlap, help="minimum overlap of neighbouring tiles")
     p.add_argument("--match-iou", type=float, default=0.3, help="IoU for a prediction to count as found")
     p.add_argument("--max-frames", type=int, default=0)
     p.add_argument("--stride", type=int, default=1)
@@ -186,8 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="auto")
     a = p.parse_args(argv)
     try:
-        cfg = TileConfig.from_strings(a.tiles, a.scales, conf=a.conf, iou=a.iou, box_scale=a.box_scale, merge=not a.no_merge,
-                                      min_votes=a.votes, min_overlap=a.overlap)
+        grid, scales = _parsed("--tiles", parse_grid, a.tiles), _parsed("--scales", parse_scales, a.scales)
+        try:
+            cfg = TileConfig(grid=grid, scales=scales, conf=a.conf, iou=a.iou, box_scale=a.box_scale, merge=not a.no_merge,
+                             min_votes=a.votes, min_overlap=a.overlap)
+        except FieldError as e:
+            raise e.reworded(FLAGS) from None
         truth = a.truth or str(Path(a.video).with_suffix(".truth.jsonl"))
         with open_engine(a.engine, a.backend, a.precision) as eng:
             r = evaluate_video(eng, a.video, truth, cfg, a.match_iou, a.max_frames, a.stride)

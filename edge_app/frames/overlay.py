@@ -49,16 +49,17 @@ def put_text_box(frame: np.ndarray, text: str, org: tuple[int, int], scale: floa
 
 
 class LabelAnnotator:
-    """Whole-frame labels ("star 0.97"), top-k, in the top-left corner; boxed labels are left to BoxAnnotator."""
+    """Whole-frame labels ("star 0.97") in the top-left corner; boxed labels are left to BoxAnnotator."""
 
-    def __init__(self, top_k: int = 3) -> None:
-        self.top_k = top_k
+    def __init__(self, max_labels: int | None = None) -> None:
+        # None: every whole-frame label of the result; the mode already chose how many (classify's top_k).
+        self.max_labels = max_labels
 
     def annotate(self, frame: np.ndarray, result: FrameResult) -> np.ndarray:
-        """Draw up to ``top_k`` unboxed labels with their confidence."""
+        """Draw the unboxed labels (at most ``max_labels``) with their confidence."""
         s = text_scale(frame)
         y = round(8 * s)
-        for lab in [lab for lab in result.labels if lab.box is None][: self.top_k]:
+        for lab in [lab for lab in result.labels if lab.box is None][: self.max_labels]:
             y += put_text_box(frame, f"{lab.name} {lab.score:.2f}", (round(8 * s), y), s, bg=class_colour(lab.class_id))
         return frame
 
@@ -157,14 +158,15 @@ class LatencyAnnotator:
         return frame
 
 
-@dataclass
+@dataclass(frozen=True)
 class OverlayConfig:
     """Which annotators run; all on by default, each can be turned off (``--no-labels`` etc.)."""
 
     labels: bool = True
     boxes: bool = True
     hud: bool = True
-    top_k: int = 3
+    # Whole-frame labels drawn at most; None: all the mode produced (classify already keeps its top_k).
+    max_labels: int | None = None
 
 
 def build_annotators(cfg: OverlayConfig, info: Callable[[], HudInfo] | None = None) -> list:
@@ -173,7 +175,7 @@ def build_annotators(cfg: OverlayConfig, info: Callable[[], HudInfo] | None = No
     if cfg.boxes:
         out.append(BoxAnnotator())
     if cfg.labels:
-        out.append(LabelAnnotator(cfg.top_k))
+        out.append(LabelAnnotator(cfg.max_labels))
     if cfg.hud:
         out.append(LatencyAnnotator(info))
     return out

@@ -12,7 +12,8 @@
   bounded) finish, and close every sink; a second Ctrl-C abandons the queued frames.
 
 ``run_pipeline(engine, source, sinks, cfg) -> PipelineReport`` is the API ``live``, ``annotate`` and
-``bench --pipeline`` use.
+``bench --pipeline`` use. The loop never asks which mode labels the frames: ``cfg.mode`` names a registered
+labeller (:mod:`edge_app.frames.labellers`) and ``cfg.mode_config`` holds its own settings.
 """
 
 from __future__ import annotations
@@ -21,24 +22,27 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
-from edge_app.frames.labellers import Labeller, TileConfig, make_labeller
+from edge_app.frames.fields import FieldError, shown
+from edge_app.frames.labellers import Labeller, ModeConfig, make_labeller, resolve_config
 from edge_app.frames.overlay import HUD_STAGES, HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.postprocess import FrameResult
 from edge_app.profiling.timers import FpsMeter, StageTimer
+from edge_app.runtime.base import Engine
+from edge_app.video.base import Frame, FrameSource, Sink
 
 _END = object()  # queue sentinel: no more items after this one
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc in a window sink (27 also when the window is closed)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineConfig:
-    """How the loop runs. Defaults suit ``live`` (latency first); ``annotate`` raises ``batch``."""
+    """How the loop runs; frozen and validated once, on creation. Defaults suit ``live`` (latency first);
+    ``annotate`` raises ``batch``. Bad values raise :class:`FieldError` naming the field."""
 
-    mode: str = "classify"  # "classify" (whole frame, top-k) or "tiles" (boxes)
-    top_k: int = 3
-    tiles: TileConfig = field(default_factory=TileConfig)
+    mode: str = "classify"  # a registered labeller mode (edge_app.frames.labellers.mode_names())
+    mode_config: ModeConfig | None = None  # the mode's own settings (ClassifyConfig, TileConfig, ...); None: its defaults
     # Frames per engine call. Files wait to fill a batch (throughput); live sources take only what is
     # already queued, up to this many, so a batch never waits for a frame that has not been captured.
     batch: int = 1
@@ -57,14 +61,20 @@ class PipelineConfig:
     stats_every_s: float = 0.5  # how often sinks with update_stats() get the HUD numbers
 
     def __post_init__(self) -> None:
-        from edge_app.errors import UserError
-
-        if self.batch < 1:
-            raise UserError(f"--batch {self.batch} must be at least 1; e.g. --batch 8")
-        if self.max_frames < 0:
-            raise UserError(f"--max-frames {self.max_frames} must be 0 (no limit) or more")
-        if self.duration < 0:
-            raise UserError(f"--duration {self.duration:g} must be 0 (no limit) or more seconds")
+        # The mode's own settings were validated when they were made; here they only have to be the right kind.
+        object.__setattr__(self, "mode_config", resolve_config(self.mode, self.mode_config))
+        for name, low, fix in (("batch", 1, "e.g. 8"), ("queue_size", 0, "0 = automatic"), ("max_frames", 0, "0 = no limit"),
+                               ("hud_window", 1, "e.g. 60"), ("fps_window", 2, "an FPS needs two frames; e.g. 30"),
+                               ("progress_initial", 0, "frames already done")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise FieldError(name, shown(v), f"is not a whole number; {fix}")
+            if v < low:
+                raise FieldError(name, shown(v), f"must be at least {low}; {fix}")
+        if not self.duration >= 0:
+            raise FieldError("duration", shown(self.duration), "must be 0 (no limit) or more seconds")
+        if not self.stats_every_s >= 0:
+            raise FieldError("stats_every_s", shown(self.stats_every_s), "must be 0 (every frame) or more seconds")
 
 
 @dataclass
@@ -112,13 +122,19 @@ class _Aborted(Exception):
 class Pipeline:
     """One run of the loop over ``source`` into ``sinks``; it owns (and closes) both once :meth:`run` starts."""
 
-    def __init__(self, engine: Any, source: Any, sinks: list, cfg: PipelineConfig = PipelineConfig(),
+    def __init__(self, engine: Engine, source: FrameSource, sinks: Sequence[Sink], cfg: PipelineConfig | None = None,
                  labeller: Labeller | None = None) -> None:
+        if cfg is None:  # the defaults, in the mode of the labeller when one is given
+            cfg = PipelineConfig(mode=labeller.mode, mode_config=labeller.config) if labeller is not None else PipelineConfig()
+        elif labeller is not None and (labeller.mode, labeller.config) != (cfg.mode, cfg.mode_config):
+            raise ValueError(f"the labeller runs mode '{labeller.mode}' with {labeller.config}, but the config asks for mode "
+                             f"'{cfg.mode}' with {cfg.mode_config}; build the labeller from the config or pass only one")
         self.engine = engine
         self.source = source
         self.sinks = list(sinks)
         self.cfg = cfg
-        self.labeller = labeller or make_labeller(engine, cfg.mode, cfg.top_k, cfg.tiles)
+        # A caller may bring a labeller it built (and keeps) for several runs; else the config's mode makes one.
+        self.labeller = labeller if labeller is not None else make_labeller(engine, cfg.mode, cfg.mode_config)
         self.live = bool(source.live)
         self.drop = self.live if cfg.drop is None else cfg.drop
         qs = cfg.queue_size or (2 if self.drop else 2 * cfg.batch + 2)
@@ -220,7 +236,7 @@ class Pipeline:
 
     def _capture(self) -> None:
         cfg = self.cfg
-        it: Iterator = iter(self.source)
+        it: Iterator[Frame] = iter(self.source)
         t_start = time.monotonic()
         try:
             while not self.stop_event.is_set():
@@ -303,7 +319,7 @@ class Pipeline:
             if bar is not None:
                 bar.close()
 
-    def _write_one(self, frame: Any, res: FrameResult) -> None:
+    def _write_one(self, frame: Frame, res: FrameResult) -> None:
         img = frame.image
         t0 = time.perf_counter()
         for a in self.annotators:
@@ -393,7 +409,7 @@ class Pipeline:
                 self._errors.append(e)
 
 
-def run_pipeline(engine: Any, source: Any, sinks: list, cfg: PipelineConfig = PipelineConfig(),
+def run_pipeline(engine: Engine, source: FrameSource, sinks: Sequence[Sink], cfg: PipelineConfig | None = None,
                  labeller: Labeller | None = None) -> PipelineReport:
     """Run the threaded loop over ``source`` into ``sinks`` (both closed at the end); see :class:`Pipeline`."""
     return Pipeline(engine, source, sinks, cfg, labeller).run()

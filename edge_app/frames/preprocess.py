@@ -62,15 +62,24 @@ def to_batch(images: list[np.ndarray], spec: InputSpec) -> np.ndarray:
 
 
 def parse_grid(text: str) -> tuple[int, int]:
-    """``"3x3"`` -> (columns, rows); raises ValueError naming the bad value and the expected form."""
+    """``"3x3"`` -> (columns, rows); raises ValueError naming the bad text and the expected form.
+
+    Only the form is checked here; the range is :class:`~edge_app.frames.modes.tiles.TileConfig`'s to validate.
+    """
     parts = text.lower().replace("×", "x").split("x")
     try:
         cols, rows = (int(p) for p in parts)
     except ValueError:
         raise ValueError(f"tile grid '{text}' is not COLSxROWS; write it like 3x3") from None
-    if cols < 1 or rows < 1 or cols > 32 or rows > 32:
-        raise ValueError(f"tile grid '{text}' needs 1 to 32 columns and rows; write it like 3x3")
     return cols, rows
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``"1.0,0.6"`` -> (1.0, 0.6); raises ValueError naming the bad text. The range is TileConfig's to validate."""
+    try:
+        return tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"tile scales '{text}' are not a comma-separated list of numbers; write them like 1.0,0.6") from None
 
 
 def _axis_starts(length: int, side: int, count: int) -> list[int]:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_app.profiling.bench import (BASELINE, BenchConfig, Variant, accuracy_of, agreement_of, open_variants, progress_ticker,
                             report_header, runnable_variants)
@@ -23,6 +23,9 @@ from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
 from edge_app.profiling.timers import RollingStats
 from edge_app.runtime.base import Engine
+
+if TYPE_CHECKING:
+    from edge_app.frames.pipeline import Pipeline, PipelineReport
 
 MIN_TURN_S = 1.0  # each turn reopens the source and starts three threads: keep that small next to the turn
 
@@ -47,7 +50,7 @@ class LoopCase:
         return self.seconds >= cfg.duration and self.frames >= cfg.iterations
 
 
-def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple[Any, Any]:
+def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple["PipelineReport", "Pipeline"]:
     """One run of the real frame loop for ``seconds``; returns (report, the Pipeline with its timer)."""
     from edge_app.frames.pipeline import Pipeline, PipelineConfig
     from edge_app.video.sinks import VideoFileSink
@@ -65,6 +68,7 @@ def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple[A
     except BaseException:
         src.close()
         raise
+    # The default mode (classify) with its default settings: the bench times the loop, not a mode's options.
     p = Pipeline(case.engine, src, [sink], PipelineConfig(batch=case.batch, duration=seconds))
     rep = p.run()
     if rep.frames_written == 0:

@@ -45,6 +45,25 @@ class FakeEngine(Engine):
         return {"logits": out}
 
 
+class FakeDetEngine(Engine):
+    """A detector as meta.json will describe one: task 'detect', one output ``dets`` of (N, K, 6) rows
+    x1, y1, x2, y2 (model-input pixels), score, class id. It finds one 'circle' in the middle of each image."""
+
+    backend = "fake"
+
+    def __init__(self, size: int = 32) -> None:
+        meta = EngineMeta(name="fakedet", arch="none", labels=list(LABELS[1:]), input=InputSpec(size, size),
+                          outputs=["dets"], extra={"task": "detect"})
+        super().__init__(EngineDir("/nonexistent"), meta, "fp32", "cpu")
+        self.last_timings = {"h2d": 0.25}  # as a GPU backend reports its own split
+
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        s = images.shape[1]
+        dets = np.zeros((len(images), 2, 6), np.float32)
+        dets[:, 0] = (s / 4, s / 4, 3 * s / 4, 3 * s / 4, 0.9, 0)  # class 0 of this engine's labels: 'circle'
+        return {"dets": dets}  # the second row has score 0: no object
+
+
 class FakeSource:
     """``n`` frames (0 = endless) of ``size``; ``live`` as given; ``period_s`` between frames (0: as fast as possible)."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge_app.frames.annotate import AnnotateConfig, annotate_video, completed_results
+from edge_app.frames.annotate import AnnotateResult, annotate_config, annotate_video, completed_results
 from edge_app.cli import main as cli_main
 from tests.frames.fakes import FakeEngine
 from tests.helpers import write_tiny_video
@@ -70,15 +70,35 @@ def test_resume_after_a_hard_kill(tiny_engine: Path, tmp_path: Path, capsys) -> 
 def test_ctrl_c_leaves_matching_video_and_lines_then_resume_completes(tmp_path: Path) -> None:
     video = write_tiny_video(tmp_path / "in.mp4", frames=40, size=(96, 64))
     out, jl = tmp_path / "a.mp4", tmp_path / "a.jsonl"
-    cfg = AnnotateConfig(batch=2, progress=False)
+    cfg = annotate_config(batch=2, progress=False)
     # 20 batches of 20 ms: Ctrl-C during the 3rd leaves the run far from its end when the main thread sees it.
     r = annotate_video(FakeEngine(delay_s=0.02, interrupt_after=3), video, out, jl, cfg)
-    assert r["stopped_by"] == "interrupt" and 0 < r["frames_written"] < 40
-    assert frames_in(jl) == list(range(r["frames_written"]))
-    assert count_frames(out) == r["frames_written"]  # closed properly on interrupt: readable, same frames
-    r2 = annotate_video(FakeEngine(), video, out, jl, AnnotateConfig(progress=False, resume=True))
-    assert r2["frames_restored"] == r["frames_written"] and r2["frames_written"] == 40
+    assert isinstance(r, AnnotateResult)
+    assert r.stopped_by == "interrupt" and 0 < r.frames_written < 40
+    assert frames_in(jl) == list(range(r.frames_written))
+    assert count_frames(out) == r.frames_written  # closed properly on interrupt: readable, same frames
+    r2 = annotate_video(FakeEngine(), video, out, jl, annotate_config(progress=False), resume=True)
+    assert r2.frames_restored == r.frames_written and r2.frames_written == 40
     assert frames_in(jl) == list(range(40)) and count_frames(out) == 40
+
+
+def test_resume_with_every_line_done_but_the_video_lost_only_redraws_it(tmp_path: Path) -> None:
+    video = write_tiny_video(tmp_path / "in.mp4", frames=12)
+    out, jl = tmp_path / "a.mp4", tmp_path / "a.jsonl"
+    cfg = annotate_config(max_frames=5, progress=False)
+    first = annotate_video(FakeEngine(), video, out, jl, cfg)
+    assert first.frames_written == 5 and first.inference_ms["p50"] >= 0
+    lines = jl.read_text()
+    out.unlink()
+    eng = FakeEngine()
+    r = annotate_video(eng, video, out, jl, cfg, resume=True)
+    # The 5 frames asked for are all in the lines: the video is re-drawn from them, no frame is inferred again,
+    # and --max-frames still holds (the loop does not run on to the end of the file).
+    assert eng.calls == [] and r.report is None and r.inference_ms == {}
+    assert (r.frames_restored, r.frames_written, r.stopped_by, r.already_complete) == (5, 5, "max_frames", False)
+    assert jl.read_text() == lines and count_frames(out) == 5
+    again = annotate_video(eng, video, out, jl, cfg, resume=True)
+    assert again.already_complete and again.frames_restored == 5
 
 
 def test_completed_results_stop_at_a_gap(tmp_path: Path) -> None:
@@ -89,7 +109,7 @@ def test_completed_results_stop_at_a_gap(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("more,extra,match", [
-    ([], ["--mode", "tiles", "--tiles", "0x3"], r"--tiles: tile grid '0x3' needs 1 to 32 columns and rows"),
+    ([], ["--mode", "tiles", "--tiles", "0x3"], r"--tiles 0x3 needs 1 to 32 columns and rows"),
     ([], ["--conf", "2"], r"--conf 2 is not a probability"),
     ([], ["--out", "{tmp}/blocker/o.mp4"], r"cannot write to folder '.*blocker'"),
     (["{tmp}/in.mp4"], ["--out", "{tmp}/one.mp4"], r"--out '.*one.mp4' is one video file but there are 2 inputs"),

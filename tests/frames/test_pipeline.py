@@ -53,11 +53,11 @@ def test_classify_batches_frames_per_engine_call() -> None:
 def test_tiles_mode_runs_all_tiles_of_a_frame_in_one_call() -> None:
     eng = FakeEngine()
     sink = RecordingSink()
-    cfg = PipelineConfig(mode="tiles", tiles=TileConfig(grid=(3, 2), scales=(1.0, 0.6)), batch=1)
+    cfg = PipelineConfig(mode="tiles", mode_config=TileConfig(grid=(3, 2), scales=(1.0, 0.6)), batch=1)
     run_pipeline(eng, FakeSource(n=3, size=(160, 90)), [sink], cfg)
     from edge_app.frames.preprocess import tile_boxes
 
-    n_tiles = len(tile_boxes((160, 90), (3, 2), (1.0, 0.6), cfg.tiles.min_overlap))
+    n_tiles = len(tile_boxes((160, 90), (3, 2), (1.0, 0.6), TileConfig().min_overlap))
     assert eng.calls == [n_tiles] * 3
 
 
@@ -122,7 +122,7 @@ def test_report_stages_and_latency() -> None:
 
 # ------------------------------------------------------------------------------------------------ CLI
 @pytest.mark.parametrize("args,match", [
-    (["--mode", "tiles", "--tiles", "0x3"], r"--tiles: tile grid '0x3' needs 1 to 32 columns and rows"),
+    (["--mode", "tiles", "--tiles", "0x3"], r"--tiles 0x3 needs 1 to 32 columns and rows"),
     (["--mode", "tiles", "--conf", "2"], r"--conf 2 is not a probability"),
     (["--scales", "1.0,0"], r"--scales 1,0 is out of range"),
     (["--tiles", "3by3"], r"tile grid '3by3' is not COLSxROWS"),

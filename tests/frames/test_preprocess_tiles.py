@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from edge_app.engine_dir import InputSpec
-from edge_app.frames.preprocess import crop_tiles, parse_grid, tile_boxes
+from edge_app.frames.fields import FieldError
+from edge_app.frames.labellers import TileConfig
+from edge_app.frames.preprocess import crop_tiles, parse_grid, parse_scales, tile_boxes
 
 
 @pytest.mark.parametrize("size,grid,scales", [
@@ -47,13 +49,25 @@ def test_smaller_scale_uses_more_tiles() -> None:
 
 
 @pytest.mark.parametrize("text,match", [
-    ("0x3", "needs 1 to 32 columns and rows"),
     ("3", "is not COLSxROWS"),
     ("axb", "is not COLSxROWS"),
 ])
 def test_bad_grid_text(text: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_grid(text)
+
+
+def test_grid_range_is_tile_configs_to_check() -> None:
+    # parse_grid reads the form only; the range is validated once, by TileConfig, which names its field.
+    assert parse_grid("0x3") == (0, 3)
+    with pytest.raises(FieldError, match=r"^grid 0x3 needs 1 to 32 columns and rows"):
+        TileConfig(grid=parse_grid("0x3"))
+
+
+def test_parse_scales() -> None:
+    assert parse_scales("1.0, 0.6") == (1.0, 0.6)
+    with pytest.raises(ValueError, match=r"tile scales '1.0,big' are not a comma-separated list of numbers"):
+        parse_scales("1.0,big")
 
 
 def test_parse_grid_and_crop_tiles() -> None:
