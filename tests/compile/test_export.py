@@ -32,15 +32,15 @@ def test_export_writes_onnx_and_meta_with_parity(tiny_engine) -> None:
 
 def test_export_is_cached_and_detects_a_new_checkpoint(tiny_checkpoint, tmp_path) -> None:
     r1 = export(tiny_checkpoint, "m", tmp_path)
-    assert not r1["cached"]
+    assert not r1.cached
     (tmp_path / "m" / "model.int8.cpu.onnx").write_bytes(b"stale")
-    assert export(tiny_checkpoint, "m", tmp_path)["cached"]
+    assert export(tiny_checkpoint, "m", tmp_path).cached
     ck = torch.load(tiny_checkpoint, weights_only=True)
     ck["model"]["fc.bias"] += 1.0
     other = tmp_path / "other.pt"
     torch.save(ck, other)
     r3 = export(other, "m", tmp_path)
-    assert not r3["cached"]
+    assert not r3.cached
     assert not (tmp_path / "m" / "model.int8.cpu.onnx").exists()  # derived files of the old model removed
 
 

@@ -12,9 +12,9 @@ from edge_app.training.train import TrainConfig, load_checkpoint, model_from_che
 def test_tiny_training_run_lowers_the_loss_and_writes_everything(tiny_dataset, tmp_path) -> None:
     out = tmp_path / "run"
     r = train(TrainConfig(data=str(tiny_dataset), img=32, epochs=3, batch=16, lr=3e-3, out=str(out), device="cpu"))
-    hist = r["history"]
+    hist = r.history
     assert len(hist) == 3
-    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert hist[-1].train_loss < hist[0].train_loss
     for f in ("best.pt", "last.pt", "metrics.csv", "metrics.png"):
         assert (out / f).stat().st_size > 0
     rows = list(csv.DictReader(open(out / "metrics.csv")))
@@ -30,7 +30,7 @@ def test_resume_continues_from_the_last_epoch(tiny_dataset, tmp_path) -> None:
     out = tmp_path / "run"
     train(TrainConfig(data=str(tiny_dataset), img=32, epochs=1, batch=16, out=str(out), device="cpu"))
     r = train(TrainConfig(epochs=2, out=str(out), device="cpu"), resume=str(out / "last.pt"))
-    assert [h["epoch"] for h in r["history"]] == [1, 2]
+    assert [h.epoch for h in r.history] == [1, 2]
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
 
 
