@@ -171,6 +171,26 @@ def test_meta_records_tools_hashes_and_accuracy(calibrated: dict) -> None:
     assert "model.int8.trt.onnx" in table and "top-1" in table
 
 
+def test_calibrate_result_is_what_meta_json_holds(calibrated: dict) -> None:
+    from edge_app.compile.calibrate import CalibrateResult, format_report
+    from edge_app.engine_dir import ACCURACY_KEYS, AccuracyEntry
+
+    r = calibrated["summary"]
+    ed = EngineDir(calibrated["engine"])
+    meta = ed.load_meta()
+    assert isinstance(r, CalibrateResult) and r.engine == ed.path and r.cache.is_file()
+    assert list(r.report) == list(ACCURACY_KEYS) and all(isinstance(e, AccuracyEntry) for e in r.report.values())
+    assert {k: meta.accuracy[k] for k in ACCURACY_KEYS} == dict(r.report)  # the report is what meta.json now holds
+    assert r.speed is None  # speed=False
+    assert all(w.startswith("WARNING: ") and w in calibrated["lines"] for w in r.warnings)
+    assert r.written[-1] == str(ed.meta_path) and str(ed.onnx_path("int8", "trt")) in r.written
+    table = format_report(r.report, None)  # what calibrate printed, from the typed report
+    start = calibrated["lines"].index(table[0])
+    assert calibrated["lines"][start:start + len(table)] == table and len(table) == 2 + len(ACCURACY_KEYS)
+    # the export-time (PyTorch) figure is kept beside the ORT one
+    assert r.report["fp32"].training_top1 is not None and r.report["fp32"].source is None
+
+
 def test_cpu_latency_ratio_measures_both_models(calibrated: dict) -> None:
     """Structure only: timings are checked by the benchmark commands, not by tests on a shared machine."""
     from edge_app.compile.calibrate import cpu_latency_ratio
