@@ -213,7 +213,7 @@ class EngineMeta:
         return len(self.labels)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of meta.json: the same keys, in the same order, as the file it was read from."""
+        """The JSON object of meta.json: the keys it was read with (for files this tool wrote, in the same order)."""
         d: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
