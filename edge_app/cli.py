@@ -103,7 +103,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(data=a.data, arch=a.arch, img=a.img, epochs=a.epochs, batch=a.batch, lr=a.lr,
                       weights=a.weights, device=a.device, out=a.out, seed=a.seed)
     r = train(cfg, resume=a.resume)
-    print(f"best val top-1 {r['best_top1']:.4f}; wrote {r['best']}, {r['last']}, {r['out']}/metrics.csv, {r['out']}/metrics.png")
+    print(f"best val top-1 {r.best_top1:.4f}; wrote {r.best}, {r.last}, {r.out}/metrics.csv, {r.out}/metrics.png")
     return 0
 
 
@@ -120,10 +120,9 @@ def cmd_export(a: argparse.Namespace) -> int:
     from edge_app.compile.export import export
 
     r = export(a.checkpoint, a.name, a.engines, force=a.force)
-    p = r["parity"]
-    state = "up to date, nothing to do" if r["cached"] else "exported"
-    print(f"{state}: {r['onnx']} (PyTorch vs ONNX Runtime max |diff| {p['max_abs_diff']:.2e}, tolerance {p['tolerance']:.0e})")
-    print(f"wrote {r['engine']}/meta.json")
+    state = "up to date, nothing to do" if r.cached else "exported"
+    print(f"{state}: {r.onnx} (PyTorch vs ONNX Runtime max |diff| {r.parity.max_abs_diff:.2e}, tolerance {r.parity.tolerance:.0e})")
+    print(f"wrote {r.engine}/meta.json")
     return 0
 
 
@@ -412,7 +411,7 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
 
     r = run_calibrate(a.engine, CalibrateConfig(images=a.images, num=a.num, method=a.method, val=a.val, force=a.force,
                                                 cache_dir=a.cache_dir, speed=not a.no_speed))
-    print(f"done in {r['seconds']:.1f}s")
+    print(f"done in {r.seconds:.1f}s")
     return 0
 
 

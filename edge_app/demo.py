@@ -9,18 +9,21 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from edge_app.data.folder import load_image_folder
 from edge_app.data.synthetic import SyntheticConfig, VideoConfig, write_dataset, write_video
 from edge_app.engine_dir import InputSpec
-from edge_app.training.evaluate import compare, predict_logits, top1
+from edge_app.training.evaluate import Agreement, compare, predict_logits, top1
 from edge_app.compile.export import export
 from edge_app.fsutil import atomic_write_bytes
 from edge_app.frames.annotate import ANNOTATE_BATCH, annotate_video
 from edge_app.runtime import open_engine
 from edge_app.training.train import TrainConfig, load_checkpoint, train
+
+if TYPE_CHECKING:
+    from edge_app.compile.calibrate import CalibrateResult
 
 
 @dataclass
@@ -35,6 +38,20 @@ class DemoConfig:
     arch: str = "resnet18"
     img: int = 64
     epochs: int = 14
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo measured (it prints the same as its summary)."""
+
+    top1_torch: float  # validation top-1 of the checkpoint in PyTorch fp32
+    top1_onnxruntime: float  # ... of model.onnx in ONNX Runtime
+    parity: Agreement  # ONNX Runtime fp32 against PyTorch fp32 on the validation set
+    int8: CalibrateResult  # INT8/FP16 accuracy report and CPU speed
+    annotate: Any  # annotate_video's result (its type belongs to edge_app.frames)
+    tiles: Any  # evaluate_video's result
+    seconds: float
+    written: tuple[str, ...]
 
 
 def _step(msg: str) -> float:
@@ -58,7 +75,7 @@ def _trained(ckpt_path: Path, cfg: TrainConfig, data_root: Path) -> bool:
     return saved == want and ck.get("epoch") == cfg.epochs and same_data
 
 
-def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
+def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     """Generate data, train, export, evaluate and annotate; print and return the summary."""
     t_all = time.perf_counter()
     out = Path(cfg.out)
@@ -84,25 +101,25 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
 
     t = _step(f"export to {cfg.engines}/{cfg.name}")
     ex = export(best, cfg.name, cfg.engines)
-    engine_dir = ex["engine"]
-    written += [ex["onnx"], f"{engine_dir}/meta.json"]
-    print(f"    {'up to date' if ex['cached'] else 'exported'}; parity max |diff| {ex['parity']['max_abs_diff']:.2e}  {time.perf_counter() - t:.1f}s")
+    engine_dir = ex.engine
+    written += [str(ex.onnx), f"{engine_dir}/meta.json"]
+    print(f"    {'up to date' if ex.cached else 'exported'}; parity max |diff| {ex.parity.max_abs_diff:.2e}  {time.perf_counter() - t:.1f}s")
 
     t = _step("calibrate: INT8 (TensorRT s8s8, CPU u8s8) and FP16 models from cached ranges, accuracy report")
     from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
 
     # Calibrate on the train split and report on the validation split, so the INT8 figures are fair.
     q8 = run_calibrate(engine_dir, CalibrateConfig(images=str(Path(root) / "train"), val=str(root)), say=lambda s: print(f"    {s}"))
-    written += [w for w in q8["written"] if w not in written]
+    written += [w for w in q8.written if w not in written]
     print(f"    {time.perf_counter() - t:.1f}s")
 
     t = _step("evaluate on the validation set: PyTorch vs ONNX Runtime")
-    spec: InputSpec = ex["meta"].input
+    spec: InputSpec = ex.meta.input
     _, val, _ = load_image_folder(root, spec)
     with open_engine(engine_dir, "torch") as te, open_engine(engine_dir, "onnxruntime", "fp32") as oe:
         ref = predict_logits(te, val)
         got = predict_logits(oe, val)
-    acc = {"torch_fp32": top1(ref, val.labels), "onnxruntime_fp32": top1(got, val.labels)}
+    top1_torch, top1_ort = top1(ref, val.labels), top1(got, val.labels)
     par = compare(got, ref)
     print(f"    {time.perf_counter() - t:.1f}s")
 
@@ -125,13 +142,13 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
     lat = ann.inference_ms
     print()
     print("demo summary")
-    print(f"  validation top-1      PyTorch fp32 {acc['torch_fp32']:.4f}   ONNX Runtime fp32 {acc['onnxruntime_fp32']:.4f}  ({len(val)} images, {len(ex['meta'].labels)} classes)")
-    print(f"  parity                PyTorch vs ONNX Runtime: top-1 agreement {par['agreement']:.4f}, max |logit diff| {par['max_abs_dev']:.2e}")
-    r8, sp8 = q8["report"], q8["speed"]
-    print(f"  INT8 top-1            TensorRT s8s8 {r8['int8.trt']['top1']:.4f} (agreement {r8['int8.trt']['agreement']:.4f})   "
-          f"CPU u8s8 {r8['int8.cpu']['top1']:.4f} (agreement {r8['int8.cpu']['agreement']:.4f})   fp32 {r8['fp32']['top1']:.4f}")
+    print(f"  validation top-1      PyTorch fp32 {top1_torch:.4f}   ONNX Runtime fp32 {top1_ort:.4f}  ({len(val)} images, {len(ex.meta.labels)} classes)")
+    print(f"  parity                PyTorch vs ONNX Runtime: top-1 agreement {par.agreement:.4f}, max |logit diff| {par.max_abs_dev:.2e}")
+    trt8, cpu8, fp32, sp8 = q8.report["int8.trt"], q8.report["int8.cpu"], q8.report["fp32"], q8.speed
+    print(f"  INT8 top-1            TensorRT s8s8 {trt8.top1:.4f} (agreement {trt8.agreement:.4f})   "
+          f"CPU u8s8 {cpu8.top1:.4f} (agreement {cpu8.agreement:.4f})   fp32 {fp32.top1:.4f}")
     if sp8:
-        print(f"  INT8 vs fp32 on CPU   {sp8['int8_ms']:.2f} ms vs {sp8['fp32_ms']:.2f} ms: {sp8['ratio']:.2f}x the fp32 latency (ONNX Runtime, batch 1, {sp8['threads']} threads)")
+        print(f"  INT8 vs fp32 on CPU   {sp8.int8_ms:.2f} ms vs {sp8.fp32_ms:.2f} ms: {sp8.ratio:.2f}x the fp32 latency (ONNX Runtime, batch 1, {sp8.threads} threads)")
     print(f"  annotation            {ann.frames_written} frames with {backend}, {ann.fps:.1f} frames/s")
     print(f"  inference latency     p50 {lat['p50']:.2f} ms   p99 {lat['p99']:.2f} ms  (per frame, batches of {ANNOTATE_BATCH}, {spec.width}x{spec.height})")
     print(f"  tiles detection       precision {det['precision']:.3f}  recall {det['recall']:.3f}  (IoU >= 0.3 and class match, {det['frames']} frames, "
@@ -140,5 +157,5 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
     print("  wrote:")
     for w in written:
         print(f"    {w}")
-    return {"accuracy": acc, "parity": par, "annotate": ann, "tiles": det, "seconds": wall, "written": written,
-            "int8": {"report": q8["report"], "speed": q8["speed"], "warnings": q8["warnings"]}}
+    return DemoResult(top1_torch=top1_torch, top1_onnxruntime=top1_ort, parity=par, int8=q8, annotate=ann, tiles=det,
+                      seconds=wall, written=tuple(written))

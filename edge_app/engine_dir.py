@@ -8,12 +8,13 @@ precision is.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_json, sha256_file
@@ -29,6 +30,137 @@ ONNX_FILES = {
     ("int8", "trt"): "model.int8.trt.onnx",
     ("int8", "cpu"): "model.int8.cpu.onnx",
 }
+# Rows of meta.json's accuracy section, one per model file; bench's Variant.accuracy_key names one of them.
+ACCURACY_KEYS = ("fp32", "fp16", "int8.trt", "int8.cpu")
+# ``source`` of the fp32 row export writes: the checkpoint's own validation figure, before calibrate measures.
+TRAINING_SOURCE = "training validation (PyTorch)"
+
+
+def _split_known(cls: type, d: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``d``'s keys that are fields of ``cls`` (but not ``extra``), and the rest: unknown keys are kept, not lost."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{cls.__name__} expects a JSON object, got {type(d).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    return {k: v for k, v in d.items() if k in known}, {k: v for k, v in d.items() if k not in known}
+
+
+def _record_dict(rec: Any, always: tuple[str, ...], first: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object of a meta.json record: the ``first`` fields, then the rest in declaration order; None left
+    out unless in ``always``; nested records as their own dicts; then the unknown keys it was read with."""
+    names = [f.name for f in dataclasses.fields(rec) if f.name != "extra"]
+    out: dict[str, Any] = {}
+    for name in [*first, *(n for n in names if n not in first)]:
+        v = getattr(rec, name)
+        if v is None and name not in always:
+            continue
+        out[name] = v.to_dict() if hasattr(v, "to_dict") else copy.deepcopy(v)
+    out.update(copy.deepcopy(dict(rec.extra)))
+    return out
+
+
+@dataclass(frozen=True)
+class CpuSpeed:
+    """``calibrate``'s side-by-side batch-1 latency of model.int8.cpu.onnx and model.onnx on ONNX Runtime's CPU."""
+
+    fp32_ms: float
+    int8_ms: float
+    ratio: float  # int8_ms / fp32_ms: below 1 means INT8 is faster
+    batch: int = 1
+    runs: int = 0  # timed calls per model
+    threads: int | None = None
+    input: str = ""  # "WxH"
+    runtime: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _record_dict(self, always=("threads",))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CpuSpeed":
+        known, extra = _split_known(cls, d)
+        return cls(**known, extra=extra)
+
+
+@dataclass(frozen=True)
+class AccuracyEntry:
+    """One row of meta.json's accuracy section (keys: :data:`ACCURACY_KEYS`).
+
+    Two writers fill it: ``export`` records the checkpoint's validation top-1 for fp32 (``source`` =
+    :data:`TRAINING_SOURCE`, ``data`` = the training data folder); ``calibrate`` measures every model file on
+    ONNX Runtime's CPU (``file``, ``runtime``, ``n``, ``data``, ``top1`` and, against fp32, ``agreement`` and
+    the logit deviations). ``top1`` is None when the images had no labels. Fields that do not apply are None
+    and left out of the JSON, except ``data`` and ``top1``, which both writers always wrote (null included);
+    each form keeps its writer's key order, so a meta.json read and written again is the same file.
+    """
+
+    file: str | None = None
+    runtime: str | None = None
+    n: int | None = None
+    data: str | None = None  # which images (a sentence or a folder)
+    top1: float | None = None
+    agreement: float | None = None  # share of images whose top-1 class matches fp32's
+    max_abs_dev: float | None = None  # logits against fp32's
+    mean_abs_dev: float | None = None
+    training_top1: float | None = None  # fp32 only: the export-time (PyTorch) figure, kept beside the ORT one
+    source: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_training(cls, top1: float | None, data: str | None) -> "AccuracyEntry":
+        """The fp32 row export writes from the checkpoint's own validation top-1."""
+        return cls(top1=top1, data=data, source=TRAINING_SOURCE)
+
+    @property
+    def from_training_run(self) -> bool:
+        """True for export's row (the training run's figure), False for one ``calibrate`` measured."""
+        return (self.source or "").startswith("training")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.from_training_run:
+            return _record_dict(self, always=("top1", "data"), first=("top1", "source", "data"))
+        written_by_tool = self.file is not None  # calibrate's row; anything else was written by hand: only its values
+        return _record_dict(self, always=("data", "top1") if written_by_tool else ())
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AccuracyEntry":
+        """Tolerant: missing keys are None, unknown keys are kept in ``extra`` and written back."""
+        known, extra = _split_known(cls, d)
+        return cls(**known, extra=extra)
+
+
+@dataclass(frozen=True)
+class QuantizationEntry:
+    """How one derived file (model.int8.trt.onnx, model.int8.cpu.onnx, model.fp16.onnx) was made.
+
+    INT8 files come from cached tensor ranges (``ranges``, ``ranges_sha256``, ``method``, ``target``); the
+    FP16 file from model.onnx (``source_sha256``). ``recipe`` plus that hash is what ``calibrate`` compares to
+    decide a file is up to date. ``settings`` is the tool's own record of what it did (free-form by nature).
+    """
+
+    tool: str = ""
+    version: str = ""
+    recipe: str = ""
+    preprocess: str | None = None
+    target: str | None = None  # int8: "trt" or "cpu"
+    ranges: str | None = None  # int8: the calibration cache file
+    ranges_sha256: str | None = None
+    source_sha256: str | None = None  # fp16: sha256 of the model.onnx it was cast from
+    method: str | None = None  # int8: the calibration method
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    created: str = ""
+    cpu_speed: CpuSpeed | None = None  # int8 cpu: latency against fp32, when measured
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _record_dict(self, always=())
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "QuantizationEntry":
+        """Tolerant: missing keys take their defaults, unknown keys are kept in ``extra`` and written back."""
+        known, extra = _split_known(cls, d)
+        if isinstance(known.get("cpu_speed"), Mapping):
+            known["cpu_speed"] = CpuSpeed.from_dict(known["cpu_speed"])
+        return cls(**known, extra=extra)
 
 
 @dataclass
@@ -80,8 +212,8 @@ class EngineMeta:
     created: str = ""
     parity: dict[str, Any] = field(default_factory=dict)  # export check: PyTorch vs ONNX Runtime
     calibration: dict[str, Any] | None = None  # which images, method, cache file
-    quantization: dict[str, Any] = field(default_factory=dict)  # per derived file: tool and settings
-    accuracy: dict[str, Any] = field(default_factory=dict)  # per precision/target: top1, agreement, ...
+    quantization: dict[str, QuantizationEntry] = field(default_factory=dict)  # derived file name -> how it was made
+    accuracy: dict[str, AccuracyEntry] = field(default_factory=dict)  # ACCURACY_KEYS -> top1, agreement, ...
     builds: dict[str, Any] = field(default_factory=dict)  # TensorRT plan key -> build info
     version: int = META_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -91,17 +223,27 @@ class EngineMeta:
         return len(self.labels)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        extra = d.pop("extra")
-        d.update(extra)
+        """The JSON object of meta.json: the keys it was read with (for files this tool wrote, in the same order)."""
+        d: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "input":
+                d[f.name] = dataclasses.asdict(v)
+            elif f.name in ("accuracy", "quantization"):
+                d[f.name] = {k: rec.to_dict() for k, rec in v.items()}
+            elif f.name != "extra":
+                d[f.name] = copy.deepcopy(v)
+        d.update(copy.deepcopy(self.extra))
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EngineMeta":
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known and k != "extra"}
+        """Read meta.json's object; a record missing keys gets defaults, and unknown keys are kept for the next write."""
+        kw, extra = _split_known(cls, d)
         kw["input"] = InputSpec(**d["input"])
-        kw["extra"] = {k: v for k, v in d.items() if k not in known}
+        kw["accuracy"] = {k: AccuracyEntry.from_dict(v) for k, v in (kw.get("accuracy") or {}).items()}
+        kw["quantization"] = {k: QuantizationEntry.from_dict(v) for k, v in (kw.get("quantization") or {}).items()}
+        kw["extra"] = extra
         return cls(**kw)
 
 

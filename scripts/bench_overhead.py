@@ -107,12 +107,12 @@ def main() -> int:
         for r in range(a.rounds):
             bare = float(np.percentile(bare_loop(model, images, a.warmup, a.duration, threads), 50))
             rep = run_bench(ed.path, cfg, Path(tmp) / f"round{r}")
-            res = rep["results"][0]
-            ratios.append(res["latency_ms"]["p50"] / bare)
-            windows.append((res["warmup_s"], res["measured_s"]))
-            print(f"round {r + 1}: bare session.run p50 {bare:.3f} ms; bench {res['variant']} p50 {res['latency_ms']['p50']:.3f} ms "
-                  f"({res['calls']} calls); ratio {ratios[-1]:.3f}; bench warm-up {res['warmup_s']:.3f} s (asked {a.warmup:g}), "
-                  f"measured {res['measured_s']:.3f} s (asked {a.duration:g})")
+            res = rep.results[0]
+            ratios.append(res.latency_ms["p50"] / bare)
+            windows.append((res.warmup_s, res.measured_s))
+            print(f"round {r + 1}: bare session.run p50 {bare:.3f} ms; bench {res.variant} p50 {res.latency_ms['p50']:.3f} ms "
+                  f"({res.calls} calls); ratio {ratios[-1]:.3f}; bench warm-up {res.warmup_s:.3f} s (asked {a.warmup:g}), "
+                  f"measured {res.measured_s:.3f} s (asked {a.duration:g})")
     # rounds are paired (bare then bench, seconds apart), so the median of per-round ratios cancels slow drifts in load
     med = float(np.median(ratios))
     print(f"bench p50 / bare session.run p50: median over {a.rounds} rounds {med:.3f} "

@@ -57,7 +57,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = make_checkpoint(Path(tmp) / "random.pt", a.arch, a.img, a.classes)
         r = export(ckpt, a.name, a.engines, force=True)
-    print(f"wrote {r['engine']} (parity max |diff| {r['parity']['max_abs_diff']:.2e})")
+    print(f"wrote {r.engine} (parity max |diff| {r.parity.max_abs_diff:.2e})")
     return 0
 
 

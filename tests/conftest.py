@@ -33,7 +33,7 @@ def tiny_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 
     out = tmp_path_factory.mktemp("tiny_run")
     r = train(TrainConfig(data=str(tiny_dataset), arch="resnet18", img=32, epochs=1, batch=16, out=str(out), device="cpu"))
-    return Path(r["best"])
+    return r.best
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def tiny_engine(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
     from edge_app.compile.export import export
 
     root = tmp_path_factory.mktemp("engines")
-    return Path(export(tiny_checkpoint, "tiny", root)["engine"])
+    return export(tiny_checkpoint, "tiny", root).engine
 
 
 @pytest.fixture()

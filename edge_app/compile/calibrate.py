@@ -10,24 +10,26 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from edge_app.compile import ranges as cal
 from edge_app.compile import quantize as qz
 from edge_app.data.folder import ImageSet, load_image_folder
-from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
+from edge_app.engine_dir import ACCURACY_KEYS, AccuracyEntry, CpuSpeed, EngineDir, EngineMeta, QuantizationEntry, now_iso
 from edge_app.errors import UserError
 from edge_app.training.evaluate import compare, top1
 from edge_app.fsutil import sha256_file
 
 # INT8 top-1 may drop at most this much (absolute, in points of percent) before calibrate warns.
 MAX_TOP1_DROP = 0.01
-# Display order and (precision, target) of every model in the report.
-MODELS = (("fp32", "fp32", "any"), ("fp16", "fp16", "any"), ("int8.trt", "int8", "trt"), ("int8.cpu", "int8", "cpu"))
+# Display order and (precision, target) of every model in the report; the keys are meta.json's accuracy rows.
+MODELS = tuple(zip(ACCURACY_KEYS, ("fp32", "fp16", "int8", "int8"), ("any", "any", "trt", "cpu")))
+
+AccuracyReport = Mapping[str, AccuracyEntry]  # ACCURACY_KEYS -> the row measured for that model, in MODELS order
 
 
 @dataclass
@@ -45,9 +47,22 @@ class CalibrateConfig:
     progress: bool = True
 
 
+@dataclass(frozen=True)
+class CalibrateResult:
+    """What ``run_calibrate`` did and measured, for the CLI and the demo (meta.json holds the same records)."""
+
+    engine: Path
+    cache: Path  # the tensor-range cache used (written or reused)
+    report: AccuracyReport
+    speed: CpuSpeed | None  # None with --no-speed
+    warnings: tuple[str, ...]  # one sentence per INT8 model that lost too much top-1
+    written: tuple[str, ...]  # files written by this run, in order
+    seconds: float
+
+
 def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
-                  say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Calibrate ``engine`` and write its INT8/FP16 models and report; returns a summary for the CLI and demo."""
+                  say: Callable[[str], None] = print) -> CalibrateResult:
+    """Calibrate ``engine`` and write its INT8/FP16 models and report; returns what it did for the CLI and demo."""
     if cfg.method not in cal.METHODS:
         raise UserError(f"unknown calibration method '{cfg.method}'; choose one of {', '.join(cal.METHODS)}")
     if cfg.num < 1:
@@ -70,7 +85,7 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
         work = Path(tmp)
         pre: Path | None = None
         todo = [t for t in ("trt", "cpu") if cfg.force or rec is None
-                or not _up_to_date(meta, ed.onnx_path("int8", t), "ranges_sha256", qz.ranges_sha256(rec["ranges"]))]
+                or not _up_to_date(meta, ed.onnx_path("int8", t), ranges_sha256=qz.ranges_sha256(rec["ranges"]))]
         if rec is not None and todo:
             import onnx
 
@@ -98,26 +113,25 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
         rsha = qz.ranges_sha256(rec["ranges"])
         for target in ("trt", "cpu"):
             dst = ed.onnx_path("int8", target)
-            if _up_to_date(meta, dst, "ranges_sha256", rsha) and not cfg.force:
+            if _up_to_date(meta, dst, ranges_sha256=rsha) and not cfg.force:
                 say(f"{dst.name} is up to date")
                 continue
             pre = pre or qz.preprocess_model(src, work / "pre.onnx")
             settings = qz.quantize_int8(pre, rec["ranges"], target, dst, work)
-            meta.quantization[dst.name] = {"tool": "onnxruntime.quantization.quantize_static", "version": qz.ort_version(),
-                                           "recipe": qz.recipe(),
-                                           "preprocess": "onnxruntime.quantization.shape_inference.quant_pre_process",
-                                           "target": target, "ranges": str(cpath), "ranges_sha256": rsha,
-                                           "method": cfg.method, "settings": settings, "created": now_iso()}
+            meta.quantization[dst.name] = QuantizationEntry(
+                tool="onnxruntime.quantization.quantize_static", version=qz.ort_version(), recipe=qz.recipe(),
+                preprocess="onnxruntime.quantization.shape_inference.quant_pre_process", target=target,
+                ranges=str(cpath), ranges_sha256=rsha, method=cfg.method, settings=settings, created=now_iso())
             ed.record_file(meta, dst)
             written.append(str(dst))
         dst = ed.onnx_path("fp16")
-        if _up_to_date(meta, dst, "source_sha256", model_sha) and not cfg.force:
+        if _up_to_date(meta, dst, source_sha256=model_sha) and not cfg.force:
             say(f"{dst.name} is up to date")
         else:
             settings = qz.write_fp16(src, dst)
-            meta.quantization[dst.name] = {"tool": "edge_app.compile.quantize.cast_fp16", "version": qz.RECIPE_VERSION,
-                                           "recipe": qz.recipe(), "source_sha256": model_sha,
-                                           "settings": settings, "created": now_iso()}
+            meta.quantization[dst.name] = QuantizationEntry(
+                tool="edge_app.compile.quantize.cast_fp16", version=qz.RECIPE_VERSION, recipe=qz.recipe(),
+                source_sha256=model_sha, settings=settings, created=now_iso())
             ed.record_file(meta, dst)
             written.append(str(dst))
     meta.calibration = {"method": cfg.method, "settings": cal.METHOD_SETTINGS[cfg.method], "images": rec["images"],
@@ -131,10 +145,11 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
         if calib is None:
             calib = cal.load_images(plan, spec, progress=False).images
     report = accuracy_report(ed, meta, val, calib, val_note, cfg.progress)
-    meta.accuracy.update({k: v for k, v in report.items()})
+    meta.accuracy.update(report)
     speed = cpu_latency_ratio(ed, meta) if cfg.speed else None
     if speed:
-        meta.quantization[ed.onnx_path("int8", "cpu").name]["cpu_speed"] = speed
+        cpu_name = ed.onnx_path("int8", "cpu").name
+        meta.quantization[cpu_name] = replace(meta.quantization[cpu_name], cpu_speed=speed)
     ed.save_meta(meta)
     written.append(str(ed.meta_path))
     for line in format_report(report, speed):
@@ -143,15 +158,18 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
     for w in warnings:
         say(w)
     say("wrote: " + ", ".join(written))
-    return {"engine": str(ed.path), "cache": str(cpath), "report": report, "speed": speed, "warnings": warnings,
-            "written": written, "seconds": time.perf_counter() - t0}
+    return CalibrateResult(engine=ed.path, cache=cpath, report=report, speed=speed, warnings=tuple(warnings),
+                           written=tuple(written), seconds=time.perf_counter() - t0)
 
 
-def _up_to_date(meta: EngineMeta, path: Path, field: str, value: str) -> bool:
-    """True when ``path`` is intact and was made from ``value`` by this version of the recipe and of ORT."""
-    info = meta.quantization.get(path.name, {})
-    return (path.is_file() and info.get(field) == value and info.get("recipe") == qz.recipe()
-            and meta.files.get(path.name) == sha256_file(path))
+def _up_to_date(meta: EngineMeta, path: Path, *, ranges_sha256: str | None = None, source_sha256: str | None = None) -> bool:
+    """True when ``path`` is intact and was made from these ranges (INT8) or this model.onnx (FP16) by this
+    version of the recipe and of ORT."""
+    q = meta.quantization.get(path.name)
+    if q is None or not path.is_file() or q.recipe != qz.recipe():
+        return False
+    made_from = q.ranges_sha256 == ranges_sha256 if ranges_sha256 is not None else q.source_sha256 == source_sha256
+    return made_from and meta.files.get(path.name) == sha256_file(path)
 
 
 def _validation_set(val: str | None, meta: EngineMeta) -> tuple[ImageSet | None, str]:
@@ -187,7 +205,7 @@ def _logits(sess: Any, images: np.ndarray, batch: int = 64) -> np.ndarray:
 
 
 def accuracy_report(ed: EngineDir, meta: EngineMeta, val: ImageSet | None, calib: np.ndarray | None,
-                    data_note: str, progress: bool = True) -> dict[str, dict[str, Any]]:
+                    data_note: str, progress: bool = True) -> dict[str, AccuracyEntry]:
     """Top-1 (with labels), top-1 agreement with fp32 and logit deviation of every model, via ONNX Runtime on the CPU.
 
     ORT's CPU provider runs all four files: the s8s8 TensorRT model and the FP16 model slowly (they are meant
@@ -203,34 +221,36 @@ def accuracy_report(ed: EngineDir, meta: EngineMeta, val: ImageSet | None, calib
         it = tqdm(MODELS, desc="accuracy report", unit="model", leave=False)
     logits = {key: _logits(_session(ed.onnx_path(prec, target)), images) for key, prec, target in it}
     ref = logits["fp32"]
-    report: dict[str, dict[str, Any]] = {}
+    # The export-time (PyTorch) figure stays beside the ORT one: from export's row, or carried over from a previous report.
+    old = meta.accuracy.get("fp32")
+    training_top1 = None if old is None else old.top1 if old.from_training_run else old.training_top1
+    report: dict[str, AccuracyEntry] = {}
     for key, prec, target in MODELS:
-        r: dict[str, Any] = {"file": ed.onnx_path(prec, target).name, "runtime": f"onnxruntime {qz.ort_version()} CPU",
-                             "n": int(len(images)), "data": data_note if val is not None else "calibration images (unlabelled)",
-                             "top1": top1(logits[key], val.labels) if val is not None else None}
-        if key != "fp32":
-            r.update(compare(logits[key], ref))
-        report[key] = r
-    old = meta.accuracy.get("fp32", {})
-    if old.get("source", "").startswith("training") and "top1" in old:
-        report["fp32"]["training_top1"] = old["top1"]  # keep the export-time figure beside the ORT one
+        vs_fp32 = compare(logits[key], ref) if key != "fp32" else None
+        report[key] = AccuracyEntry(
+            file=ed.onnx_path(prec, target).name, runtime=f"onnxruntime {qz.ort_version()} CPU", n=int(len(images)),
+            data=data_note if val is not None else "calibration images (unlabelled)",
+            top1=top1(logits[key], val.labels) if val is not None else None,
+            agreement=vs_fp32.agreement if vs_fp32 else None, max_abs_dev=vs_fp32.max_abs_dev if vs_fp32 else None,
+            mean_abs_dev=vs_fp32.mean_abs_dev if vs_fp32 else None,
+            training_top1=training_top1 if key == "fp32" else None)
     return report
 
 
-def int8_warnings(report: dict[str, dict[str, Any]]) -> list[str]:
+def int8_warnings(report: AccuracyReport) -> list[str]:
     """A clear line for every INT8 model whose top-1 falls more than MAX_TOP1_DROP below fp32."""
     out = []
-    base = report["fp32"].get("top1")
+    base = report["fp32"].top1
     for key in ("int8.trt", "int8.cpu"):
-        t = report[key].get("top1")
+        t = report[key].top1
         if base is not None and t is not None and base - t > MAX_TOP1_DROP:
-            out.append(f"WARNING: {report[key]['file']} top-1 {t:.4f} is {100 * (base - t):.1f} points below fp32 {base:.4f}; "
+            out.append(f"WARNING: {report[key].file} top-1 {t:.4f} is {100 * (base - t):.1f} points below fp32 {base:.4f}; "
                        "calibrate with more representative images (--images, --num) or another --method")
     return out
 
 
 def cpu_latency_ratio(ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: int = 10, settle: int = 3,
-                      threads: int | None = None) -> dict[str, Any]:
+                      threads: int | None = None) -> CpuSpeed:
     """Median batch-1 latency of model.int8.cpu.onnx and model.onnx on ORT CPU, measured side by side in one run.
 
     The two models alternate in blocks of ``block`` timed calls, each after ``settle`` untimed ones: load
@@ -253,23 +273,22 @@ def cpu_latency_ratio(ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: i
                     e.infer(x)
                     times[k].append((time.perf_counter() - t) * 1e3)
     p50 = {k: float(np.median(v)) for k, v in times.items()}
-    return {"fp32_ms": p50["fp32"], "int8_ms": p50["int8"], "ratio": p50["int8"] / p50["fp32"], "batch": 1,
-            "runs": rounds * block, "threads": threads or os.cpu_count(), "input": f"{meta.input.width}x{meta.input.height}",
-            "runtime": f"onnxruntime {qz.ort_version()} CPUExecutionProvider"}
+    return CpuSpeed(fp32_ms=p50["fp32"], int8_ms=p50["int8"], ratio=p50["int8"] / p50["fp32"], batch=1,
+                    runs=rounds * block, threads=threads or os.cpu_count(), input=f"{meta.input.width}x{meta.input.height}",
+                    runtime=f"onnxruntime {qz.ort_version()} CPUExecutionProvider")
 
 
-def format_report(report: dict[str, dict[str, Any]], speed: dict[str, Any] | None) -> list[str]:
+def format_report(report: AccuracyReport, speed: CpuSpeed | None) -> list[str]:
     """The accuracy table (and the CPU speed line) as printed by ``calibrate`` and the demo."""
     def f(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    n = report["fp32"]["n"]
-    lines = [f"accuracy on {report['fp32']['data']} (n={n}, ONNX Runtime CPU):",
+    lines = [f"accuracy on {report['fp32'].data} (n={report['fp32'].n}, ONNX Runtime CPU):",
              f"  {'model':<22} {'top-1':>7} {'agree':>7} {'max|dlogit|':>12} {'mean|dlogit|':>13}"]
-    for key, r in report.items():
-        lines.append(f"  {r['file']:<22} {f(r.get('top1'), '.4f'):>7} {f(r.get('agreement'), '.4f'):>7} "
-                     f"{f(r.get('max_abs_dev'), '.3e'):>12} {f(r.get('mean_abs_dev'), '.3e'):>13}")
+    for r in report.values():
+        lines.append(f"  {r.file:<22} {f(r.top1, '.4f'):>7} {f(r.agreement, '.4f'):>7} "
+                     f"{f(r.max_abs_dev, '.3e'):>12} {f(r.mean_abs_dev, '.3e'):>13}")
     if speed:
-        lines.append(f"CPU latency, batch 1, {speed['input']}, {speed['threads']} threads (median of {speed['runs']}): "
-                     f"fp32 {speed['fp32_ms']:.2f} ms, int8 u8s8 {speed['int8_ms']:.2f} ms, ratio {speed['ratio']:.2f}x")
+        lines.append(f"CPU latency, batch 1, {speed.input}, {speed.threads} threads (median of {speed.runs}): "
+                     f"fp32 {speed.fp32_ms:.2f} ms, int8 u8s8 {speed.int8_ms:.2f} ms, ratio {speed.ratio:.2f}x")
     return lines

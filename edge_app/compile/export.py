@@ -11,13 +11,14 @@ import io
 import logging
 import shutil
 import warnings
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
+from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, atomic_write_bytes, ensure_writable_dir, sha256_file
 from edge_app.models.preprocess import PreprocessedModel
@@ -32,6 +33,38 @@ INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 class ExportError(UserError):
     """The exported graph does not reproduce the PyTorch model."""
+
+
+@dataclass(frozen=True)
+class Parity:
+    """PyTorch against ONNX Runtime on one random uint8 batch: the export check, stored as meta.json's ``parity``."""
+
+    max_abs_diff: float
+    mean_abs_diff: float
+    batch: int
+    tolerance: float
+    reference: str  # what computed the reference logits, e.g. "torch 2.5.1 cpu fp32"
+    runtime: str  # what ran the ONNX file
+    top1_agree: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Parity":
+        """From meta.json's ``parity`` (extra keys ignored; a missing one is a KeyError, i.e. a damaged file)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export`` did: the engine folder, its model.onnx, the parity check and the meta.json written."""
+
+    engine: Path
+    onnx: Path
+    parity: Parity
+    cached: bool  # True: the folder was already up to date with this checkpoint, nothing was written
+    meta: EngineMeta
 
 
 def onnx_bytes(model: torch.nn.Module, height: int, width: int) -> bytes:
@@ -51,7 +84,7 @@ def onnx_bytes(model: torch.nn.Module, height: int, width: int) -> bytes:
 
 
 def check_parity(model: torch.nn.Module, onnx_model: bytes, height: int, width: int, batch: int = 4,
-                 seed: int = 0) -> dict[str, Any]:
+                 seed: int = 0) -> Parity:
     """Max/mean abs logit difference between PyTorch and ONNX Runtime (CPU) on a random uint8 batch."""
     import onnxruntime as ort
 
@@ -61,14 +94,14 @@ def check_parity(model: torch.nn.Module, onnx_model: bytes, height: int, width: 
     sess = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
     got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     diff = np.abs(ref - got)
-    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "batch": batch,
-            "tolerance": PARITY_TOLERANCE, "reference": f"torch {torch.__version__} cpu fp32",
-            "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider",
-            "top1_agree": float((ref.argmax(1) == got.argmax(1)).mean())}
+    return Parity(max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()), batch=batch,
+                  tolerance=PARITY_TOLERANCE, reference=f"torch {torch.__version__} cpu fp32",
+                  runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider",
+                  top1_agree=float((ref.argmax(1) == got.argmax(1)).mean()))
 
 
-def export(checkpoint: str | Path, name: str, engines_root: str | Path = "engines", force: bool = False) -> dict[str, Any]:
-    """Export ``checkpoint`` to ``engines_root/name``; returns a summary (paths, parity, whether it was cached)."""
+def export(checkpoint: str | Path, name: str, engines_root: str | Path = "engines", force: bool = False) -> ExportResult:
+    """Export ``checkpoint`` to ``engines_root/name``; returns the paths, the parity check and whether it was cached."""
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"engine name '{name}' is not a plain folder name; use letters, digits, '-' or '_'")
     ckpt = load_checkpoint(checkpoint)
@@ -83,7 +116,10 @@ def export(checkpoint: str | Path, name: str, engines_root: str | Path = "engine
         except UserError:
             old = None
         if old and old.checkpoint_sha256 == ckpt_sha and old.files.get(onnx_path.name) == sha256_file(onnx_path):
-            return {"engine": str(ed.path), "onnx": str(onnx_path), "parity": old.parity, "cached": True, "meta": old}
+            try:
+                return ExportResult(ed.path, onnx_path, Parity.from_dict(old.parity), cached=True, meta=old)
+            except (KeyError, TypeError):
+                log.info("%s has no readable parity record; exporting again", ed.meta_path)
         if old and old.checkpoint_sha256 != ckpt_sha:
             _remove_derived(ed)
 
@@ -94,9 +130,9 @@ def export(checkpoint: str | Path, name: str, engines_root: str | Path = "engine
 
     onnx.checker.check_model(onnx.load_from_string(data))
     parity = check_parity(wrapped, data, spec.height, spec.width)
-    if not parity["max_abs_diff"] <= PARITY_TOLERANCE:
+    if not parity.max_abs_diff <= PARITY_TOLERANCE:
         raise ExportError(
-            f"ONNX export of '{checkpoint}' differs from PyTorch by {parity['max_abs_diff']:.2e} "
+            f"ONNX export of '{checkpoint}' differs from PyTorch by {parity.max_abs_diff:.2e} "
             f"(tolerance {PARITY_TOLERANCE:.0e}); nothing was written; report this with the checkpoint's arch '{ckpt['arch']}'"
         )
     atomic_write_bytes(onnx_path, data)
@@ -105,15 +141,14 @@ def export(checkpoint: str | Path, name: str, engines_root: str | Path = "engine
     atomic_write(ed.checkpoint_path, lambda p: torch.save(slim, p))
     meta = EngineMeta(
         name=name, arch=ckpt["arch"], labels=labels, input=spec, outputs=[OUTPUT_NAME],
-        checkpoint_sha256=ckpt_sha, created=now_iso(), parity=parity,
-        accuracy={"fp32": {"top1": ckpt.get("top1"), "source": "training validation (PyTorch)",
-                           "data": ckpt.get("data_root")}},
+        checkpoint_sha256=ckpt_sha, created=now_iso(), parity=parity.to_dict(),
+        accuracy={"fp32": AccuracyEntry.from_training(ckpt.get("top1"), ckpt.get("data_root"))},
         extra={"checkpoint": str(checkpoint), "opset": OPSET, "data_root": ckpt.get("data_root")},
     )
     ed.record_file(meta, onnx_path)
     ed.record_file(meta, ed.checkpoint_path)
     ed.save_meta(meta)
-    return {"engine": str(ed.path), "onnx": str(onnx_path), "parity": parity, "cached": False, "meta": meta}
+    return ExportResult(ed.path, onnx_path, parity, cached=False, meta=meta)
 
 
 def _remove_derived(ed: EngineDir) -> None:

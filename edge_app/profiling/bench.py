@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -91,11 +91,22 @@ def parse_list(text: str | None, choices: tuple[str, ...], option: str) -> tuple
     return items
 
 
-def discover_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], list[dict[str, str]]]:
+@dataclass(frozen=True)
+class Skipped:
+    """A variant (or a whole backend) that was not measured, and why."""
+
+    variant: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def discover_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], list[Skipped]]:
     """Every variant this machine can run for ``ed`` (from each backend's descriptor), and the ones left out with why."""
     wanted = [b for b in backends() if cfg.backends is None or b.name in cfg.backends]
     devices = ("cuda", "cpu") if cfg.device == "auto" else ("cuda",) if cfg.device.startswith("cuda") else (cfg.device,)
-    skipped: list[dict[str, str]] = []
+    skipped: list[Skipped] = []
     variants: list[Variant] = []
     seen: set[str] = set()
     for b in wanted:
@@ -112,7 +123,7 @@ def discover_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], l
                     continue
                 seen.add(v.key)
                 if not has_variant_file(ed, v):
-                    skipped.append({"variant": v.key, "reason": f"{v.file} is missing" + (f"; {v.hint}" if v.hint else "")})
+                    skipped.append(Skipped(v.key, f"{v.file} is missing" + (f"; {v.hint}" if v.hint else "")))
                     continue
                 variants.append(v)
             reasons = []  # one usable device is enough: the others are not "skipped", just absent
@@ -120,30 +131,21 @@ def discover_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], l
             why = "; ".join(reasons)
             if cfg.backends is not None:  # named explicitly: the user expects it, so say how to get it
                 raise UserError(f"--backends {b.name}: {why}; {b.install_hint}, or leave {b.name} out of --backends")
-            skipped.append({"variant": b.name, "reason": why})
+            skipped.append(Skipped(b.name, why))
     variants.sort(key=lambda v: v.key != BASELINE)  # the baseline first, then registry order (stable sort)
     return variants, skipped
 
 
-def _accuracy_entry(meta: EngineMeta, v: Variant) -> Any:
-    return meta.accuracy.get(v.accuracy_key)
-
-
 def accuracy_of(meta: EngineMeta, v: Variant) -> float | None:
-    """The variant's validation top-1 from meta.json, or None when it was not measured."""
-    entry = _accuracy_entry(meta, v)
-    if isinstance(entry, dict):
-        entry = entry.get("top1", entry.get("val_top1"))
-    if isinstance(entry, (int, float)) and not isinstance(entry, bool):
-        return float(entry)
-    return None
+    """The variant's validation top-1 from meta.json's accuracy row, or None when it was not measured."""
+    entry = meta.accuracy.get(v.accuracy_key)
+    return float(entry.top1) if entry is not None and entry.top1 is not None else None
 
 
 def agreement_of(meta: EngineMeta, v: Variant) -> float | None:
     """Share of images where the variant's top-1 class matches fp32's (calibrate measures it), or None."""
-    entry = _accuracy_entry(meta, v)
-    value = entry.get("agreement") if isinstance(entry, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    entry = meta.accuracy.get(v.accuracy_key)
+    return float(entry.agreement) if entry is not None and entry.agreement is not None else None
 
 
 @dataclass
@@ -227,11 +229,11 @@ def check_batches(ed: EngineDir, v: Variant, eng: Engine, batches: tuple[int, ..
                         f"use --batch up to {eng.max_batch}, {fix}, or leave {v.backend} out of --backends")
 
 
-def runnable_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], list[dict[str, str]]]:
+def runnable_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], list[Skipped]]:
     """``discover_variants``, or a UserError naming why nothing can run here."""
     variants, skipped = discover_variants(ed, cfg)
     if not variants:
-        why = "; ".join(f"{s['variant']}: {s['reason']}" for s in skipped) or "nothing matched --backends/--precisions"
+        why = "; ".join(f"{s.variant}: {s.reason}" for s in skipped) or "nothing matched --backends/--precisions"
         raise UserError(f"no variant of '{ed.path}' can run here ({why}); install onnxruntime or pick other --backends/--precisions")
     return variants, skipped
 
@@ -267,44 +269,109 @@ def thread_counts(cfg: BenchConfig) -> dict[str, int | None]:
     return out
 
 
-def case_result(c: Case, meta: EngineMeta) -> dict[str, Any]:
-    """The JSON record of one measured case."""
+@dataclass(frozen=True)
+class CaseResult:
+    """One variant at one batch size, measured: a row of the table and an entry of bench.json's ``results``."""
+
+    variant: str  # Variant.key, e.g. "ort-int8-cpu"
+    backend: str
+    precision: str
+    device: str
+    description: str  # the engine's own words: runtime, provider, file
+    model_file: str
+    batch: int
+    latency_ms: Mapping[str, float]  # min, p50, p90, p99, max, mean of one call
+    percentiles_exact: bool  # False once calls outnumber the window: percentiles come from the histogram
+    throughput_ips: float  # images per second over the measured time
+    calls: int
+    measured_s: float
+    slices: int
+    warmup_s: float
+    warmup_calls: int
+    stages_ms: Mapping[str, Mapping[str, float]]  # the engine's internal stages (h2d/compute/d2h), same statistics
+    accuracy_top1: float | None  # from meta.json's accuracy row of the variant
+    agreement_fp32: float | None
+    histogram: Mapping[str, Any]  # the whole run's latency histogram (LogHistogram.to_dict)
+    speedup: float | None = None  # throughput over BASELINE's at the same batch; None without a baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchHeader:
+    """What every bench report starts with: the engine, the settings, the machine and thread counts."""
+
+    engine: Path
+    name: str
+    arch: str
+    input: str  # "HxW"
+    created: str
+    mode: str  # "model" (run_bench) or "pipeline" (bench --pipeline)
+    baseline: str
+    wall_s: float
+    config: BenchConfig
+    machine: Mapping[str, Any]  # edge_app.profiling.report.machine_info()
+    threads: Mapping[str, int | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        """bench.json's leading keys; the config as its JSON settings (tuples as lists, no progress flag)."""
+        d = {f.name: getattr(self, f.name) for f in fields(BenchHeader)}
+        d["engine"] = str(self.engine)
+        d["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.config).items() if k != "progress"}
+        d["machine"], d["threads"] = dict(self.machine), dict(self.threads)
+        return d
+
+
+@dataclass(frozen=True)
+class BenchReport(BenchHeader):
+    """What ``run_bench`` returns and writes as bench.json (``to_dict``), and ``print_report`` prints."""
+
+    results: tuple[CaseResult, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    files: Mapping[str, str] = field(default_factory=dict)  # what was written: latency_png, throughput_png, json
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "results": [r.to_dict() for r in self.results],
+                "skipped": [s.to_dict() for s in self.skipped], "files": dict(self.files)}
+
+
+def case_result(c: Case, meta: EngineMeta) -> CaseResult:
+    """The record of one measured case (its speed-up is filled in by ``add_ratios``)."""
     lat = c.timer.stats["latency"]
     summ = lat.run_summary()
-    return {
-        "variant": c.variant.key, "backend": c.variant.backend, "precision": c.variant.precision,
-        "device": c.engine.device, "description": c.engine.description, "model_file": c.engine.model_file,
-        "batch": c.batch,
-        "latency_ms": {k: summ[k] for k in ("min", "p50", "p90", "p99", "max", "mean")},
-        "percentiles_exact": summ["exact"],
-        "throughput_ips": c.calls * c.batch / c.measured_s if c.measured_s > 0 else float("nan"),
-        "calls": c.calls, "measured_s": c.measured_s, "slices": c.slices,
-        "warmup_s": c.warmup_s, "warmup_calls": c.warmup_calls,
-        "stages_ms": {name: {k: s[k] for k in ("min", "p50", "p90", "p99", "max", "mean")}
-                      for name, s in c.timer.summary().items() if name != "latency"},
-        "accuracy_top1": accuracy_of(meta, c.variant), "agreement_fp32": agreement_of(meta, c.variant),
-        "histogram": lat.hist.to_dict(),
-    }
+    return CaseResult(
+        variant=c.variant.key, backend=c.variant.backend, precision=c.variant.precision,
+        device=c.engine.device, description=c.engine.description, model_file=c.engine.model_file,
+        batch=c.batch,
+        latency_ms={k: summ[k] for k in ("min", "p50", "p90", "p99", "max", "mean")},
+        percentiles_exact=summ["exact"],
+        throughput_ips=c.calls * c.batch / c.measured_s if c.measured_s > 0 else float("nan"),
+        calls=c.calls, measured_s=c.measured_s, slices=c.slices,
+        warmup_s=c.warmup_s, warmup_calls=c.warmup_calls,
+        stages_ms={name: {k: s[k] for k in ("min", "p50", "p90", "p99", "max", "mean")}
+                   for name, s in c.timer.summary().items() if name != "latency"},
+        accuracy_top1=accuracy_of(meta, c.variant), agreement_fp32=agreement_of(meta, c.variant),
+        histogram=lat.hist.to_dict(),
+    )
 
 
-def add_ratios(results: list[dict[str, Any]]) -> None:
-    """``speedup``: throughput over the PyTorch fp32 baseline's at the same batch (None without a baseline)."""
-    base = {r["batch"]: r["throughput_ips"] for r in results if r["variant"] == BASELINE}
-    for r in results:
-        b = base.get(r["batch"])
-        r["speedup"] = r["throughput_ips"] / b if b else None
+def add_ratios(results: list[CaseResult]) -> list[CaseResult]:
+    """``results`` with ``speedup``: throughput over the PyTorch fp32 baseline's at the same batch (None without one)."""
+    base = {r.batch: r.throughput_ips for r in results if r.variant == BASELINE}
+    return [replace(r, speedup=r.throughput_ips / base[r.batch] if base.get(r.batch) else None) for r in results]
 
 
-def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> dict[str, Any]:
+def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> BenchReport:
     """Benchmark every variant of ``engine_path``; write bench.json and plots under ``out``; return the report."""
-    from edge_app.profiling.report import write_outputs
+    from edge_app.profiling.report import write_report
 
     ed = EngineDir(engine_path)
     meta = ed.load_meta()  # raises a UserError for a folder without a model
     variants, skipped = runnable_variants(ed, cfg)
     spec = meta.input
     rng = np.random.default_rng(cfg.seed)
-    results: list[dict[str, Any]] = []
+    results: list[CaseResult] = []
     engines: list[tuple[Variant, Engine]] = []
     bar = None
     try:
@@ -327,39 +394,41 @@ def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> dic
             bar.close()
         for _, eng in engines:
             eng.close()
-    add_ratios(results)
-    report = {**report_header(ed, meta, cfg, "model", wall), "results": results, "skipped": skipped}
-    write_outputs(report, Path(out))
-    return report
+    report = BenchReport(**vars(bench_header(ed, meta, cfg, "model", wall)), results=tuple(add_ratios(results)),
+                         skipped=tuple(skipped))
+    return write_report(report, Path(out))
 
 
-def report_header(ed: EngineDir, meta: Any, cfg: Any, mode: str, wall: float) -> dict[str, Any]:
+def bench_header(ed: EngineDir, meta: EngineMeta, cfg: BenchConfig, mode: str, wall: float) -> BenchHeader:
     """The fields every bench report starts with: engine, settings, machine and thread counts."""
     from edge_app.profiling.report import machine_info
 
-    return {
-        "engine": str(ed.path), "name": meta.name, "arch": meta.arch, "input": f"{meta.input.height}x{meta.input.width}",
-        "created": now_iso(), "mode": mode, "baseline": BASELINE, "wall_s": wall,
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items() if k != "progress"},
-        "machine": machine_info(), "threads": thread_counts(cfg),
-    }
+    return BenchHeader(engine=ed.path, name=meta.name, arch=meta.arch, input=f"{meta.input.height}x{meta.input.width}",
+                       created=now_iso(), mode=mode, baseline=BASELINE, wall_s=wall, config=cfg,
+                       machine=machine_info(), threads=thread_counts(cfg))
 
 
-def print_report(report: dict[str, Any]) -> None:
+def report_header(ed: EngineDir, meta: EngineMeta, cfg: BenchConfig, mode: str, wall: float) -> dict[str, Any]:
+    """``bench_header`` as bench.json's dict, for ``bench --pipeline``'s report (a dict of its own)."""
+    return bench_header(ed, meta, cfg, mode, wall).to_dict()
+
+
+def print_report(report: BenchReport) -> None:
     """Print the machine, the table, what was left out and where the files went."""
     from edge_app.profiling.report import machine_line, results_table
 
-    cfg = report["config"]
-    print(machine_line(report["machine"]))
-    print(f"engine: {report['engine']} ({report['arch']}, {report['input']}); warm-up {cfg['warmup']:g} s, then "
-          f"{cfg['duration']:g} s or {cfg['iterations']} calls per variant and batch, interleaved in {cfg['slice_s']:g} s slices; "
-          + "threads: " + ", ".join(f"{k} {v}" for k, v in report["threads"].items() if v))
-    print(results_table(report))
-    for s in report["skipped"]:
-        print(f"not measured: {s['variant']} ({s['reason']})")
-    if not any(r["variant"] == BASELINE for r in report["results"]):
+    cfg = report.config
+    print(machine_line(report.machine))
+    print(f"engine: {report.engine} ({report.arch}, {report.input}); warm-up {cfg.warmup:g} s, then "
+          f"{cfg.duration:g} s or {cfg.iterations} calls per variant and batch, interleaved in {cfg.slice_s:g} s slices; "
+          + "threads: " + ", ".join(f"{k} {v}" for k, v in report.threads.items() if v))
+    print(results_table(report.results, report.baseline))
+    for s in report.skipped:
+        print(f"not measured: {s.variant} ({s.reason})")
+    if not any(r.variant == BASELINE for r in report.results):
         print(f"no {BASELINE} baseline in this run, so no speed-up column")
-    print("wrote " + ", ".join(report["files"].values()))
+    print("wrote " + ", ".join(report.files.values()))
 
 
-__all__ = ["BenchConfig", "Variant", "discover_variants", "parse_batches", "parse_list", "run_bench", "accuracy_of", "print_report"]
+__all__ = ["BenchConfig", "BenchReport", "CaseResult", "Skipped", "Variant", "discover_variants", "parse_batches", "parse_list",
+           "run_bench", "accuracy_of", "print_report"]

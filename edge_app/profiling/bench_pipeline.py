@@ -150,7 +150,7 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
     for r in results:
         r["speedup"] = r["fps"] / base[r["batch"]] if base.get(r["batch"]) else None
     report = {**report_header(ed, meta, cfg, "pipeline", wall), "source": source,
-              "source_name": Path(source).name or source, "turn_s": turn_s, "results": results, "skipped": skipped}
+              "source_name": Path(source).name or source, "turn_s": turn_s, "results": results, "skipped": [s.to_dict() for s in skipped]}
     write_outputs(report, Path(out))
     return report
 

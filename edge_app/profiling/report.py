@@ -9,12 +9,16 @@ import importlib.metadata
 import math
 import os
 import platform
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from edge_app.fsutil import atomic_write, atomic_write_json, ensure_writable_dir
+
+if TYPE_CHECKING:
+    from edge_app.profiling.bench import BenchReport, CaseResult
 
 LOOP_STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay", "write")
 PLOT_BINS_PER_DECADE = 20  # the JSON keeps the fine bins; a plot of few calls reads better coarser
@@ -87,21 +91,21 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def results_table(report: dict[str, Any]) -> str:
-    """The model-only table: latency percentiles, throughput, speed-up over PyTorch fp32 and top-1."""
+def results_table(results: Sequence[CaseResult], baseline: str) -> str:
+    """The model-only table: latency percentiles, throughput, speed-up over ``baseline`` (PyTorch fp32) and top-1."""
     header = ["variant", "batch", "min ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "img/s",
-              f"x {report['baseline']}", "top-1", "agree"]
+              f"x {baseline}", "top-1", "agree"]
     rows = []
-    for r in report["results"]:
-        lat = r["latency_ms"]
-        sp = r.get("speedup")
-        rows.append([r["variant"], str(r["batch"]), *(_f(lat[k]) for k in ("min", "p50", "p90", "p99", "max", "mean")),
-                     _f(r["throughput_ips"], 1), f"{sp:.2f}x" if sp else "-", _f(r["accuracy_top1"], 4),
-                     _f(r.get("agreement_fp32"), 4)])
+    for r in results:
+        lat = r.latency_ms
+        sp = r.speedup
+        rows.append([r.variant, str(r.batch), *(_f(lat[k]) for k in ("min", "p50", "p90", "p99", "max", "mean")),
+                     _f(r.throughput_ips, 1), f"{sp:.2f}x" if sp else "-", _f(r.accuracy_top1, 4),
+                     _f(r.agreement_fp32, 4)])
     text = _table(header, rows)
-    stage_rows = [[r["variant"], str(r["batch"]), name, _f(s["p50"], 3), _f(s["p99"], 3), _f(s["mean"], 3)]
-                  for r in report["results"] for name, s in r["stages_ms"].items()]
-    if any(len(r["stages_ms"]) > 1 for r in report["results"]):
+    stage_rows = [[r.variant, str(r.batch), name, _f(s["p50"], 3), _f(s["p99"], 3), _f(s["mean"], 3)]
+                  for r in results for name, s in r.stages_ms.items()]
+    if any(len(r.stages_ms) > 1 for r in results):
         text += "\n\ninternal stages reported by the engines:\n" + _table(["variant", "batch", "stage", "p50 ms", "p99 ms", "mean ms"], stage_rows)
     return text
 
@@ -140,14 +144,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_latency(report: dict[str, Any], path: Path) -> Path:
+def plot_latency(report: BenchReport, path: Path) -> Path:
     """Latency distribution per variant (whole-run histogram, log time axis), one panel per batch size."""
     plt = _pyplot()
-    batches = sorted({r["batch"] for r in report["results"]})
+    batches = sorted({r.batch for r in report.results})
     fig, axes = plt.subplots(len(batches), 1, figsize=(8, 2.8 * len(batches)), squeeze=False)
     for ax, b in zip(axes[:, 0], batches):
-        for r in (r for r in report["results"] if r["batch"] == b):
-            h = r["histogram"]
+        for r in (r for r in report.results if r.batch == b):
+            h = r.histogram
             bins = {int(k): v for k, v in h["bins"].items()}
             lo, bpd = h["lo_ms"], h["bins_per_decade"]
             # coarsen to PLOT_BINS_PER_DECADE and fill the empty bins in between, so sparse runs draw as bars
@@ -161,30 +165,30 @@ def plot_latency(report: dict[str, Any], path: Path) -> Path:
             idx = np.arange(min(coarse) - 1, max(coarse) + 2)
             left = lo * 10.0 ** (idx * group / bpd)
             frac = np.array([coarse.get(int(i), 0) for i in idx]) / max(1, h["count"])
-            ax.step(left, frac, where="post", label=f"{r['variant']} (p50 {r['latency_ms']['p50']:.2f} ms)")
+            ax.step(left, frac, where="post", label=f"{r.variant} (p50 {r.latency_ms['p50']:.2f} ms)")
         ax.set_xscale("log")
         ax.set_xlabel("latency per call (ms, log scale)")
         ax.set_ylabel("fraction of calls")
-        ax.set_title(f"{report['name']} {report['input']}, batch {b}")
+        ax.set_title(f"{report.name} {report.input}, batch {b}")
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
 
 
-def plot_throughput(report: dict[str, Any], path: Path) -> Path:
+def plot_throughput(report: BenchReport, path: Path) -> Path:
     """Throughput (images/s) against batch size, one line per variant."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for v in dict.fromkeys(r["variant"] for r in report["results"]):
-        rs = sorted((r for r in report["results"] if r["variant"] == v), key=lambda r: r["batch"])
-        ax.plot([r["batch"] for r in rs], [r["throughput_ips"] for r in rs], marker="o", label=v)
+    for v in dict.fromkeys(r.variant for r in report.results):
+        rs = sorted((r for r in report.results if r.variant == v), key=lambda r: r.batch)
+        ax.plot([r.batch for r in rs], [r.throughput_ips for r in rs], marker="o", label=v)
     ax.set_xscale("log", base=2)
-    batches = sorted({r["batch"] for r in report["results"]})
+    batches = sorted({r.batch for r in report.results})
     ax.set_xticks(batches, [str(b) for b in batches])
     ax.minorticks_off()
     ax.set_xlabel("batch size")
     ax.set_ylabel("images / s")
-    ax.set_title(f"{report['name']} {report['input']}: throughput")
+    ax.set_title(f"{report.name} {report.input}: throughput")
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     return _save(fig, path)
@@ -213,15 +217,22 @@ def plot_stages(report: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
-    """Write the plots and ``bench.json`` (plots first, so the JSON can list them); returns name -> path."""
+def write_report(report: BenchReport, out: Path) -> BenchReport:
+    """Write a model-only run's plots and ``bench.json`` (plots first, so the JSON can list them); returns the
+    report with ``files`` (name -> path) filled in."""
     ensure_writable_dir(out)
-    written: dict[str, str] = {}
-    if report["mode"] == "pipeline":
-        written["stages_png"] = str(plot_stages(report, out / "pipeline_stages.png"))
-    else:
-        written["latency_png"] = str(plot_latency(report, out / "latency.png"))
-        written["throughput_png"] = str(plot_throughput(report, out / "throughput.png"))
+    written = {"latency_png": str(plot_latency(report, out / "latency.png")),
+               "throughput_png": str(plot_throughput(report, out / "throughput.png"))}
+    report = replace(report, files={**written, "json": str(out / "bench.json")})
+    atomic_write_json(out / "bench.json", _jsonable(report.to_dict()))
+    return report
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
+    """Write ``bench --pipeline``'s report (a dict) as its stacked-bar plot and ``bench.json``; sets
+    ``report["files"]`` and returns name -> path."""
+    ensure_writable_dir(out)
+    written = {"stages_png": str(plot_stages(report, out / "pipeline_stages.png"))}
     report["files"] = {**written, "json": str(out / "bench.json")}
     atomic_write_json(out / "bench.json", _jsonable(report))
     written["json"] = str(out / "bench.json")

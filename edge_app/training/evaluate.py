@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from edge_app.data.folder import ImageSet
@@ -21,8 +23,17 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == labels).mean()) if len(labels) else float("nan")
 
 
-def compare(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+@dataclass(frozen=True)
+class Agreement:
+    """How closely one model's logits follow a reference's on the same images."""
+
+    agreement: float  # share of images whose top-1 class matches the reference's
+    max_abs_dev: float  # largest absolute logit difference
+    mean_abs_dev: float
+
+
+def compare(logits: np.ndarray, reference: np.ndarray) -> Agreement:
     """Top-1 agreement and logit deviation of ``logits`` against ``reference`` (e.g. fp32)."""
     d = np.abs(logits - reference)
-    return {"agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
-            "max_abs_dev": float(d.max()) if d.size else 0.0, "mean_abs_dev": float(d.mean()) if d.size else 0.0}
+    return Agreement(agreement=float((logits.argmax(1) == reference.argmax(1)).mean()),
+                     max_abs_dev=float(d.max()) if d.size else 0.0, mean_abs_dev=float(d.mean()) if d.size else 0.0)

@@ -12,9 +12,9 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +52,40 @@ class TrainConfig:
     resize: str = "stretch"
     val_fraction: float = 0.15
     workers_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One row of metrics.csv and of the checkpoint's history (stored there as a plain dict)."""
+
+    epoch: int
+    train_loss: float
+    train_top1: float  # on the augmented training batches
+    val_loss: float
+    val_top1: float
+    lr: float  # at the end of the epoch
+    seconds: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EpochStats":
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``train`` returns: where the checkpoints went, the best validation top-1 and the per-epoch history."""
+
+    best_top1: float
+    best: Path  # best.pt: the epoch with the highest val top-1
+    last: Path  # last.pt: the latest epoch, what --resume continues
+    out: Path  # the run folder (also holds metrics.csv and metrics.png)
+    history: tuple[EpochStats, ...]
+    data: LoadReport  # what the data loader found
+    weights: Mapping[str, str] | None  # load_weights' report when --weights was given
+    seconds: float
 
 
 def resolve_device(device: str) -> torch.device:
@@ -165,16 +199,16 @@ def evaluate(model: nn.Module, data: ImageSet, device: torch.device, batch: int 
     return {"val_loss": loss_sum / max(1, total), "val_top1": correct / max(1, total)}
 
 
-def write_metrics(out: Path, history: list[dict[str, float]]) -> tuple[Path, Path]:
+def write_metrics(out: Path, history: Sequence[EpochStats]) -> tuple[Path, Path]:
     """metrics.csv and metrics.png (loss and top-1 per epoch), both written atomically."""
     csv_path, png_path = out / "metrics.csv", out / "metrics.png"
-    keys = list(history[0].keys())
+    keys = [f.name for f in fields(EpochStats)]
 
     def write_csv(p: Path) -> None:
         with open(p, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
-            w.writerows(history)
+            w.writerows(h.to_dict() for h in history)
 
     atomic_write(csv_path, write_csv)
     import matplotlib
@@ -182,13 +216,13 @@ def write_metrics(out: Path, history: list[dict[str, float]]) -> tuple[Path, Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ep = [h["epoch"] for h in history]
+    ep = [h.epoch for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    a.plot(ep, [h["val_loss"] for h in history], "o-", label="val")
+    a.plot(ep, [h.train_loss for h in history], "o-", label="train")
+    a.plot(ep, [h.val_loss for h in history], "o-", label="val")
     a.set_xlabel("epoch"); a.set_ylabel("loss"); a.legend(); a.grid(alpha=0.3)
-    b.plot(ep, [h["train_top1"] for h in history], "o-", label="train")
-    b.plot(ep, [h["val_top1"] for h in history], "o-", label="val")
+    b.plot(ep, [h.train_top1 for h in history], "o-", label="train")
+    b.plot(ep, [h.val_top1 for h in history], "o-", label="val")
     b.set_xlabel("epoch"); b.set_ylabel("top-1"); b.set_ylim(0, 1.01); b.legend(); b.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(png_path, lambda p: fig.savefig(p, dpi=100, format="png"))
@@ -209,8 +243,8 @@ def prepare_data(cfg: TrainConfig, spec: InputSpec) -> tuple[ImageSet, ImageSet,
     return train, val, report, root
 
 
-def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
-    """Train (or resume) a classifier; returns a summary with checkpoint paths and the best val top-1."""
+def train(cfg: TrainConfig, resume: str | None = None) -> TrainResult:
+    """Train (or resume) a classifier; returns the checkpoint paths, the best val top-1 and the history."""
     out = ensure_writable_dir(cfg.out)
     ckpt_prev = None
     if resume:
@@ -239,7 +273,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     steps = cfg.epochs * math.ceil(len(train_set) / cfg.batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-    start_epoch, best, history = 0, -1.0, []
+    start_epoch, best = 0, -1.0
+    history: list[EpochStats] = []
     if ckpt_prev:
         if list(ckpt_prev["labels"]) != report.classes:
             raise UserError(f"checkpoint '{resume}' was trained on classes {ckpt_prev['labels']} but the data has {report.classes}; resume with the same --data")
@@ -251,7 +286,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": intended here
             for _ in range(min(done, steps - 1)):
                 sched.step()
-        start_epoch, best, history = ckpt_prev["epoch"], ckpt_prev["best_top1"], list(ckpt_prev["history"])
+        start_epoch, best = ckpt_prev["epoch"], ckpt_prev["best_top1"]
+        history = [EpochStats.from_dict(h) for h in ckpt_prev["history"]]
         print(f"resuming {resume} at epoch {start_epoch + 1}/{cfg.epochs}")
     rng = np.random.default_rng([cfg.seed, start_epoch])
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -259,7 +295,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         te = time.perf_counter()
         tr = train_one_epoch(model, train_set, opt, sched, cfg, device, rng, scaler, desc=f"epoch {epoch + 1}/{cfg.epochs}")
         ev = evaluate(model, val_set, device)
-        row = {"epoch": epoch + 1, **tr, **ev, "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - te}
+        row = EpochStats(epoch=epoch + 1, **tr, **ev, lr=opt.param_groups[0]["lr"], seconds=time.perf_counter() - te)
         history.append(row)
         improved = ev["val_top1"] > best
         best = max(best, ev["val_top1"])
@@ -267,7 +303,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             "format": CHECKPOINT_FORMAT, "arch": cfg.arch, "labels": report.classes, "input": asdict(spec),
             "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch + 1, "best_top1": best, "top1": ev["val_top1"], "history": history,
+            "epoch": epoch + 1, "best_top1": best, "top1": ev["val_top1"], "history": [h.to_dict() for h in history],
             "config": asdict(cfg), "data_root": str(root),
         }
         save_checkpoint(last_path, ckpt)
@@ -275,6 +311,6 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             save_checkpoint(best_path, ckpt)
         write_metrics(out, history)
         print(f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['train_loss']:.3f}  train top-1 {tr['train_top1']:.3f}  "
-              f"val top-1 {ev['val_top1']:.3f}  ({row['seconds']:.0f}s){'  *best' if improved else ''}")
-    return {"best_top1": best, "best": str(best_path), "last": str(last_path), "out": str(out),
-            "history": history, "data": report, "weights": weights_info, "seconds": time.perf_counter() - t0}
+              f"val top-1 {ev['val_top1']:.3f}  ({row.seconds:.0f}s){'  *best' if improved else ''}")
+    return TrainResult(best_top1=best, best=best_path, last=last_path, out=out, history=tuple(history), data=report,
+                       weights=weights_info, seconds=time.perf_counter() - t0)

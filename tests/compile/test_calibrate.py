@@ -187,8 +187,11 @@ def test_rerun_is_a_cache_hit_and_changes_recalibrate(engine_copy: Path, tiny_da
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = CalibrateConfig(images=str(tiny_dataset / "train"), num=24, method="minmax",
                           cache_dir=str(tmp_path / "calibration"), speed=False, progress=False)
+    exported = EngineDir(engine_copy).load_meta().accuracy["fp32"]
+    assert exported.from_training_run and exported.top1 is not None
     first: list[str] = []
-    run_calibrate(engine_copy, cfg, say=first.append)
+    r1 = run_calibrate(engine_copy, cfg, say=first.append)
+    assert r1.cache == cal.cache_path(cfg.cache_dir, "tiny", "minmax") and str(r1.cache) in r1.written
     cache = cal.cache_path(cfg.cache_dir, "tiny", "minmax")
     files = {p: p.stat().st_mtime_ns for p in [cache, *engine_copy.glob("model*.onnx")]}
 
@@ -197,9 +200,12 @@ def test_rerun_is_a_cache_hit_and_changes_recalibrate(engine_copy: Path, tiny_da
 
     monkeypatch.setattr(cal, "compute_ranges", no_calibration)
     again: list[str] = []
-    run_calibrate(engine_copy, cfg, say=again.append)
+    r2 = run_calibrate(engine_copy, cfg, say=again.append)
     assert any(line.startswith("reusing cached ranges") for line in again)
     assert {p: p.stat().st_mtime_ns for p in files} == files  # nothing rewritten
+    assert r2.written == (str(EngineDir(engine_copy).meta_path),)  # only the report went to meta.json
+    # A second report keeps the export-time (PyTorch) top-1 beside the ORT one, as the first did.
+    assert r2.report["fp32"].training_top1 == r1.report["fp32"].training_top1 == exported.top1
 
     # A damaged derived model is rebuilt from the cached ranges, still without calibrating.
     trt = engine_copy / "model.int8.trt.onnx"

@@ -9,7 +9,7 @@ import torch
 
 from edge_app.engine_dir import EngineDir
 from edge_app.errors import UserError
-from edge_app.compile.export import PARITY_TOLERANCE, export
+from edge_app.compile.export import PARITY_TOLERANCE, ExportResult, Parity, export
 from edge_app.fsutil import sha256_file
 from edge_app.models.preprocess import InGraphPreprocess
 
@@ -32,15 +32,16 @@ def test_export_writes_onnx_and_meta_with_parity(tiny_engine) -> None:
 
 def test_export_is_cached_and_detects_a_new_checkpoint(tiny_checkpoint, tmp_path) -> None:
     r1 = export(tiny_checkpoint, "m", tmp_path)
-    assert not r1["cached"]
+    assert not r1.cached
     (tmp_path / "m" / "model.int8.cpu.onnx").write_bytes(b"stale")
-    assert export(tiny_checkpoint, "m", tmp_path)["cached"]
+    r2 = export(tiny_checkpoint, "m", tmp_path)
+    assert r2.cached and r2.parity == r1.parity  # read back from meta.json
     ck = torch.load(tiny_checkpoint, weights_only=True)
     ck["model"]["fc.bias"] += 1.0
     other = tmp_path / "other.pt"
     torch.save(ck, other)
     r3 = export(other, "m", tmp_path)
-    assert not r3["cached"]
+    assert not r3.cached
     assert not (tmp_path / "m" / "model.int8.cpu.onnx").exists()  # derived files of the old model removed
 
 
@@ -71,3 +72,20 @@ def test_damaged_meta_is_reported(tiny_engine, tmp_path) -> None:
     with pytest.raises(UserError, match="damaged"):
         EngineDir(copy).load_meta()
     assert json.loads((tiny_engine / "meta.json").read_text())["name"] == "tiny"
+
+
+def test_export_result_is_typed_and_matches_meta(tiny_checkpoint, tmp_path) -> None:
+    import dataclasses
+
+    r = export(tiny_checkpoint, "typed", tmp_path)
+    assert isinstance(r, ExportResult) and isinstance(r.parity, Parity)
+    assert r.engine == tmp_path / "typed" and r.onnx == r.engine / "model.onnx" and r.onnx.is_file()
+    assert r.parity.max_abs_diff <= r.parity.tolerance == PARITY_TOLERANCE and r.parity.batch == 4
+    meta = EngineDir(r.engine).load_meta()
+    assert meta.parity == r.parity.to_dict() == json.loads((r.engine / "meta.json").read_text())["parity"]
+    assert r.meta.labels == meta.labels and r.meta.input == meta.input
+    fp32 = meta.accuracy["fp32"]  # the checkpoint's validation top-1 until calibrate measures every model
+    ck = torch.load(tiny_checkpoint, weights_only=True)
+    assert fp32.from_training_run and fp32.top1 == ck["top1"] and fp32.data == ck["data_root"] and fp32.file is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.cached = True  # type: ignore[misc]

@@ -77,9 +77,9 @@ def test_trt_residual_add_has_qdq_on_skip_only(calibrated: dict) -> None:
     for add in adds:
         kinds = sorted(producer[i].op_type for i in add.input)
         assert kinds == ["Conv", "DequantizeLinear"], f"{add.name} inputs come from {kinds}"
-    assert calibrated["summary"]["report"]  # the run that wrote it finished with a report
+    assert calibrated["summary"].report  # the run that wrote it finished with a report
     meta = EngineDir(calibrated["engine"]).load_meta()
-    assert meta.quantization["model.int8.trt.onnx"]["settings"]["residual_add_qdq_removed"] == 8
+    assert meta.quantization["model.int8.trt.onnx"].settings["residual_add_qdq_removed"] == 8
 
 
 def test_residual_pass_picks_the_deeper_conv_branch() -> None:
@@ -117,12 +117,12 @@ def test_cpu_model_is_u8s8_and_agrees_with_fp32(calibrated: dict) -> None:
     producer = {o: n for n in m.graph.node for o in n.output}
     for conv in (n for n in m.graph.node if n.op_type == "Conv"):
         assert init[producer[conv.input[1]].input[0]].dtype == np.int8
-    r = calibrated["summary"]["report"]["int8.cpu"]
-    ref = calibrated["summary"]["report"]["int8.trt"]
-    assert r["n"] == 24 and r["top1"] is not None  # the tiny dataset's 6 classes x 4 validation images
+    r = calibrated["summary"].report["int8.cpu"]
+    ref = calibrated["summary"].report["int8.trt"]
+    assert r.n == 24 and r.top1 is not None  # the tiny dataset's 6 classes x 4 validation images
     # A 1-epoch model has near-tied logits, so top-1 agreement is a weak signal here; the logit error is not.
-    assert r["mean_abs_dev"] < 0.05 and ref["mean_abs_dev"] < 0.05, (r, ref)
-    assert r["agreement"] >= 0.75
+    assert r.mean_abs_dev < 0.05 and ref.mean_abs_dev < 0.05, (r, ref)
+    assert r.agreement >= 0.75
 
 
 def test_u8s8_model_runs_in_onnxruntime_engine(calibrated: dict, rng: np.random.Generator) -> None:
@@ -158,16 +158,37 @@ def test_meta_records_tools_hashes_and_accuracy(calibrated: dict) -> None:
     meta = ed.load_meta()
     for f in ("model.int8.trt.onnx", "model.int8.cpu.onnx", "model.fp16.onnx"):
         assert meta.files[f] == sha256_file(ed.path / f)
-        assert meta.quantization[f]["tool"] and meta.quantization[f]["settings"]
-    assert meta.quantization["model.int8.cpu.onnx"]["version"] == __import__("onnxruntime").__version__
+        assert meta.quantization[f].tool and meta.quantization[f].settings
+    assert meta.quantization["model.int8.cpu.onnx"].version == __import__("onnxruntime").__version__
     cal = meta.calibration
     assert cal["method"] == "minmax" and cal["images"]["count"] == 36 and Path(cal["cache"]).is_file()
     assert cal["cache_sha256"] == sha256_file(cal["cache"])
     for key in ("fp32", "fp16", "int8.trt", "int8.cpu"):
-        assert meta.accuracy[key]["n"] == 24 and 0.0 <= meta.accuracy[key]["top1"] <= 1.0
-    assert "agreement" in meta.accuracy["int8.cpu"] and "max_abs_dev" in meta.accuracy["fp16"]
+        assert meta.accuracy[key].n == 24 and 0.0 <= meta.accuracy[key].top1 <= 1.0
+    assert meta.accuracy["int8.cpu"].agreement is not None and meta.accuracy["fp16"].max_abs_dev is not None
+    assert meta.accuracy["fp32"].agreement is None  # fp32 is the reference, not compared with itself
     table = "\n".join(calibrated["lines"])
     assert "model.int8.trt.onnx" in table and "top-1" in table
+
+
+def test_calibrate_result_is_what_meta_json_holds(calibrated: dict) -> None:
+    from edge_app.compile.calibrate import CalibrateResult, format_report
+    from edge_app.engine_dir import ACCURACY_KEYS, AccuracyEntry
+
+    r = calibrated["summary"]
+    ed = EngineDir(calibrated["engine"])
+    meta = ed.load_meta()
+    assert isinstance(r, CalibrateResult) and r.engine == ed.path and r.cache.is_file()
+    assert list(r.report) == list(ACCURACY_KEYS) and all(isinstance(e, AccuracyEntry) for e in r.report.values())
+    assert {k: meta.accuracy[k] for k in ACCURACY_KEYS} == dict(r.report)  # the report is what meta.json now holds
+    assert r.speed is None  # speed=False
+    assert all(w.startswith("WARNING: ") and w in calibrated["lines"] for w in r.warnings)
+    assert r.written[-1] == str(ed.meta_path) and str(ed.onnx_path("int8", "trt")) in r.written
+    table = format_report(r.report, None)  # what calibrate printed, from the typed report
+    start = calibrated["lines"].index(table[0])
+    assert calibrated["lines"][start:start + len(table)] == table and len(table) == 2 + len(ACCURACY_KEYS)
+    # the export-time (PyTorch) figure is kept beside the ORT one
+    assert r.report["fp32"].training_top1 is not None and r.report["fp32"].source is None
 
 
 def test_cpu_latency_ratio_measures_both_models(calibrated: dict) -> None:
@@ -176,6 +197,6 @@ def test_cpu_latency_ratio_measures_both_models(calibrated: dict) -> None:
 
     ed = EngineDir(calibrated["engine"])
     s = cpu_latency_ratio(ed, ed.load_meta(), rounds=2, block=3, settle=1, threads=1)
-    assert s["runs"] == 6 and s["threads"] == 1 and s["input"] == "32x32"
-    assert s["fp32_ms"] > 0 and s["int8_ms"] > 0
-    assert s["ratio"] == pytest.approx(s["int8_ms"] / s["fp32_ms"])
+    assert s.runs == 6 and s.threads == 1 and s.input == "32x32"
+    assert s.fp32_ms > 0 and s.int8_ms > 0
+    assert s.ratio == pytest.approx(s.int8_ms / s.fp32_ms)

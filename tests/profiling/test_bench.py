@@ -59,6 +59,16 @@ class FakeEngine:
         return {"logits": np.zeros((images.shape[0], 2), np.float32)}
 
 
+def _case_result(variant: str, batch: int = 1, throughput: float = 10.0, **kw: Any) -> bench.CaseResult:
+    """A measured case as ``run_bench`` records it, with made-up numbers."""
+    stats = dict.fromkeys(("min", "p50", "p90", "p99", "max", "mean"), 1.0)
+    return bench.CaseResult(**{
+        "variant": variant, "backend": "fake", "precision": "fp32", "device": "cpu", "description": "fake engine",
+        "model_file": "model.onnx", "batch": batch, "latency_ms": stats, "percentiles_exact": True,
+        "throughput_ips": throughput, "calls": 10, "measured_s": 1.0, "slices": 2, "warmup_s": 0.1, "warmup_calls": 1,
+        "stages_ms": {}, "accuracy_top1": None, "agreement_fp32": None, "histogram": {"bins": {}}, **kw})
+
+
 def _fake_cases(log: list[str], *ms: float) -> list[Case]:
     return [Case(Variant(f"v{i}", "fake", "fp32", "cpu"), FakeEngine(f"v{i}", m, log), 1, StageTimer(10_000))  # type: ignore[arg-type]
             for i, m in enumerate(ms)]
@@ -104,7 +114,7 @@ def test_discovery_adds_gpu_variants_where_present(engine_with_int8: Path, monke
     # the baseline first, then registry order; PyTorch on the GPU replaces PyTorch on the CPU (one torch-fp32)
     assert keys == ["torch-fp32", "trt-fp32", "trt-fp16", "ort-gpu-fp32", "ort-gpu-fp16", "ort-fp32", "ort-int8-cpu", "torch-fp16"]
     assert next(v for v in variants if v.key == "torch-fp32").device == "cuda"
-    assert {"variant": "trt-int8", "reason": "model.int8.trt.onnx is missing; run `python run.py calibrate` to make it"} in skipped
+    assert bench.Skipped("trt-int8", "model.int8.trt.onnx is missing; run `python run.py calibrate` to make it") in skipped
     only = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig(device="cpu", precisions=("int8",)))[0]
     assert [v.key for v in only] == ["ort-int8-cpu"]
 
@@ -142,21 +152,33 @@ def test_run_bench_measures_every_variant_and_writes_reports(engine_with_int8: P
     cfg = quick(batches=(1, 2))
     out = tmp_path / "out"
     rep = run_bench(engine_with_int8, cfg, out)
-    got = {(r["variant"], r["batch"]) for r in rep["results"]}
+    got = {(r.variant, r.batch) for r in rep.results}
     assert got == {(v, b) for v in ("torch-fp32", "ort-fp32", "ort-int8-cpu") for b in (1, 2)}
     meta = EngineDir(engine_with_int8).load_meta()
-    for r in rep["results"]:
-        lat = r["latency_ms"]
+    for r in rep.results:
+        lat = r.latency_ms
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
-        assert r["throughput_ips"] == pytest.approx(r["calls"] * r["batch"] / r["measured_s"])
-        assert r["measured_s"] >= cfg.duration and r["calls"] >= cfg.iterations and r["warmup_s"] >= cfg.warmup
-        assert r["percentiles_exact"] and sum(r["histogram"]["bins"].values()) == r["calls"]
-        if r["variant"] == "torch-fp32":
-            assert r["speedup"] == pytest.approx(1.0)
-            assert r["accuracy_top1"] == meta.accuracy["fp32"]["top1"]
-        if r["variant"] == "ort-int8-cpu":
-            assert r["accuracy_top1"] == 0.4321 and r["agreement_fp32"] == 0.97 and r["model_file"] == "model.int8.cpu.onnx"
+        assert r.throughput_ips == pytest.approx(r.calls * r.batch / r.measured_s)
+        assert r.measured_s >= cfg.duration and r.calls >= cfg.iterations and r.warmup_s >= cfg.warmup
+        assert r.percentiles_exact and sum(r.histogram["bins"].values()) == r.calls
+        if r.variant == "torch-fp32":
+            assert r.speedup == pytest.approx(1.0)
+            assert r.accuracy_top1 == meta.accuracy["fp32"].top1
+        if r.variant == "ort-int8-cpu":
+            assert r.accuracy_top1 == 0.4321 and r.agreement_fp32 == 0.97 and r.model_file == "model.int8.cpu.onnx"
+    assert rep.files == {"latency_png": str(out / "latency.png"), "throughput_png": str(out / "throughput.png"),
+                         "json": str(out / "bench.json")}
     saved = json.loads((out / "bench.json").read_text())
+    # bench.json keeps the keys (and their order) it had when the report was a dict
+    assert list(saved) == ["engine", "name", "arch", "input", "created", "mode", "baseline", "wall_s", "config", "machine",
+                           "threads", "results", "skipped", "files"]
+    assert list(saved["results"][0]) == [
+        "variant", "backend", "precision", "device", "description", "model_file", "batch", "latency_ms", "percentiles_exact",
+        "throughput_ips", "calls", "measured_s", "slices", "warmup_s", "warmup_calls", "stages_ms", "accuracy_top1",
+        "agreement_fp32", "histogram", "speedup"]
+    assert saved["engine"] == str(engine_with_int8) and saved["mode"] == "model" and saved["files"] == rep.files
+    assert saved["results"][0]["variant"] == rep.results[0].variant and saved["skipped"] == [s.to_dict() for s in rep.skipped]
+    assert "progress" not in saved["config"] and saved["config"]["warmup"] == cfg.warmup
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["versions"]["onnxruntime"]
     assert len(saved["results"]) == 6 and saved["config"]["batches"] == [1, 2]
     for png in ("latency.png", "throughput.png"):
@@ -176,16 +198,37 @@ def test_cli_bench_prints_table_with_ratios_and_missing_accuracy(tiny_engine: Pa
     assert f"{tmp_path / 'o' / 'bench.json'}" in out
 
 
+def test_speedup_is_relative_to_the_baseline_at_the_same_batch() -> None:
+    results = [_case_result("torch-fp32", 1, 10.0), _case_result("ort-fp32", 1, 25.0), _case_result("ort-fp32", 8, 80.0)]
+    got = bench.add_ratios(results)
+    assert [r.speedup for r in got] == [pytest.approx(1.0), pytest.approx(2.5), None]  # no baseline at batch 8
+    assert results[1].speedup is None  # the records are frozen: add_ratios returns new ones
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got[0].speedup = 3.0  # type: ignore[misc]
+
+
+def test_report_to_dict_is_bench_json_shape(tiny_engine: Path) -> None:
+    ed = EngineDir(tiny_engine)
+    header = bench.bench_header(ed, ed.load_meta(), quick(batches=(1, 4)), "model", 1.5)
+    rep = bench.BenchReport(**vars(header), results=(_case_result("torch-fp32"),), skipped=(bench.Skipped("trt", "no GPU"),),
+                            files={"json": "x/bench.json"})
+    d = rep.to_dict()
+    assert d["engine"] == str(tiny_engine) and d["input"] == "32x32" and d["wall_s"] == 1.5
+    assert d["config"]["batches"] == [1, 4] and "progress" not in d["config"]
+    assert d["skipped"] == [{"variant": "trt", "reason": "no GPU"}] and d["files"] == {"json": "x/bench.json"}
+    assert d["results"][0]["variant"] == "torch-fp32" and d["results"][0]["speedup"] is None
+    assert json.loads(json.dumps(d)) == d  # plain JSON types only
+    # bench --pipeline builds its dict report on the same header
+    assert bench.report_header(ed, ed.load_meta(), quick(), "pipeline", 1.0)["mode"] == "pipeline"
+
+
 def test_accuracy_missing_shows_dash(engine_with_int8: Path) -> None:
     meta = EngineDir(engine_with_int8).load_meta()
     v = Variant("trt-fp16", "tensorrt", "fp16", "cuda", "model.fp16.onnx", "fp16")
     assert bench.accuracy_of(meta, v) is None
-    rep = {"baseline": "torch-fp32", "results": [{"variant": "trt-fp16", "batch": 1, "throughput_ips": 10.0, "speedup": None,
-                                                   "accuracy_top1": None, "stages_ms": {},
-                                                   "latency_ms": dict.fromkeys(("min", "p50", "p90", "p99", "max", "mean"), 1.0)}]}
     from edge_app.profiling.report import results_table
 
-    row = results_table(rep).splitlines()[-1].split()
+    row = results_table([_case_result("trt-fp16")], "torch-fp32").splitlines()[-1].split()
     assert row[-3:] == ["-", "-", "-"]  # no speed-up, top-1 or agreement: dashes, not blanks
 
 
