@@ -133,6 +133,8 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output folder (default runs/annotate), or OUT.mp4 for a single input; JSON lines go beside each video")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the last frame its JSON lines hold")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--codec", default=None, choices=("h264", "vp9", "mjpeg", "mp4v"),  # edge_app.video.sinks.CODECS
+                   help="video codec (default by extension: .mp4 h264, .webm vp9, .avi mjpeg); vp9 needs --out OUT.webm")
     _loop_args(p, batch=8)  # defined with `live`, below
 
 
@@ -142,7 +144,7 @@ def cmd_annotate(a: argparse.Namespace) -> int:
 
     pc = _loop_config(a)
     cfg = AnnotateConfig(top_k=pc.top_k, mode=pc.mode, tiles=pc.tiles, batch=pc.batch, max_frames=pc.max_frames,
-                         progress=not a.no_progress, resume=a.resume, overlay=pc.overlay)
+                         progress=not a.no_progress, resume=a.resume, overlay=pc.overlay, codec=a.codec)
     tot = {"read": 0, "written": 0, "failed": 0, "seconds": 0.0}
     with open_from_args(a, use="throughput") as eng:
         inputs = collect_inputs(a.inputs)
@@ -312,6 +314,8 @@ def _live_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip", default=None, choices=("h", "v", "180"), help="mirror or rotate frames")
     p.add_argument("--display", action="store_true", help="show a window (q or Esc quits); skipped with a message without a display")
     p.add_argument("--save", default=None, metavar="OUT.mp4", help="write the annotated video here")
+    p.add_argument("--codec", default=None, choices=("h264", "vp9", "mjpeg", "mp4v"),  # edge_app.video.sinks.CODECS
+                   help="codec of --save (default by extension: .mp4 h264, .webm vp9, .avi mjpeg); mp4v plays in no browser")
     p.add_argument("--jsonl", default=None, metavar="OUT.jsonl", help="write one JSON line per frame here")
     p.add_argument("--serve", default=None, metavar="HOST:PORT", help="MJPEG stream + stats page over HTTP, e.g. 127.0.0.1:8080")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (default 0: no limit)")
@@ -332,7 +336,7 @@ def cmd_live(a: argparse.Namespace) -> int:
         src = open_source(a.source, width=a.width, height=a.height, fps=a.fps, loop=a.loop, flip=a.flip)
         try:
             sinks = open_sinks(fps=src.fps, size=src.size, video=a.save, jsonl=a.jsonl, display=a.display,
-                               serve=a.serve, title=f"edge_app: {a.source}")
+                               serve=a.serve, title=f"edge_app: {a.source}", codec=a.codec)
         except BaseException:
             src.close()
             raise

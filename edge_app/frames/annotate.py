@@ -41,6 +41,7 @@ class AnnotateConfig:
     progress: bool = True
     resume: bool = False
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    codec: str | None = None  # the annotated video's codec (None: its extension's default, H.264 for .mp4)
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
@@ -144,7 +145,7 @@ def annotate_video(engine: Any, video: str | Path, out_video: str | Path, out_js
     t0 = time.perf_counter()
     sinks: list = []
     try:
-        vs = VideoFileSink(out_video, src.fps, src.size)
+        vs = VideoFileSink(out_video, src.fps, src.size, cfg.codec)
         sinks.append(vs)
         it = iter(src)
         restored = 0

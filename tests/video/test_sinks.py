@@ -303,3 +303,37 @@ def test_close_all_closes_every_sink_then_reraises() -> None:
     with pytest.raises(OSError, match="disk full"):
         close_all([Bad(), Good()])
     assert closed == ["bad", "good"]
+
+
+# ----------------------------------------------------------------------------------------------- --codec
+def _codec_of(path: Path) -> tuple[str, int]:
+    """(codec name, frame count) of a video file, decoded back with OpenCV's FFmpeg."""
+    cap = cv2.VideoCapture(str(path))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace").lower()
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return fourcc, n
+
+
+def test_cli_codec_reaches_the_video_file(tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_app.cli import main
+    from tests.helpers import write_tiny_video
+
+    video = write_tiny_video(tmp_path / "in.mp4", frames=6, size=(96, 64))
+    assert main(["annotate", str(video), "--engine", str(tiny_engine), "--out", str(tmp_path / "a.webm"),
+                 "--codec", "vp9", "--no-progress"]) == 0
+    assert _codec_of(tmp_path / "a.webm") == ("vp90", 6)
+    assert main(["live", "--engine", str(tiny_engine), "--source", "synthetic?frames=5", "--save", str(tmp_path / "l.mp4"),
+                 "--codec", "mp4v"]) == 0
+    codec, n = _codec_of(tmp_path / "l.mp4")
+    assert codec == "fmp4" and 1 <= n <= 5  # FFmpeg's tag for MPEG-4 part 2; a live source may drop frames
+    # A codec the container cannot hold: one sentence naming the fix, exit 2, nothing written.
+    assert main(["annotate", str(video), "--engine", str(tiny_engine), "--out", str(tmp_path / "b.mp4"),
+                 "--codec", "vp9", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write vp9 into" in err and "use a .webm output for vp9" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*b.*"))
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        main(["live", "--engine", str(tiny_engine), "--save", str(tmp_path / "x.mp4"), "--codec", "hevc"])
+    assert "invalid choice: 'hevc'" in capsys.readouterr().err
