@@ -136,6 +136,8 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
     from edge_app.frames.annotate import ANNOTATE_BATCH
 
     _loop_args(p, batch=ANNOTATE_BATCH)  # defined with `live`, below
+    p.add_argument("--codec", default=None, choices=("h264", "vp9", "mjpeg", "mp4v"),  # edge_app.video.sinks.CODECS
+                   help="video codec (default by extension: .mp4 h264, .webm vp9, .avi mjpeg); vp9 needs --out OUT.webm")
 
 
 @command("annotate", "label every frame of video files: annotated videos + JSON lines, batched, resumable", _annotate_args)
@@ -153,7 +155,7 @@ def cmd_annotate(a: argparse.Namespace) -> int:
             print(f"engine: {eng.description} [{eng.choice}]")
             lab = make_labeller(eng, cfg.mode, cfg.mode_config)  # an engine the mode cannot use fails before any output
             for src, (vid, jl) in zip(inputs, outs):
-                r = annotate_video(eng, src, vid, jl, cfg, resume=a.resume, labeller=lab)
+                r = annotate_video(eng, src, vid, jl, cfg, resume=a.resume, labeller=lab, codec=a.codec)
                 if r.already_complete:
                     print(f"{src}: already complete ({r.frames_restored} frames in {jl}), skipped")
                     continue
@@ -348,6 +350,8 @@ def _live_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flip", default=None, choices=("h", "v", "180"), help="mirror or rotate frames")
     p.add_argument("--display", action="store_true", help="show a window (q or Esc quits); skipped with a message without a display")
     p.add_argument("--save", default=None, metavar="OUT.mp4", help="write the annotated video here")
+    p.add_argument("--codec", default=None, choices=("h264", "vp9", "mjpeg", "mp4v"),  # edge_app.video.sinks.CODECS
+                   help="codec of --save (default by extension: .mp4 h264, .webm vp9, .avi mjpeg); mp4v plays in no browser")
     p.add_argument("--jsonl", default=None, metavar="OUT.jsonl", help="write one JSON line per frame here")
     p.add_argument("--serve", default=None, metavar="HOST:PORT", help="MJPEG stream + stats page over HTTP, e.g. 127.0.0.1:8080")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (default 0: no limit)")
@@ -369,7 +373,7 @@ def cmd_live(a: argparse.Namespace) -> int:
             src = open_source(a.source, width=a.width, height=a.height, fps=a.fps, loop=a.loop, flip=a.flip)
             try:
                 sinks = open_sinks(fps=src.fps, size=src.size, video=a.save, jsonl=a.jsonl, display=a.display,
-                                   serve=a.serve, title=f"edge_app: {a.source}")
+                                   serve=a.serve, title=f"edge_app: {a.source}", codec=a.codec)
             except BaseException:
                 src.close()
                 raise

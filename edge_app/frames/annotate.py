@@ -143,12 +143,14 @@ def _restore_prefix(it: Iterator[Frame], done: list[FrameResult], sink: Sink, ov
 
 
 def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out_jsonl: str | Path,
-                   cfg: PipelineConfig | None = None, *, resume: bool = False, labeller: Labeller | None = None) -> AnnotateResult:
+                   cfg: PipelineConfig | None = None, *, resume: bool = False, labeller: Labeller | None = None,
+                   codec: str | None = None) -> AnnotateResult:
     """Annotate one file with the loop settings ``cfg`` (None: :func:`annotate_config`); files never drop a frame.
 
     ``cfg.max_frames`` counts from the file's first frame, restored frames included. ``resume`` continues
     from the last complete line of ``out_jsonl`` (see the module docstring). ``labeller``: one the caller
-    built (and keeps) for many files; None: ``cfg``'s mode on ``engine``.
+    built (and keeps) for many files; None: ``cfg``'s mode on ``engine``. ``codec``: the annotated video's
+    (None: its extension's default, H.264 for .mp4).
     """
     from edge_app.video.sinks import JsonlSink, VideoFileSink
     from edge_app.video.sources import open_source
@@ -169,7 +171,7 @@ def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out
     sinks: list[Sink] = []
     rep: PipelineReport | None = None
     try:
-        vs = VideoFileSink(out_video, src.fps, src.size)
+        vs = VideoFileSink(out_video, src.fps, src.size, codec)
         sinks.append(vs)
         it = iter(src)
         restored = 0

@@ -8,6 +8,7 @@ Sinks: :class:`VideoFileSink`, :class:`JsonlSink`, :class:`DisplaySink` (a windo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, Iterable
@@ -28,60 +30,160 @@ from edge_app.video.base import Sink, SinkBase
 
 log = logging.getLogger("edge_app.video")
 
-# Codecs tried in order per extension. mp4v first: pip's opencv-python has no H.264 encoder (avc1 fails
-# there with a screen of FFmpeg errors), while OpenCV builds with libx264/openh264 can ask for avc1.
+# What each container can hold, its default first. H.264 (through PyAV, whose wheels bundle libx264) is the
+# one codec every browser and phone plays; pip's opencv-python cannot encode it. VP9 in WebM is the
+# licence-clean alternative OpenCV writes itself; mp4v (MPEG-4 part 2) plays in VLC but in no browser, so it
+# is written only when asked for.
+CODECS = ("h264", "vp9", "mjpeg", "mp4v")
 CODECS_BY_EXT: dict[str, tuple[str, ...]] = {
-    ".mp4": ("mp4v", "avc1"), ".m4v": ("mp4v", "avc1"), ".mov": ("mp4v", "avc1"),
-    ".avi": ("MJPG", "XVID"), ".mkv": ("mp4v", "MJPG", "VP80"), ".webm": ("VP80", "VP90"),
+    ".mp4": ("h264", "mp4v"), ".m4v": ("h264", "mp4v"), ".mov": ("h264", "mp4v", "mjpeg"),
+    ".mkv": ("h264", "vp9", "mjpeg", "mp4v"), ".webm": ("vp9",), ".avi": ("mjpeg", "mp4v"),
 }
-FOURCC_BY_EXT = {ext: codecs[0] for ext, codecs in CODECS_BY_EXT.items()}  # the first pipeline's name
+HOME_EXT = {"h264": ".mp4", "vp9": ".webm", "mjpeg": ".avi", "mp4v": ".mp4"}  # the usual container per codec
+OPENCV_FOURCC = {"vp9": "VP90", "mjpeg": "MJPG", "mp4v": "mp4v"}  # codecs OpenCV's own FFmpeg writes
+PYAV_PIN = "av==18.1.0"  # requirements.txt; av 19 needs Python >= 3.12
+X264_OPTIONS = {"preset": "veryfast", "crf": "23"}  # 474 fps at 640x480 on 2 cores (FACTS.md); crf 23: x264's default quality
 
 
 def _result_dict(result: Any) -> dict[str, Any]:
     return result if isinstance(result, dict) else result.to_dict()
 
 
+def _frame_index(result: Any) -> int | None:
+    """The source's frame number of ``result`` (a FrameResult or its dict), or None when there is none."""
+    index = result.get("frame") if isinstance(result, dict) else getattr(result, "index", None)
+    return index if isinstance(index, int) else None
+
+
+def pyav_available() -> bool:
+    """Whether PyAV (H.264 writing) is installed; checked without importing it."""
+    return importlib.util.find_spec("av") is not None
+
+
+def _as_rate(fps: float | Fraction) -> Fraction:
+    """The frame rate as a fraction: NTSC's 29.97 float becomes exactly 30000/1001."""
+    return fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+
+
+class _PyAvWriter:
+    """H.264 yuv420p through PyAV, timestamps in units of one frame, ``moov`` at the front for streaming."""
+
+    def __init__(self, path: Path, rate: Fraction, size: tuple[int, int]) -> None:
+        import av
+
+        options = {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".m4v", ".mov") else {}
+        self.container = av.open(str(path), "w", options=options)
+        try:
+            self.stream = self.container.add_stream("libx264", rate=rate, options=dict(X264_OPTIONS))
+            self.stream.width, self.stream.height = size
+            self.stream.pix_fmt = "yuv420p"  # 4:2:0: what browsers decode (x264 would pick 4:4:4 for RGB input)
+            # Frames count in ticks of one frame at the source's exact rate. Kept here: the muxer replaces the
+            # stream's time base with its own (1/30000 for NTSC) once it writes the header.
+            self.time_base = 1 / rate
+            self.stream.time_base = self.time_base
+        except BaseException:
+            self.container.close()
+            raise
+        self._frame_cls = av.VideoFrame
+
+    def write(self, bgr: np.ndarray, pts: int) -> None:
+        frame = self._frame_cls.from_ndarray(bgr, format="bgr24")
+        frame.pts, frame.time_base = pts, self.time_base
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            for packet in self.stream.encode(None):  # flush the frames x264 still holds (lookahead)
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
+class _OpenCvWriter:
+    """OpenCV's own FFmpeg writer (VP9, MJPEG, mp4v): a constant frame rate, no timestamps of its own."""
+
+    def __init__(self, path: Path, codec: str, fps: float, size: tuple[int, int]) -> None:
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*OPENCV_FOURCC[codec]), fps, size)
+        if not self.writer.isOpened():
+            self.writer.release()
+            raise OSError(f"OpenCV's writer did not open for {codec}")
+
+    def write(self, bgr: np.ndarray, pts: int) -> None:
+        self.writer.write(bgr)
+
+    def close(self) -> None:
+        self.writer.release()
+
+
 # ----------------------------------------------------------------------------------------------- video file
 class VideoFileSink(SinkBase):
-    """Annotated video: codec by extension, the source's exact frame rate, renamed into place on close().
+    """Annotated video that plays anywhere: codec by extension, the source's exact frame rate, renamed into
+    place on close().
+
+    ``codec``: h264 (the default for .mp4/.m4v/.mov/.mkv; needs PyAV), vp9 (.webm's default, OpenCV),
+    mjpeg (.avi's default, OpenCV) or mp4v (OpenCV; only when asked for: browsers do not play it).
+    H.264 frames carry timestamps from the results' frame numbers, so a live run that dropped frames
+    still plays at real speed; OpenCV's writers only know a constant rate.
 
     Odd sizes are padded by one replicated row/column (``size``) because the encoders need even sizes.
-
     Frames go to a hidden ``.<name>.partial<ext>`` beside the output; ``close()`` finalises the container
     and renames it, so the output path only ever holds a complete, playable file.
     """
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str | None = None) -> None:
+    def __init__(self, path: str | Path, fps: float | Fraction, size: tuple[int, int], codec: str | None = None) -> None:
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in CODECS_BY_EXT:
             raise UserError(f"cannot write video '{self.path}': unknown extension '{ext}'; use one of {', '.join(CODECS_BY_EXT)}")
+        if codec is not None and codec not in CODECS:
+            raise UserError(f"cannot write video '{self.path}': codec '{codec}' is unknown; choose one of {', '.join(CODECS)}")
+        allowed = CODECS_BY_EXT[ext]
+        if codec is not None and codec not in allowed:
+            raise UserError(f"cannot write {codec} into '{self.path}': a {ext} file takes {', '.join(allowed)}; "
+                            f"use a {HOME_EXT[codec]} output for {codec}")
+        if self.path.is_dir():
+            raise UserError(f"cannot write video '{self.path}': it is a folder; give a file name such as {self.path / ('out' + ext)}")
+        self.codec = codec or allowed[0]
         if not fps > 0:
             raise UserError(f"cannot write video '{self.path}' at {fps} fps; the frame rate must be positive")
         w, h = size
         if w < 1 or h < 1:
             raise UserError(f"cannot write video '{self.path}' of size {w}x{h}; width and height must be positive")
+        if self.codec == "h264" and not pyav_available():
+            raise UserError(f"writing H.264 to '{self.path}' needs PyAV, which is not installed; pip install {PYAV_PIN}, "
+                            "or write VP9 (codec vp9, a .webm output)")
         ensure_writable_dir(self.path.parent)
-        self.fps = float(fps)
+        self.rate = _as_rate(fps)
+        self.fps = float(self.rate)
         self.frame_size = (int(w), int(h))
-        # OpenCV's FFmpeg writer only makes even sizes and would rescale a 641x359 frame; pad one replicated
-        # column/row instead, so every pixel of the frame reaches the file unresampled.
+        # Encoders of 4:2:0 video only take even sizes (OpenCV would rescale a 641x359 frame); pad one
+        # replicated column/row instead, so every pixel of the frame reaches the file unresampled.
         self.size = (self.frame_size[0] + self.frame_size[0] % 2, self.frame_size[1] + self.frame_size[1] % 2)
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{ext}")
         self.frames = 0
         self._warned_resize = False
-        self.codec = ""
-        self.writer: cv2.VideoWriter | None = None
-        for c in ((codec,) if codec else CODECS_BY_EXT[ext]):
-            writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*c), self.fps, self.size)
-            if writer.isOpened():
-                self.writer, self.codec = writer, c
-                break
-            writer.release()
-        if self.writer is None:
+        self._first_index: int | None = None
+        self._last_pts = -1
+        try:
+            if self.codec == "h264":
+                self.writer: _PyAvWriter | _OpenCvWriter | None = _PyAvWriter(self.tmp, self.rate, self.size)
+            else:
+                self.writer = _OpenCvWriter(self.tmp, self.codec, self.fps, self.size)
+        except Exception as e:  # noqa: BLE001 - any encoder failure is one sentence, with no partial file left
             self.tmp.unlink(missing_ok=True)
-            tried = codec or "/".join(CODECS_BY_EXT[ext])
-            raise UserError(f"OpenCV cannot write '{self.path}' with codec {tried}; use a .avi (MJPG) or .mp4 (mp4v) output")
+            why = getattr(e, "strerror", None) or str(e)
+            raise UserError(f"cannot write '{self.path}' with codec {self.codec} ({why}); "
+                            "choose a writable output path, or another codec (h264 .mp4, vp9 .webm, mjpeg .avi)") from None
+
+    def _pts(self, result: Any) -> int:
+        """Frames since the first one, by the source's frame numbers when the results carry them."""
+        index = _frame_index(result) if result is not None else None
+        if index is None:
+            return self._last_pts + 1
+        if self._first_index is None:
+            self._first_index = index
+        return max(index - self._first_index, self._last_pts + 1)  # strictly increasing, whatever comes
 
     def write(self, frame: np.ndarray, result: Any = None) -> None:
         """Append one BGR frame; a frame of another size is resized (OpenCV would silently drop it)."""
@@ -98,15 +200,21 @@ class VideoFileSink(SinkBase):
         if self.size != self.frame_size:
             pad_w, pad_h = self.size[0] - self.frame_size[0], self.size[1] - self.frame_size[1]
             frame = cv2.copyMakeBorder(frame, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
-        self.writer.write(np.ascontiguousarray(frame, dtype=np.uint8))
+        pts = self._pts(result)
+        self.writer.write(np.ascontiguousarray(frame, dtype=np.uint8), pts)
+        self._last_pts = pts
         self.frames += 1
 
     def close(self) -> None:
         """Finalise the container and rename it into place; a video with no frames is not created."""
         if self.writer is None:
             return
-        self.writer.release()
-        self.writer = None
+        writer, self.writer = self.writer, None
+        try:
+            writer.close()
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         if self.frames:
             os.replace(self.tmp, self.path)
         else:
@@ -271,17 +379,19 @@ class DisplaySink(SinkBase):
 # ----------------------------------------------------------------------------------------------- helpers
 def open_sinks(*, fps: float, size: tuple[int, int], video: str | Path | None = None,
                jsonl: str | Path | None = None, append: bool = False, display: bool = False,
-               serve: str | None = None, title: str = "edge_app", source: Any = None) -> list[Sink]:
+               serve: str | None = None, title: str = "edge_app", source: Any = None,
+               codec: str | None = None) -> list[Sink]:
     """Open the requested sinks; if one fails, close those already open and re-raise.
 
     ``source``: when given, the MJPEG view reports its status (e.g. "reconnecting") live.
+    ``codec``: the video file's codec (None: the extension's default, see :class:`VideoFileSink`).
     """
     from edge_app.video.mjpeg import MjpegSink, parse_serve
 
     sinks: list[Sink] = []
     try:
         if video:
-            sinks.append(VideoFileSink(video, fps, size))
+            sinks.append(VideoFileSink(video, fps, size, codec))
         if jsonl:
             sinks.append(JsonlSink(jsonl, append=append))
         if display:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -38,14 +39,21 @@ def _result(i: int) -> FrameResult:
 
 
 # ----------------------------------------------------------------------------------------------- video file
-@pytest.mark.parametrize("ext, codec", [(".mp4", "mp4v"), (".avi", "MJPG"), (".mkv", "mp4v"), (".webm", "VP80")])
-def test_video_file_per_container_keeps_exact_fps(tmp_path: Path, ext: str, codec: str) -> None:
+needs_pyav = pytest.mark.skipif(not sinks.pyav_available(), reason=f"PyAV is not installed ({sinks.PYAV_PIN} writes H.264)")
+
+
+@pytest.mark.parametrize("ext, asked, codec", [
+    pytest.param(".mp4", None, "h264", marks=needs_pyav), pytest.param(".mkv", None, "h264", marks=needs_pyav),
+    (".avi", None, "mjpeg"), (".webm", None, "vp9"), (".mp4", "mp4v", "mp4v"), (".mkv", "vp9", "vp9")])
+def test_video_file_per_container_keeps_exact_fps(tmp_path: Path, ext: str, asked: str | None, codec: str) -> None:
     out = tmp_path / f"out{ext}"
-    with VideoFileSink(out, NTSC, (320, 240)) as sink:
+    with VideoFileSink(out, NTSC, (320, 240), codec=asked) as sink:
         assert sink.codec == codec
         for i in range(8):
             sink.write(_frame(i), _result(i))
-        assert not out.exists() and sink.tmp.exists()  # only a finished file takes the real name
+        # Only a finished file takes the real name (x264 holds its first frames back, so PyAV may not have
+        # created the partial file yet either).
+        assert not out.exists() and (sink.tmp.exists() or codec == "h264")
     assert out.is_file() and not sink.tmp.exists()
     cap = cv2.VideoCapture(str(out))
     assert abs(cap.get(cv2.CAP_PROP_FPS) - NTSC) < 1e-3  # 29.97, not rounded to 30
@@ -56,6 +64,52 @@ def test_video_file_per_container_keeps_exact_fps(tmp_path: Path, ext: str, code
     # Lossy codecs: compare the bright/dark halves, not exact pixels.
     assert abs(float(frames[7][:, :100].mean()) - (20 + 63)) < 12
     assert float(frames[0][:, :100].mean()) < float(frames[7][:, :100].mean())
+
+
+@needs_pyav
+def test_mp4_is_h264_yuv420p_at_the_exact_rate_with_moov_first(tmp_path: Path) -> None:
+    import av
+
+    out = tmp_path / "out.mp4"
+    with VideoFileSink(out, NTSC, (321, 241)) as sink:  # odd size: padded, as 4:2:0 needs
+        for i in range(10):
+            sink.write(_frame(i, (321, 241)), _result(i))
+    assert sink.rate == Fraction(30000, 1001)
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert v.codec_context.name == "h264" and v.codec_context.pix_fmt == "yuv420p"
+        assert (v.width, v.height) == (322, 242)
+        assert v.average_rate == Fraction(30000, 1001) and v.guessed_rate == Fraction(30000, 1001)
+        times = [f.time for f in c.decode(video=0)]
+    assert len(times) == 10 and times == pytest.approx([i * 1001 / 30000 for i in range(10)])
+    head = out.read_bytes()[:4096]
+    assert b"moov" in head and (b"mdat" not in head or head.index(b"moov") < head.index(b"mdat"))  # +faststart
+
+
+@needs_pyav
+def test_h264_timestamps_follow_the_source_frame_numbers(tmp_path: Path) -> None:
+    """A live run that dropped frames 3 and 4 still plays at real speed: the gap stays in the timestamps."""
+    import av
+
+    out = tmp_path / "live.mp4"
+    with VideoFileSink(out, Fraction(25), (160, 120)) as sink:
+        for i in (10, 11, 12, 15, 16):  # results as FrameResults and as their dicts (JSON lines) alike
+            sink.write(_frame(i, (160, 120)), _result(i) if i % 2 else _result(i).to_dict())
+        sink.write(_frame(17, (160, 120)), None)  # no result: the next frame
+    with av.open(str(out)) as c:
+        assert [round(f.time * 25) for f in c.decode(video=0)] == [0, 1, 2, 5, 6, 7]
+
+
+def test_h264_without_pyav_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sinks, "pyav_available", lambda: False)
+    for args in ({"path": tmp_path / "a.mp4"}, {"path": tmp_path / "a.mkv", "codec": "h264"}):
+        with pytest.raises(UserError, match=r"writing H.264 to '.*' needs PyAV, which is not installed; "
+                                            r"pip install av==18.1.0, or write VP9 \(codec vp9, a .webm output\)"):
+            VideoFileSink(fps=30.0, size=(64, 48), **args)  # type: ignore[arg-type]
+    with VideoFileSink(tmp_path / "a.webm", 30.0, (64, 48)) as sink:  # the licence-clean fallback still works
+        assert sink.codec == "vp9"
+        sink.write(_frame(0, (64, 48)), None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.webm"]
 
 
 def test_odd_size_is_padded_not_resampled(tmp_path: Path) -> None:
@@ -90,20 +144,27 @@ def test_close_is_idempotent_and_no_frames_makes_no_file(tmp_path: Path) -> None
     ({"path": "out.gif"}, r"unknown extension '.gif'; use one of .mp4"),
     ({"fps": 0}, r"at 0 fps; the frame rate must be positive"),
     ({"size": (0, 10)}, r"of size 0x10; width and height must be positive"),
-    ({"codec": "ZZZZ"}, r"cannot write '.*out.avi' with codec ZZZZ; use a .avi \(MJPG\)"),
+    ({"codec": "ZZZZ"}, r"codec 'ZZZZ' is unknown; choose one of h264, vp9, mjpeg, mp4v"),
+    ({"codec": "h264"}, r"cannot write h264 into '.*out.avi': a .avi file takes mjpeg, mp4v; use a .mp4 output for h264"),
+    ({"path": "out.webm", "codec": "mp4v"}, r"a .webm file takes vp9; use a .mp4 output for mp4v"),
+    ({"path": "folder.mp4"}, r"cannot write video '.*folder.mp4': it is a folder; give a file name"),
 ])
 def test_video_file_bad_input(tmp_path: Path, kwargs: dict, match: str) -> None:
     args = {"path": "out.avi", "fps": 30.0, "size": (64, 48), **kwargs}
     args["path"] = tmp_path / args["path"]
+    (tmp_path / "folder.mp4").mkdir()
     with pytest.raises(UserError, match=match):
         VideoFileSink(**args)
+    assert [p.name for p in tmp_path.iterdir()] == ["folder.mp4"]  # nothing written, no partial file
 
 
-def test_unwritable_output_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", [pytest.param("out.mp4", marks=needs_pyav), "out.webm", "out.avi"])
+def test_unwritable_output_path(tmp_path: Path, name: str) -> None:
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
-    with pytest.raises(UserError, match=r"cannot write to folder '.*file.txt'"):
-        VideoFileSink(blocker / "out.mp4", 30.0, (64, 48))
+    with pytest.raises(UserError, match=r"^cannot write to folder '.*file.txt' \([^)]+\); choose a writable output folder$"):
+        VideoFileSink(blocker / name, 30.0, (64, 48))
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
     with pytest.raises(UserError, match=r"cannot write to folder '.*file.txt'"):
         JsonlSink(blocker / "out.jsonl")
 
@@ -242,3 +303,37 @@ def test_close_all_closes_every_sink_then_reraises() -> None:
     with pytest.raises(OSError, match="disk full"):
         close_all([Bad(), Good()])
     assert closed == ["bad", "good"]
+
+
+# ----------------------------------------------------------------------------------------------- --codec
+def _codec_of(path: Path) -> tuple[str, int]:
+    """(codec name, frame count) of a video file, decoded back with OpenCV's FFmpeg."""
+    cap = cv2.VideoCapture(str(path))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace").lower()
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return fourcc, n
+
+
+def test_cli_codec_reaches_the_video_file(tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_app.cli import main
+    from tests.helpers import write_tiny_video
+
+    video = write_tiny_video(tmp_path / "in.mp4", frames=6, size=(96, 64))
+    assert main(["annotate", str(video), "--engine", str(tiny_engine), "--out", str(tmp_path / "a.webm"),
+                 "--codec", "vp9", "--no-progress"]) == 0
+    assert _codec_of(tmp_path / "a.webm") == ("vp90", 6)
+    assert main(["live", "--engine", str(tiny_engine), "--source", "synthetic?frames=5", "--save", str(tmp_path / "l.mp4"),
+                 "--codec", "mp4v"]) == 0
+    codec, n = _codec_of(tmp_path / "l.mp4")
+    assert codec == "fmp4" and 1 <= n <= 5  # FFmpeg's tag for MPEG-4 part 2; a live source may drop frames
+    # A codec the container cannot hold: one sentence naming the fix, exit 2, nothing written.
+    assert main(["annotate", str(video), "--engine", str(tiny_engine), "--out", str(tmp_path / "b.mp4"),
+                 "--codec", "vp9", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write vp9 into" in err and "use a .webm output for vp9" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*b.*"))
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        main(["live", "--engine", str(tiny_engine), "--save", str(tmp_path / "x.mp4"), "--codec", "hevc"])
+    assert "invalid choice: 'hevc'" in capsys.readouterr().err
