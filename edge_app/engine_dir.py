@@ -183,6 +183,13 @@ class InputSpec:
     # the largest centred region of the frame's aspect ratio.
     resize_size: int | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as meta.json holds it; ``resize_size`` only when set, so older files round-trip unchanged."""
+        d = dataclasses.asdict(self)
+        if d["resize_size"] is None:
+            del d["resize_size"]
+        return d
+
     def __post_init__(self) -> None:
         if self.height < 8 or self.width < 8:
             raise UserError(f"input size {self.height}x{self.width} is too small; use at least 32x32")
@@ -228,7 +235,7 @@ class EngineMeta:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.name == "input":
-                d[f.name] = dataclasses.asdict(v)
+                d[f.name] = v.to_dict()
             elif f.name in ("accuracy", "quantization"):
                 d[f.name] = {k: rec.to_dict() for k, rec in v.items()}
             elif f.name != "extra":
