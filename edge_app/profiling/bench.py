@@ -404,7 +404,7 @@ def bench_header(ed: EngineDir, meta: EngineMeta, cfg: BenchConfig, mode: str, w
     from edge_app.profiling.report import machine_info
 
     return BenchHeader(engine=ed.path, name=meta.name, arch=meta.arch, input=f"{meta.input.height}x{meta.input.width}",
-                       created=now_iso(), mode=mode, baseline=BASELINE, wall_s=wall, config=cfg,
+                       created=now_iso(), mode=mode, baseline=BASELINE, wall_s=wall, config=replace(cfg),  # a snapshot
                        machine=machine_info(), threads=thread_counts(cfg))
 
 
