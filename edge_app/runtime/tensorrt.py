@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge_app.compile.trt_rules import require_trt_onnx
 from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_bytes, sha256_bytes, sha256_file
@@ -281,6 +282,7 @@ def build(ed: EngineDir, spec: BuildSpec, machine: Machine | None = None, force:
     """Build (or reuse) the plan for ``spec`` on this machine; returns its meta.json build record plus 'cached'."""
     meta = ed.load_meta()  # folder and ONNX first: a user error there is the one to report on any machine
     onnx = onnx_for(ed, spec.precision)
+    require_trt_onnx(onnx)  # the parser's rules, checked without TensorRT: a clear sentence before a long build
     m = machine or Machine.detect()
     check_precision_supported(m.device, spec.precision)
     onnx_sha = sha256_file(onnx)

@@ -113,13 +113,32 @@ def expected_logits(images: np.ndarray, dt: Any) -> np.ndarray:
     return (images.reshape(n, -1).mean(1)[:, None] / 16 + np.arange(CLASSES)[None]).astype(dt)
 
 
+def tiny_onnx(name: str) -> bytes:
+    """A real, TensorRT-rule-clean ONNX graph of the engine's shape (uint8 NHWC in, CLASSES logits out).
+
+    The parser is a double, so TensorRT never reads it; ``build`` does run the static TensorRT ONNX rules
+    check on it first, as it would on a user's file.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Cast", ["images"], ["f"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["f"], ["x"], name="nchw", perm=[0, 3, 1, 2]),
+             helper.make_node("GlobalAveragePool", ["x"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["v"], name="flat", axis=1),
+             helper.make_node("Gemm", ["v", "w"], ["logits"], name="fc", transB=1)]
+    w = numpy_helper.from_array(np.ones((CLASSES, 3), np.float32), "w")
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", H, W, 3])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])], initializer=[w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
 def engine_folder(root: Path) -> Any:
-    """A minimal engines/tiny folder: meta.json and an ONNX file (the parser is a double, so any bytes do)."""
+    """A minimal engines/tiny folder: meta.json and real fp32/fp16 ONNX files (see ``tiny_onnx``)."""
     from edge_app.engine_dir import EngineDir, EngineMeta, InputSpec
 
     ed = EngineDir(root / "tiny")
     ed.path.mkdir(parents=True)
-    ed.onnx_path("fp32").write_bytes(b"onnx fp32")
-    ed.onnx_path("fp16").write_bytes(b"onnx fp16")
+    ed.onnx_path("fp32").write_bytes(tiny_onnx("fp32"))
+    ed.onnx_path("fp16").write_bytes(tiny_onnx("fp16"))
     ed.save_meta(EngineMeta(name="tiny", arch="resnet18", labels=[f"c{i}" for i in range(CLASSES)], input=InputSpec(H, W)))
     return ed
