@@ -332,11 +332,14 @@ def _load(model_or_path: onnx.ModelProto | str | Path) -> onnx.ModelProto:
         return model_or_path
     path = Path(model_or_path)
     try:
-        return onnx.load(str(path))
+        model = onnx.load(str(path))
     except FileNotFoundError:
         raise UserError(f"'{path}' does not exist; nothing to check against TensorRT's ONNX rules") from None
     except Exception as e:  # noqa: BLE001 - protobuf raises several types for a damaged file
         raise UserError(f"'{path}' is not a readable ONNX model ({type(e).__name__}: {e}); re-export it") from None
+    if not model.graph.node and not model.opset_import:  # protobuf parses many byte strings as an empty message
+        raise UserError(f"'{path}' is not a readable ONNX model (no graph in it); re-export it")
+    return model
 
 
 __all__ = ["Violation", "check_trt_onnx", "require_trt_onnx", "trt_table"]

@@ -290,9 +290,10 @@ def test_packaged_table_names_its_source_and_is_package_data() -> None:
 
 def test_unreadable_file_is_one_sentence(tmp_path: Path) -> None:
     bad = tmp_path / "m.onnx"
-    bad.write_bytes(b"not onnx")
-    with pytest.raises(UserError, match=r"'.*m.onnx' is not a readable ONNX model"):
-        check_trt_onnx(bad)
+    for junk in (b"not onnx", b"placeholder", b"\xff\xfe\x00garbage"):
+        bad.write_bytes(junk)
+        with pytest.raises(UserError, match=r"'.*m.onnx' is not a readable ONNX model"):
+            check_trt_onnx(bad)
     with pytest.raises(UserError, match=r"does not exist"):
         check_trt_onnx(tmp_path / "none.onnx")
 

@@ -18,7 +18,8 @@ class World:
     """Real trt module + doubles + fake CUDA for one scenario."""
 
     def __init__(self, trt: Any, *, dla_cores: int = 0, parse_ok: bool = True, plan: bytes | None = b"PLAN-BYTES",
-                 cache_accepts: bool = True, out_dtype: str = "HALF", deserialize: Callable[[bytes], Any] | None = None) -> None:
+                 cache_accepts: bool = True, out_dtype: str = "HALF", deserialize: Callable[[bytes], Any] | None = None,
+                 capture_fails: bool = False) -> None:
         from tests.runtime.trt_stub.doubles import Double, FakeCuda, TrtModule
 
         self.real, self.cuda = trt, FakeCuda()
@@ -28,13 +29,14 @@ class World:
         self.network = D(trt.INetworkDefinition)
         self.network._props["num_inputs"] = 1  # read-only in TensorRT: configure the value directly
         self.network.returns("get_input", self.tensor)
-        self.cache = D(trt.ITimingCache).returns("serialize", b"TIMING")
+        self.capture_fails = capture_fails  # execute_async_v3 returns False under stream capture (a graph-unsafe plan)
+        self.cache = D(trt.ITimingCache).returns("serialize", b"TIMING").returns("combine", True)
         self.profile = D(trt.IOptimizationProfile).returns("set_shape", None)
         self.config = D(trt.IBuilderConfig)
         self.config.returns("set_memory_pool_limit", None).returns("add_optimization_profile", 0)
         self.config.returns("create_timing_cache", self.cache).returns("get_timing_cache", self.cache).returns("set_flag", None)
         self._accepts = [cache_accepts, True]
-        self.config.returns("set_timing_cache", lambda *a: self._accepts.pop(0))
+        self.config.returns("set_timing_cache", lambda *a: self._accepts.pop(0) if self._accepts else True)
         self.builder = D(trt.Builder)
         self.builder._props["num_DLA_cores"] = dla_cores
         self.builder.returns("create_network", self.network).returns("create_builder_config", self.config)
@@ -83,10 +85,16 @@ class World:
         ctx = self.D(trt.IExecutionContext)
         ctx.returns("set_tensor_address", lambda n, p: self.addresses.__setitem__(n, p) or True)
         ctx.returns("set_input_shape", lambda n, s: setattr(self, "shape", tuple(s)) or True)
-        ctx.returns("execute_async_v3", lambda h: self.cuda.submit(lambda: self._kernel(self.shape[0], out_dtype), "execute") or True)
+        ctx.returns("execute_async_v3", lambda h: self._execute(out_dtype))
         eng.returns("create_execution_context", ctx)
         self.context = ctx
         return eng
+
+    def _execute(self, out_dtype: str) -> bool:
+        if self.capture_fails and self.cuda.capturing is not None:
+            return False
+        self.cuda.submit(lambda n=self.shape[0]: self._kernel(n, out_dtype), "execute")
+        return True
 
     def _kernel(self, n: int, out_dtype: str) -> None:
         """What the fake 'network' computes: logits[i, c] = mean(image i) / 16 + c, in the engine's output dtype."""
@@ -100,11 +108,12 @@ class World:
         self.make_engine()
         return self.context
 
-    def machine(self, sm: tuple[int, int] = (8, 9), name: str = "NVIDIA GeForce RTX 4090") -> Any:
+    def machine(self, sm: tuple[int, int] = (8, 9), name: str = "NVIDIA GeForce RTX 4090", sm_count: int = 128,
+                mig: bool = False) -> Any:
         from edge_app.runtime.cuda_buffers import DeviceInfo
         from edge_app.runtime.tensorrt import Machine
 
-        return Machine(self.trt, self.cuda, DeviceInfo(0, name, sm, 24 << 30, False, 12040, 12090))
+        return Machine(self.trt, self.cuda, DeviceInfo(0, name, sm, 24 << 30, False, 12040, 12090, sm_count, mig))
 
 
 def expected_logits(images: np.ndarray, dt: Any) -> np.ndarray:
