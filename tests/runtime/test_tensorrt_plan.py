@@ -265,6 +265,43 @@ def test_ort_tensorrt_provider_caches_engines_in_the_plans_folder(tmp_path: Path
     assert gpu_provider_options("CUDAExecutionProvider", ed) == {}
 
 
+@pytest.mark.parametrize("precision, enabled", [("fp32", set()), ("fp16", {"trt_fp16_enable"}), ("int8", {"trt_int8_enable"})])
+def test_ort_tensorrt_provider_is_told_the_model_files_precision(tmp_path: Path, precision: str, enabled: set) -> None:
+    """Defect: the TensorRT provider ran model.fp16.onnx / model.int8.trt.onnx with FP16/INT8 off (weak typing: FP32)."""
+    ed = EngineDir(tmp_path / "e")
+    opts = gpu_provider_options("TensorrtExecutionProvider", ed, precision)
+    assert {k for k in ("trt_fp16_enable", "trt_int8_enable") if opts.get(k) == "True"} == enabled
+    assert "trt_int8_calibration_table_name" not in opts, "Q/DQ models must not be given a calibration table"
+    assert gpu_provider_options("CUDAExecutionProvider", ed, precision) == {}
+
+
+def test_ort_engine_passes_the_precision_options_to_the_session(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The options reach InferenceSession for the file being opened (TensorRT provider faked: no GPU here)."""
+    import shutil
+
+    import onnxruntime as ort
+
+    from edge_app.runtime.onnxruntime import OnnxRuntimeEngine
+
+    ed = EngineDir(tiny_engine)
+    seen: list = []
+    real = ort.InferenceSession
+
+    def session(path: str, so: object, providers: list) -> object:
+        seen.append((Path(path).name, providers))
+        return real(path, so, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    copy = EngineDir(Path(shutil.copytree(tiny_engine, tiny_engine.parent / "ort-opts", dirs_exist_ok=True)))
+    shutil.copy(copy.onnx_path("fp32"), copy.onnx_path("fp16"))  # any valid graph: only the options are checked
+    with OnnxRuntimeEngine(copy, ed.load_meta(), "fp16", "TensorrtExecutionProvider"):
+        pass
+    name, providers = seen[-1]
+    assert name == "model.fp16.onnx" and providers[0][0] == "TensorrtExecutionProvider"
+    assert providers[0][1]["trt_fp16_enable"] == "True" and "trt_int8_enable" not in providers[0][1]
+
+
 def test_cli_build_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ed = fake_engine_dir(tmp_path)
     cases = [(["build", str(tmp_path / "none")], r"engine folder '.*none' does not exist"),
