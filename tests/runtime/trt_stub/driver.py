@@ -25,7 +25,8 @@ SCENARIOS = ["build_fp16", "parse_errors_in_full", "build_failure_reports_log", 
              "cache_never_loads_other_version", "no_build_is_a_clear_error", "missing_onnx_names_calibrate",
              "unsupported_precision_on_gpu", "runner_on_dla", "doubles_have_teeth",
              "runner_cuda_graph_capture_fails", "cache_picks_the_plan_holding_the_batch", "cache_rebuilds_for_other_settings",
-             "dla_plan_is_fixed_shape_and_found", "timing_cache_is_merged_under_a_lock", "opt_level_reaches_the_config"]
+             "dla_plan_is_fixed_shape_and_found", "timing_cache_is_merged_under_a_lock", "opt_level_reaches_the_config",
+             "runner_names_both_profile_bounds"]
 
 
 # ------------------------------------------------------------------------------------------------ scenarios
@@ -492,6 +493,22 @@ def opt_level_reaches_the_config(trt: Any, tmp: Path, facts: dict) -> None:
     onnx.write_bytes(b"onnx")
     build_plan(w.trt, onnx, BuildSpec("fp16", opt_level=5), b"", lambda s: None)
     assert w.config._props["builder_optimization_level"] == 5
+
+
+def runner_names_both_profile_bounds(trt: Any, tmp: Path, facts: dict) -> None:
+    """A batch below the profile's minimum is refused before TensorRT sees it, naming min and max."""
+    w = World(trt, profile=(4, 4, 8))
+    eng = _runner(w)
+    assert (eng.min_batch, eng.max_batch) == (4, 8)
+    eng.infer(np.zeros((4, H, W, 3), np.uint8))
+    try:
+        eng.infer(np.zeros((2, H, W, 3), np.uint8))
+    except ValueError as e:
+        assert "batch 2 is outside this plan's profile, which takes batch 4 to 8" in str(e), str(e)
+    else:
+        raise AssertionError("batch 2 accepted by a 4..8 plan")
+    assert [tuple(a[1])[0] for a, _ in w.context.called("set_input_shape")] == [4]
+    eng.close()
 
 
 def main(out: str) -> int:

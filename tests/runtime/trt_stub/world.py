@@ -19,7 +19,7 @@ class World:
 
     def __init__(self, trt: Any, *, dla_cores: int = 0, parse_ok: bool = True, plan: bytes | None = b"PLAN-BYTES",
                  cache_accepts: bool = True, out_dtype: str = "HALF", deserialize: Callable[[bytes], Any] | None = None,
-                 capture_fails: bool = False) -> None:
+                 capture_fails: bool = False, profile: tuple[int, int, int] = (1, 4, 8)) -> None:
         from tests.runtime.trt_stub.doubles import Double, FakeCuda, TrtModule
 
         self.real, self.cuda = trt, FakeCuda()
@@ -29,6 +29,7 @@ class World:
         self.network = D(trt.INetworkDefinition)
         self.network._props["num_inputs"] = 1  # read-only in TensorRT: configure the value directly
         self.network.returns("get_input", self.tensor)
+        self.batch_profile = profile  # the plan's batch min/opt/max as the engine double reports it
         self.capture_fails = capture_fails  # execute_async_v3 returns False under stream capture (a graph-unsafe plan)
         self.cache = D(trt.ITimingCache).returns("serialize", b"TIMING").returns("combine", True)
         self.profile = D(trt.IOptimizationProfile).returns("set_shape", None)
@@ -80,7 +81,7 @@ class World:
         eng.returns("get_tensor_name", lambda i: names[i])
         eng.returns("get_tensor_mode", lambda n: trt.TensorIOMode.INPUT if n == "images" else trt.TensorIOMode.OUTPUT)
         eng.returns("get_tensor_dtype", lambda n: trt.DataType.UINT8 if n == "images" else getattr(trt.DataType, out_dtype))
-        eng.returns("get_tensor_profile_shape", lambda n, i: [trt.Dims((1, H, W, 3)), trt.Dims((4, H, W, 3)), trt.Dims((8, H, W, 3))])
+        eng.returns("get_tensor_profile_shape", lambda n, i: [trt.Dims((b, H, W, 3)) for b in self.batch_profile])
         eng.returns("get_tensor_shape", lambda n: trt.Dims((-1, H, W, 3)) if n == "images" else trt.Dims((-1, CLASSES)))
         ctx = self.D(trt.IExecutionContext)
         ctx.returns("set_tensor_address", lambda n, p: self.addresses.__setitem__(n, p) or True)
