@@ -416,7 +416,9 @@ def open_tensorrt(ed: EngineDir, meta: EngineMeta, precision: str = "auto", batc
     for attempt in range(2):
         if not _intact(ed, meta, key):
             if no_build:
-                others = sorted({f"TensorRT {r.get('trt_version')} on {r.get('gpu')}" for k, r in meta.builds.items() if k not in plans})
+                here_id = (m.trt.__version__, m.device.name, m.device.sm_count)
+                others = sorted({f"TensorRT {r.get('trt_version')} on {r.get('gpu')}" for r in meta.builds.values()
+                                 if (r.get("trt_version"), r.get("gpu"), r.get("sm_count")) != here_id})
                 here = sorted(f"{s.batch.min} to {s.batch.max}" for s in plans.values())
                 asked = f" holding batch {want}" if want is not None else ""
                 raise UserError(f"no {prec} plan{asked}{f' on DLA {dla_core}' if dla_core is not None else ''} for TensorRT "
