@@ -205,6 +205,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precisions", default=None, help="comma-separated subset of fp32,fp16,int8 (default: every one with a model file)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: every device present)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime and PyTorch (default: one per core)")
+    p.add_argument("--dla", type=int, default=None, metavar="N", help="TensorRT on Jetson: run on DLA core N (a plan built with build --dla N)")
+    p.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay each call as a CUDA graph")
     p.add_argument("--slice", type=float, default=d.slice_s, help=f"seconds one variant runs before the next takes its turn (default {d.slice_s})")
     p.add_argument("--pipeline", default=None, metavar="SOURCE", help="time the whole frame loop on this video source instead of the model alone")
     p.add_argument("--out", default=None, help="output folder (default runs/bench/<engine name>)")
@@ -218,7 +220,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
     cfg = BenchConfig(warmup=a.warmup, duration=a.duration, iterations=a.iterations, batches=parse_batches(a.batch),
                       slice_s=a.slice, backends=parse_list(a.backends, backend_names(), "--backends"),
-                      precisions=parse_list(a.precisions, PRECISIONS, "--precisions"), device=a.device, threads=a.threads)
+                      precisions=parse_list(a.precisions, PRECISIONS, "--precisions"), device=a.device, threads=a.threads,
+                      dla_core=a.dla, cuda_graphs=a.cuda_graph)
     out = Path(a.out) if a.out else Path("runs/bench") / Path(a.engine).name
     if a.pipeline:
         from edge_app.profiling.bench_pipeline import print_pipeline_report, run_pipeline_bench
@@ -236,18 +239,26 @@ def _build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("engine", help="engine folder, e.g. engines/demo")
     p.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"),
                    help="which ONNX to build from: model.onnx, model.fp16.onnx or model.int8.trt.onnx (default fp16)")
-    p.add_argument("--batch", default="1:8:32", help="optimisation profile MIN:OPT:MAX batch sizes (default 1:8:32)")
-    p.add_argument("--dla", type=int, default=None, metavar="N", help="run on DLA core N with GPU fallback (Jetson Xavier/Orin)")
+    p.add_argument("--batch", default=None, help="optimisation profile MIN:OPT:MAX batch sizes, or N for a fixed batch "
+                   "(default 1:8:32; with --dla: 1, as DLA runs fixed shapes only)")
+    p.add_argument("--dla", type=int, default=None, metavar="N", help="run on DLA core N with GPU fallback (Jetson Xavier/Orin); needs a fixed batch")
     p.add_argument("--workspace", type=positive_float, default=2.0, metavar="GiB", help="builder workspace limit (default 2)")
+    p.add_argument("--opt-level", type=int, default=3, metavar="0-5",
+                   help="TensorRT builder optimisation level: higher tries more tactics and builds longer (default 3)")
     p.add_argument("--force", action="store_true", help="rebuild even when a matching plan exists")
 
 
 @command("build", "build a TensorRT plan for this GPU and TensorRT version (cached under engines/NAME/plans)", _build_args)
 def cmd_build(a: argparse.Namespace) -> int:
     from edge_app.engine_dir import EngineDir
-    from edge_app.runtime.tensorrt import BatchRange, BuildError, BuildSpec, build
+    from edge_app.runtime.tensorrt import DEFAULT_BATCH, DEFAULT_DLA_BATCH, BatchRange, BuildError, BuildSpec, build
 
-    spec = BuildSpec(a.precision, BatchRange.parse(a.batch), a.dla, a.workspace)
+    if a.batch is None and a.dla is not None:
+        batch = BatchRange(DEFAULT_DLA_BATCH, DEFAULT_DLA_BATCH, DEFAULT_DLA_BATCH)
+        print(f"--dla {a.dla}: DLA runs fixed shapes only, so the plan is for batch {DEFAULT_DLA_BATCH} (give --batch N for another size)")
+    else:
+        batch = BatchRange.parse(a.batch) if a.batch is not None else DEFAULT_BATCH
+    spec = BuildSpec(a.precision, batch, a.dla, a.workspace, a.opt_level)
     try:
         r = build(EngineDir(a.engine), spec, force=a.force, verbose=a.verbose)
     except BuildError as e:

@@ -35,6 +35,9 @@ def check_gpu(probe: Callable[[], tuple[DeviceInfo | None, str]] = probe_gpu) ->
     """GPU, compute capability and driver through cuda-python."""
     device, why = probe()
     if device is None:
+        if "cuda-bindings needs" in why:  # a driver older than the installed cuda-bindings: the fix is the pip line
+            said, fix = why.split(": pip", 1)
+            return Check("gpu", False, said, "pip" + fix)
         if "not installed" in why:
             return Check("gpu", False, why.split(";")[0], "pip install cuda-bindings (then re-run doctor); without an NVIDIA GPU "
                          "edge_app runs on ONNX Runtime CPU")

@@ -18,6 +18,7 @@ import numpy as np
 
 from edge_app.compile import ranges as cal
 from edge_app.compile import quantize as qz
+from edge_app.compile.trt_rules import require_trt_onnx
 from edge_app.data.folder import ImageSet, load_image_folder
 from edge_app.engine_dir import ACCURACY_KEYS, AccuracyEntry, CpuSpeed, EngineDir, EngineMeta, QuantizationEntry, now_iso
 from edge_app.errors import UserError
@@ -138,6 +139,8 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
                         "cache": str(cpath), "cache_sha256": sha256_file(cpath), "model_sha256": model_sha,
                         "images_sha256": plan.sha256, "ranges_sha256": rsha, "tensors": len(rec["ranges"])}
     ed.save_meta(meta)
+    for precision in ("fp32", "fp16", "int8"):  # the files `build` uses; model.int8.cpu.onnx is for ONNX Runtime only
+        require_trt_onnx(ed.onnx_path(precision, "trt"))
 
     val, val_note = _validation_set(cfg.val, meta)
     if val is None:

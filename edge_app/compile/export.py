@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from edge_app.compile.trt_rules import require_trt_onnx
 from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, atomic_write_bytes, ensure_writable_dir, sha256_file
@@ -135,6 +136,8 @@ def export(checkpoint: str | Path, name: str, engines_root: str | Path = "engine
             f"ONNX export of '{checkpoint}' differs from PyTorch by {parity.max_abs_diff:.2e} "
             f"(tolerance {PARITY_TOLERANCE:.0e}); nothing was written; report this with the checkpoint's arch '{ckpt['arch']}'"
         )
+    # TensorRT's parser rules, checked here where the graph is made (no TensorRT needed): nothing is written on failure.
+    require_trt_onnx(onnx.load_from_string(data), onnx_path.name)
     atomic_write_bytes(onnx_path, data)
     # A slim copy of the weights (no optimiser state) keeps the folder self-contained for the PyTorch backend.
     slim = {k: ckpt[k] for k in ("format", "arch", "labels", "input", "model", "top1", "epoch")}

@@ -25,7 +25,10 @@ class InGraphPreprocess(nn.Module):
         self.register_buffer("shift", (-m / s).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).to(self.scale.dtype)
+        # Cast first: TensorRT's ONNX parser rejects UINT8 intermediate tensors ("TensorRT does not support
+        # UINT8 types for intermediate tensors", onnx-tensorrt ModelImporter.cpp), so the uint8 input must
+        # feed the Cast directly; a Transpose on uint8 would make its output such a tensor.
+        x = images.to(self.scale.dtype).permute(0, 3, 1, 2)
         x = torch.flip(x, dims=[1])  # BGR -> RGB
         return x * self.scale + self.shift
 

@@ -42,6 +42,8 @@ class BenchConfig:
     precisions: tuple[str, ...] | None = None  # None: every precision with a model file
     device: str = "auto"
     threads: int | None = None  # ONNX Runtime intra-op threads (None: one per core, as `live` runs it)
+    dla_core: int | None = None  # TensorRT on Jetson: time the plan built for this DLA core (as `live --dla N`)
+    cuda_graphs: bool = False  # TensorRT: replay each call as a CUDA graph (as `live --cuda-graph`)
     window: int = 100_000  # samples kept per variant; percentiles are exact up to this many calls, histogram beyond
     seed: int = 0
     progress: bool = True
@@ -62,6 +64,8 @@ class BenchConfig:
             raise UserError(f"--slice {self.slice_s:g} must be greater than 0 seconds, e.g. --slice 0.1")
         if self.threads is not None and self.threads < 1:
             raise UserError(f"--threads {self.threads} must be at least 1")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise UserError(f"--dla {self.dla_core} is not a DLA core; Jetson AGX Orin/Xavier have cores 0 and 1")
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
@@ -254,7 +258,8 @@ def open_variant(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
     from edge_app.runtime import open_engine
 
     # No ONNX Runtime thread spinning: spinning workers would steal the cores from the next variant's slice.
-    return open_engine(path, v.backend, v.precision, v.device, threads=cfg.threads, spinning=False, use="throughput")
+    return open_engine(path, v.backend, v.precision, v.device, threads=cfg.threads, spinning=False, use="throughput",
+                       dla_core=cfg.dla_core, cuda_graphs=cfg.cuda_graphs)
 
 
 def thread_counts(cfg: BenchConfig) -> dict[str, int | None]:

@@ -10,7 +10,9 @@ class is checked against the installed ``cuda.bindings.runtime`` and, on a GPU m
 from __future__ import annotations
 
 import ctypes
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -46,6 +48,10 @@ class DeviceInfo:
     integrated: bool  # Jetson-style shared memory (DLA lives on these boards)
     driver_version: int  # e.g. 12040 = CUDA 12.4 capable driver
     runtime_version: int  # the CUDA runtime cuda-python was built against
+    # Multiprocessor count: tells GPUs of one name apart (every Jetson Orin reports "Orin", sm 8.7, with 4 to 16
+    # SMs) and a MIG slice from its whole GPU (a slice reports the parent's name but only its own SMs).
+    sm_count: int = 0
+    mig: bool = False  # running in a MIG instance (CUDA_VISIBLE_DEVICES names a MIG-... device)
 
     @property
     def sm(self) -> str:
@@ -95,8 +101,16 @@ class CudaRuntime:
         name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
         return DeviceInfo(index=index, name=name.rstrip("\x00").strip(), compute_capability=(int(prop.major), int(prop.minor)),
                           total_memory=int(prop.totalGlobalMem), integrated=bool(prop.integrated),
-                          driver_version=int(self._call("cudaDriverGetVersion")),
-                          runtime_version=int(self._call("cudaRuntimeGetVersion")))
+                          driver_version=self.driver_version(), runtime_version=self.runtime_version(),
+                          sm_count=int(prop.multiProcessorCount), mig=in_mig_instance())
+
+    def driver_version(self) -> int:
+        """The CUDA version the installed driver supports (12040 = 12.4); 0 when no NVIDIA driver is installed."""
+        return int(self._call("cudaDriverGetVersion"))
+
+    def runtime_version(self) -> int:
+        """The CUDA runtime version cuda-python (cuda-bindings) was built for, e.g. 13000."""
+        return int(self._call("cudaRuntimeGetVersion"))
 
     def set_device(self, index: int) -> None:
         """Make ``index`` the current device of this thread."""
@@ -136,8 +150,9 @@ class CudaRuntime:
 
     # -------------------------------------------------------------------------------------- streams and events
     def stream_create(self) -> Any:
-        """A new CUDA stream."""
-        return self._call("cudaStreamCreate")
+        """A new non-blocking CUDA stream: it does not synchronise with the legacy default stream, so other
+        libraries' work on stream 0 (PyTorch, OpenCV CUDA) neither waits for nor breaks a graph capture on it."""
+        return self._call("cudaStreamCreateWithFlags", self.rt.cudaStreamNonBlocking)
 
     def stream_handle(self, stream: Any) -> int:
         """The stream as the integer handle ``execute_async_v3`` takes."""
@@ -176,6 +191,19 @@ class CudaRuntime:
         """Stop recording; returns the captured graph."""
         return self._call("cudaStreamEndCapture", stream)
 
+    def end_capture_on_error(self, stream: Any) -> None:
+        """End a capture that failed and discard whatever it recorded; never raises (trtexec's endCaptureOnError).
+
+        A capture fails in one of two ways: the stream is invalidated (cudaErrorStreamCaptureInvalidated, no
+        graph), or the enqueue reported failure (a graph comes back but must not be used). Either way the
+        stream leaves capture mode and the sticky error is cleared, so the next plain enqueue works.
+        """
+        res = self.rt.cudaStreamEndCapture(stream)
+        err, graph = (res[0], res[1]) if isinstance(res, tuple) and len(res) > 1 else (res, None)
+        if err == self.rt.cudaError_t.cudaSuccess and graph is not None:
+            self.rt.cudaGraphDestroy(graph)
+        self.rt.cudaGetLastError()  # clears the error the failed capture left behind
+
     def graph_instantiate(self, graph: Any) -> Any:
         """An executable graph from a captured one."""
         return self._call("cudaGraphInstantiate", graph, 0)
@@ -193,6 +221,45 @@ class CudaRuntime:
         self._call("cudaGraphExecDestroy", graph_exec)
 
 
+def in_mig_instance() -> bool:
+    """Whether this process sees a MIG slice (CUDA_VISIBLE_DEVICES=MIG-<uuid>, as set by nvidia-docker and k8s)."""
+    return any(d.strip().startswith("MIG-") for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(","))
+
+
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA kernel driver is installed: desktop (/proc/driver/nvidia), Jetson (nv_tegra_release), or libcuda."""
+    if Path("/proc/driver/nvidia").exists() or Path("/etc/nv_tegra_release").exists():
+        return True
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def no_gpu_reason(cuda: CudaRuntime, err: CudaError) -> str:
+    """Why CUDA could not start, in words: no GPU/driver at all, or a driver too old for this cuda-bindings.
+
+    CUDA says cudaErrorInsufficientDriver in both cases, so on a machine with no NVIDIA driver at all it
+    would read as a version problem; cudaDriverGetVersion (0 = no driver) and the driver's files tell them apart.
+    """
+    try:
+        driver = cuda.driver_version()
+    except CudaError:
+        driver = 0
+    if driver == 0 or not nvidia_driver_present():
+        return "no NVIDIA GPU/driver on this machine (no NVIDIA kernel driver or libcuda found); run on the CPU with ONNX Runtime"
+    if "cudaErrorInsufficientDriver" in str(err):
+        try:
+            runtime = cuda.runtime_version()
+        except CudaError:
+            runtime = 0
+        have, need = cuda_version_str(driver), cuda_version_str(runtime) if runtime else "a newer CUDA"
+        return (f"the NVIDIA driver supports CUDA {have} but cuda-bindings needs CUDA {need}: "
+                f"pip install 'cuda-bindings=={driver // 1000}.*' (or update the NVIDIA driver)")
+    return f"no usable NVIDIA GPU ({err}); check the NVIDIA driver with nvidia-smi, or run on the CPU with ONNX Runtime"
+
+
 def probe_gpu(cuda: CudaRuntime | None = None) -> tuple[DeviceInfo | None, str]:
     """(device 0, '') when an NVIDIA GPU is usable, else (None, one sentence saying why and the fix)."""
     try:
@@ -202,7 +269,7 @@ def probe_gpu(cuda: CudaRuntime | None = None) -> tuple[DeviceInfo | None, str]:
     try:
         n = cuda.device_count()
     except CudaError as e:
-        return None, f"no usable NVIDIA GPU ({e}); install the NVIDIA driver, or run on the CPU with ONNX Runtime"
+        return None, no_gpu_reason(cuda, e)
     if n < 1:
         return None, "no NVIDIA GPU found (cudaGetDeviceCount = 0); run on the CPU with ONNX Runtime"
     try:

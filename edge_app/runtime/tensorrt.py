@@ -19,19 +19,23 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge_app.compile.trt_rules import require_trt_onnx
 from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_bytes, sha256_bytes, sha256_file
 from edge_app.runtime.base import Engine
 from edge_app.runtime.registry import Backend, OpenOptions, Variant
 from edge_app.runtime.cuda_buffers import CudaError, CudaRuntime, DeviceInfo, probe_gpu
-from edge_app.runtime.trt_build import (BatchRange, BuildError, BuildSpec, build_plan, check_precision_supported,
-                                       TRT_FIX, load_trt, make_logger, onnx_for, plan_key, trt_major)
+from edge_app.runtime.trt_build import (BatchRange, BuildError, BuildSpec, build_plan, check_gpu_supported,
+                                       check_precision_supported, TRT_FIX, load_trt, make_logger, onnx_for, plan_key,
+                                       trt_major)
 
 log = logging.getLogger(__name__)
 
 # Live video and tiles fit in 32 per call; opt 8 is a typical tiles grid.
 DEFAULT_BATCH = BatchRange(1, 8, 32)
+# DLA runs static shapes only: a DLA plan holds one batch size; live video on Jetson runs batch 1.
+DEFAULT_DLA_BATCH = 1
 
 
 class PlanError(RuntimeError):
@@ -47,6 +51,7 @@ def available(trt: ModuleType | None = None, cuda: CudaRuntime | None = None) ->
     try:
         trt = trt or load_trt()
         trt_major(trt)
+        check_gpu_supported(trt.__version__, device)  # e.g. a Pascal GPU with TensorRT 10: say so, do not fail later
     except (ImportError, UserError) as e:
         return False, str(e)
     return True, f"TensorRT {trt.__version__} on {device.name} (sm {device.sm})"
@@ -73,7 +78,9 @@ class TensorRTEngine(Engine):
     Buffers are allocated once for the profile's maximum batch; each call copies only ``n`` samples.
     With ``cuda_graphs`` the enqueue is captured into a CUDA graph and replayed (less launch overhead, which
     matters at batch 1 on Jetson). A graph bakes in the shapes it was captured with, so it is re-captured
-    whenever the batch size changes; live video keeps one batch size, so that happens once.
+    whenever the batch size changes; live video keeps one batch size, so that happens once. A plan whose
+    enqueue cannot be captured (some layers and plugins are not graph-safe) runs on without graphs, said
+    once in the log, as trtexec does with --useCudaGraph.
     """
 
     backend = "tensorrt"
@@ -85,6 +92,8 @@ class TensorRTEngine(Engine):
         self._trt, self._cuda = trt, cuda
         self._graph: tuple[int, Any, Any] | None = None  # (batch size, graph, executable graph)
         self._use_graphs = cuda_graphs
+        self.graph_error: str | None = None  # why CUDA graphs were turned off, if they were
+        self.min_batch = 1  # the profile's minimum, read from the plan in _setup
         self._batch_set = 0
         self._stream: Any = None
         self._events: list[Any] = []
@@ -119,8 +128,8 @@ class TensorRTEngine(Engine):
         in_dt, out_dt = eng.get_tensor_dtype(inputs[0]), eng.get_tensor_dtype(outputs[0])
         if in_dt != trt.DataType.UINT8 or out_dt not in (trt.DataType.FLOAT, trt.DataType.HALF):
             raise RuntimeError(f"expected uint8 input and fp32/fp16 output, got {in_dt} and {out_dt}; re-export the model")
-        _lo, _opt, hi = eng.get_tensor_profile_shape(inputs[0], 0)
-        self.max_batch = int(tuple(hi)[0])
+        lo, _opt, hi = eng.get_tensor_profile_shape(inputs[0], 0)
+        self.min_batch, self.max_batch = int(tuple(lo)[0]), int(tuple(hi)[0])
         spec = self.meta.input
         self._inp = _Io(inputs[0], np.dtype(np.uint8), (spec.height, spec.width, 3))
         out_shape = tuple(eng.get_tensor_shape(outputs[0]))
@@ -148,19 +157,40 @@ class TensorRTEngine(Engine):
             self._enqueue()
             return
         if self._graph is None or self._graph[0] != n:
-            cu = self._cuda
             self._drop_graph()
             # One plain run first: TensorRT does lazy set-up on the first enqueue of a shape, which must not be captured.
             self._enqueue()
-            cu.stream_synchronize(self._stream)
-            # Thread-local capture: other threads of the frame loop may call CUDA meanwhile without breaking it.
-            cu.begin_capture(self._stream)
-            try:
-                self._enqueue()
-            finally:
-                graph = cu.end_capture(self._stream)
-            self._graph = (n, graph, cu.graph_instantiate(graph))
+            self._cuda.stream_synchronize(self._stream)
+            captured = self._capture(n)
+            if captured is None:
+                return  # capture failed: the plain run above has already computed this call
+            self._graph = captured
         self._cuda.graph_launch(self._graph[2], self._stream)
+
+    def _capture(self, n: int) -> tuple[int, Any, Any] | None:
+        """(n, graph, executable graph) of one enqueue, or None after turning graphs off (trtexec's captureGraph).
+
+        On failure the capture is ended and whatever it recorded discarded (``end_capture_on_error``), the
+        stream is usable again, and the engine goes on without graphs, saying so once.
+        """
+        cu, s = self._cuda, self._stream
+        # Thread-local capture: other threads of the frame loop may call CUDA meanwhile without breaking it.
+        cu.begin_capture(s)
+        graph: Any = None
+        try:
+            if not self._context.execute_async_v3(cu.stream_handle(s)):
+                raise RuntimeError("TensorRT's enqueue failed while being captured (the plan has operations CUDA graphs do not allow)")
+            graph = cu.end_capture(s)
+            return n, graph, cu.graph_instantiate(graph)
+        except (CudaError, RuntimeError) as e:
+            if graph is None:
+                cu.end_capture_on_error(s)
+            else:
+                cu.graph_destroy(graph)
+            self._use_graphs = False
+            self.graph_error = str(e)
+            log.warning("CUDA graph capture failed for batch %d (%s); running this engine without CUDA graphs", n, e)
+            return None
 
     def _drop_graph(self) -> None:
         if self._graph is not None:
@@ -173,10 +203,13 @@ class TensorRTEngine(Engine):
         inp, out, cu, ev, s = self._inp, self._out, self._cuda, self._events, self._stream
         assert inp is not None and out is not None and inp.view is not None and out.view is not None  # set in _setup
         n = images.shape[0]
+        if not self.min_batch <= n <= (self.max_batch or n):
+            raise ValueError(f"batch {n} is outside this plan's profile, which takes batch {self.min_batch} to {self.max_batch}; "
+                             f"build a plan that holds it (`python run.py build {self.engine_dir.path} --batch ...`)")
         inp.view[:n] = images
         if n != self._batch_set:
             if not self._context.set_input_shape(inp.name, self._trt.Dims((n, *inp.shape))):
-                raise ValueError(f"batch {n} is outside this plan's profile (max {self.max_batch})")
+                raise ValueError(f"TensorRT refused batch {n} for this plan (profile batch {self.min_batch} to {self.max_batch})")
             self._batch_set = n
         cu.event_record(ev[0], s)
         cu.memcpy_h2d_async(inp.device, inp.host, n * inp.sample_bytes, s)  # uint8: 4x fewer bytes than fp32
@@ -239,6 +272,7 @@ class Machine:
         except ImportError as e:
             raise UserError(f"{e}; without it use --backend onnxruntime") from None
         trt_major(trt)
+        check_gpu_supported(trt.__version__, device)
         return cls(trt, cuda, device)
 
 
@@ -252,17 +286,53 @@ def timing_cache_path(ed: EngineDir) -> Path:
     return ed.plans_dir / "timing.cache"
 
 
-def _matching_record(meta: EngineMeta, m: Machine, precision: str, onnx_sha: str, dla_core: int | None) -> str | None:
-    """A plan already built for this machine, precision, ONNX and DLA choice, with the widest batch range."""
-    best: tuple[int, str] | None = None
+def _spec_of(rec: dict[str, Any]) -> BuildSpec | None:
+    """The BuildSpec a meta.json build record was made with; None for a record this version cannot read."""
+    try:
+        return BuildSpec(rec["precision"], BatchRange(*rec["batch"]), rec.get("dla_core"),
+                         float(rec.get("workspace_gib", 2.0)), int(rec.get("opt_level", 3)))
+    except (KeyError, TypeError, ValueError, UserError):
+        return None
+
+
+def _plans_here(meta: EngineMeta, m: Machine, precision: str, onnx_sha: str, dla_core: int | None) -> dict[str, BuildSpec]:
+    """{key: spec} of the plans built for exactly this machine (TensorRT, GPU identity), precision, ONNX and DLA choice.
+
+    A record counts only when the key recomputed from it and the running machine is its own key, so a plan
+    from another GPU, SM count, MIG slice or TensorRT version is never picked, whatever the record says.
+    """
+    found = {}
     for key, rec in meta.builds.items():
-        if (rec.get("trt_version") == m.trt.__version__ and rec.get("gpu") == m.device.name
-                and rec.get("sm") == m.device.sm and rec.get("precision") == precision
-                and rec.get("onnx_sha256") == onnx_sha and rec.get("dla_core") == dla_core):
-            width = int(rec.get("batch", [0, 0, 0])[2])
-            if best is None or width > best[0]:
-                best = (width, key)
-    return best[1] if best else None
+        spec = _spec_of(rec)
+        if (spec is not None and spec.precision == precision and spec.dla_core == dla_core
+                and plan_key(m.trt.__version__, m.device, spec, onnx_sha) == key):
+            found[key] = spec
+    return found
+
+
+def _select_plan(plans: dict[str, BuildSpec], want: int | None) -> str | None:
+    """The plan whose [min, max] batch holds ``want``: the one tuned closest to it (opt), then the narrowest.
+
+    With no batch asked for, a plan holding batch 1 (live video) with the widest range. Never a plan that
+    cannot run the batch asked for, however wide its maximum.
+    """
+    n = want if want is not None else 1
+    held = [(k, s) for k, s in plans.items() if s.holds(n)]
+    if not held:
+        return None
+    if want is None:
+        return max(held, key=lambda ks: (ks[1].batch.max, ks[0]))[0]
+    return min(held, key=lambda ks: (abs(ks[1].batch.opt - n), ks[1].batch.max - ks[1].batch.min, ks[0]))[0]
+
+
+def _default_batch(want: int | None, dla_core: int | None) -> BatchRange:
+    """The profile to build when no plan holds ``want``: fixed for DLA, else DEFAULT_BATCH if it holds it."""
+    if dla_core is not None:
+        n = want or DEFAULT_DLA_BATCH
+        return BatchRange(n, n, n)
+    if want is None or DEFAULT_BATCH.min <= want <= DEFAULT_BATCH.max:
+        return DEFAULT_BATCH
+    return BatchRange(1, want, want)
 
 
 def _intact(ed: EngineDir, meta: EngineMeta, key: str) -> bool:
@@ -281,6 +351,7 @@ def build(ed: EngineDir, spec: BuildSpec, machine: Machine | None = None, force:
     """Build (or reuse) the plan for ``spec`` on this machine; returns its meta.json build record plus 'cached'."""
     meta = ed.load_meta()  # folder and ONNX first: a user error there is the one to report on any machine
     onnx = onnx_for(ed, spec.precision)
+    require_trt_onnx(onnx)  # the parser's rules, checked without TensorRT: a clear sentence before a long build
     m = machine or Machine.detect()
     check_precision_supported(m.device, spec.precision)
     onnx_sha = sha256_file(onnx)
@@ -292,13 +363,14 @@ def build(ed: EngineDir, spec: BuildSpec, machine: Machine | None = None, force:
     emit(f"building TensorRT {m.trt.__version__} {spec.precision} plan for {m.device.name} (batch {spec.batch}"
          f"{f', DLA {spec.dla_core}' if spec.dla_core is not None else ''}) from {onnx.name}; this happens once per GPU and TensorRT version")
     t0 = time.perf_counter()
-    plan, cache = build_plan(m.trt, onnx, spec, timing, emit, verbose)
+    # The timing cache is merged into the file under a lock, so parallel builds keep each other's timings.
+    plan, cache = build_plan(m.trt, onnx, spec, timing, emit, verbose, cache_path=tc_path)
     seconds = time.perf_counter() - t0
     path = atomic_write_bytes(plan_path(ed, key), plan)
-    atomic_write_bytes(tc_path, cache)
     record = {"precision": spec.precision, "batch": [spec.batch.min, spec.batch.opt, spec.batch.max],
-              "dla_core": spec.dla_core, "workspace_gib": spec.workspace_gib, "trt_version": m.trt.__version__,
-              "gpu": m.device.name, "sm": m.device.sm, "onnx": onnx.name, "onnx_sha256": onnx_sha,
+              "dla_core": spec.dla_core, "workspace_gib": spec.workspace_gib, "opt_level": spec.opt_level,
+              "trt_version": m.trt.__version__, "gpu": m.device.name, "sm": m.device.sm, "sm_count": m.device.sm_count,
+              "mig": m.device.mig, "onnx": onnx.name, "onnx_sha256": onnx_sha,
               "plan": f"plans/{path.name}", "plan_sha256": sha256_bytes(plan), "plan_bytes": len(plan),
               "timing_cache_bytes": len(cache), "build_s": round(seconds, 2), "built": now_iso()}
     meta = ed.load_meta()  # re-read: another command may have updated meta.json during a minutes-long build
@@ -318,29 +390,43 @@ def _auto_precision(ed: EngineDir, device: DeviceInfo) -> str:
     return "fp32"
 
 
-def open_tensorrt(ed: EngineDir, meta: EngineMeta, precision: str = "auto", batch: BatchRange | None = None,
+def open_tensorrt(ed: EngineDir, meta: EngineMeta, precision: str = "auto", batch: BatchRange | int | None = None,
                   dla_core: int | None = None, no_build: bool = False, cuda_graphs: bool = False,
                   machine: Machine | None = None, emit: Callable[[str], None] = print) -> TensorRTEngine:
-    """The engine for this machine: load the matching plan, building it first when missing (unless ``no_build``)."""
+    """The engine for this machine: load the matching plan, building it first when missing (unless ``no_build``).
+
+    ``batch``: a BatchRange opens (or builds) exactly that profile; an int opens a plan whose [min, max]
+    holds that batch size (building one when none does); None prefers a plan that holds batch 1. With
+    ``dla_core`` only plans built for that DLA core count, and they are fixed-shape (min = opt = max).
+    """
     m = machine or Machine.detect()
     prec = _auto_precision(ed, m.device) if precision == "auto" else precision
     check_precision_supported(m.device, prec)
     onnx = onnx_for(ed, prec)
     onnx_sha = sha256_file(onnx)
-    if batch is None:
-        key = _matching_record(meta, m, prec, onnx_sha, dla_core) or plan_key(m.trt.__version__, m.device,
-                                                                              BuildSpec(prec, DEFAULT_BATCH, dla_core), onnx_sha)
+    plans = _plans_here(meta, m, prec, onnx_sha, dla_core)
+    want = batch if isinstance(batch, int) else None
+    if isinstance(batch, BatchRange):
+        spec = BuildSpec(prec, batch, dla_core)
+        key = plan_key(m.trt.__version__, m.device, spec, onnx_sha)
     else:
-        key = plan_key(m.trt.__version__, m.device, BuildSpec(prec, batch, dla_core), onnx_sha)
-    rec = meta.builds.get(key, {})
-    spec = BuildSpec(prec, BatchRange(*rec["batch"]) if rec else (batch or DEFAULT_BATCH), dla_core)
+        key = _select_plan(plans, want) or ""
+        spec = plans[key] if key else BuildSpec(prec, _default_batch(want, dla_core), dla_core)
+        key = key or plan_key(m.trt.__version__, m.device, spec, onnx_sha)
     for attempt in range(2):
         if not _intact(ed, meta, key):
             if no_build:
-                others = sorted({f"TensorRT {r.get('trt_version')} on {r.get('gpu')}" for r in meta.builds.values()})
-                raise UserError(f"no {prec} plan for TensorRT {m.trt.__version__} on {m.device.name} in '{ed.plans_dir}'"
+                here_id = (m.trt.__version__, m.device.name, m.device.sm_count)
+                others = sorted({f"TensorRT {r.get('trt_version')} on {r.get('gpu')}" for r in meta.builds.values()
+                                 if (r.get("trt_version"), r.get("gpu"), r.get("sm_count")) != here_id})
+                here = sorted(f"{s.batch.min} to {s.batch.max}" for s in plans.values())
+                asked = f" holding batch {want}" if want is not None else ""
+                raise UserError(f"no {prec} plan{asked}{f' on DLA {dla_core}' if dla_core is not None else ''} for TensorRT "
+                                f"{m.trt.__version__} on {m.device.name} in '{ed.plans_dir}'"
+                                + (f" (this GPU's plans take batch {', '.join(here)})" if here else "")
                                 + (f" (plans exist for {', '.join(others)}, which are never loaded here)" if others else "")
-                                + f"; run `python run.py build {ed.path} --precision {prec} --batch {spec.batch}` or drop --no-build")
+                                + f"; run `python run.py build {ed.path} --precision {prec} --batch {spec.batch}"
+                                + (f" --dla {dla_core}" if dla_core is not None else "") + "` or drop --no-build")
             build(ed, spec, m, force=True, emit=emit)
             meta = ed.load_meta()
         try:

@@ -12,6 +12,7 @@ still exists) and 11.x (where it is gone); no BuilderFlag.FP16 / INT8 and no cal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -22,7 +23,13 @@ from typing import Any, Callable
 
 from edge_app.engine_dir import PRECISIONS, EngineDir
 from edge_app.errors import UserError
+from edge_app.fsutil import atomic_write_bytes
 from edge_app.runtime.cuda_buffers import DeviceInfo
+
+try:  # the timing cache is shared by concurrent builds; TensorRT runs on Linux and Windows, fcntl is POSIX only
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,11 @@ TRT_FIX = ("on Jetson it comes with JetPack (sudo apt install python3-libnvinfer
 # Lowest compute capability with fast FP16 / INT8 (DP4A) kernels; TensorRT 11 dropped the
 # platform_has_fast_fp16/int8 queries, so the table is the one check that works on both versions.
 MIN_SM = {"fp32": (0, 0), "fp16": (5, 3), "int8": (6, 1)}
+# TensorRT's own GPU floor (support matrices): 10.0-10.4 run on Volta (sm 7.0) and newer; 10.5 dropped Volta,
+# so from 10.5 (and in 11.x) the floor is Turing, sm 7.5. Pascal (sm 6.x) needs TensorRT 8.6.
+TRT_MIN_SM = ((10, 0, (7, 0)), (10, 5, (7, 5)))
+# TensorRT's default builder optimisation level (0 = fastest build, 5 = most tactics tried).
+DEFAULT_OPT_LEVEL = 3
 
 
 class BuildError(RuntimeError):
@@ -51,6 +63,31 @@ def load_trt() -> ModuleType:
         return trt
     except (ImportError, OSError):
         raise ImportError(f"TensorRT is not installed ({first}); {TRT_FIX}") from None
+
+
+def trt_version_tuple(version: str) -> tuple[int, int]:
+    """'10.16.1.11' -> (10, 16); (0, 0) when unreadable."""
+    m = re.match(r"(\d+)\.(\d+)", str(version))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def trt_min_sm(version: str) -> tuple[int, int]:
+    """The lowest compute capability TensorRT ``version`` runs on (see TRT_MIN_SM)."""
+    v = trt_version_tuple(version)
+    floor = (0, 0)
+    for major, minor, sm in TRT_MIN_SM:
+        if v >= (major, minor):
+            floor = sm
+    return floor
+
+
+def check_gpu_supported(trt_version: str, device: DeviceInfo) -> None:
+    """UserError when this TensorRT version does not run on this GPU generation at all (e.g. Pascal on 10.x)."""
+    need = trt_min_sm(trt_version)
+    if device.compute_capability < need:
+        cc = f"{device.compute_capability[0]}.{device.compute_capability[1]}"
+        raise UserError(f"TensorRT {trt_version} needs a GPU of compute capability {need[0]}.{need[1]} or newer, but {device.name} "
+                        f"is {cc}; use TensorRT 8.6 for Pascal (or 10.0-10.4 for Volta), or run with --backend onnxruntime or torch")
 
 
 def trt_major(trt: ModuleType) -> int:
@@ -103,30 +140,56 @@ class BuildSpec:
     dla_core: int | None = None  # Jetson DLA core; layers DLA cannot run fall back to the GPU
     # 2 GiB lets TensorRT try the fast tactics for ResNets at batch 32 and still fits a Jetson Orin Nano.
     workspace_gib: float = 2.0
+    opt_level: int = DEFAULT_OPT_LEVEL  # builder optimisation level 0-5: more tactics, longer build, maybe faster plan
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISIONS)}")
         if self.dla_core is not None and self.dla_core < 0:
             raise UserError(f"--dla {self.dla_core} is not a DLA core number; use 0 or 1 (Jetson AGX/NX) or leave it out")
+        if self.dla_core is not None and self.batch.min != self.batch.max:
+            # DLA runs only static shapes: an optimisation profile with a range is not DLA-compatible.
+            raise UserError(f"--dla {self.dla_core} needs a fixed batch (DLA runs static shapes only), not the range {self.batch}; "
+                            f"give one number, e.g. --batch {self.batch.opt}")
         if not self.workspace_gib > 0:
             raise UserError(f"--workspace {self.workspace_gib} must be more than 0 GiB, e.g. 2")
+        if not 0 <= self.opt_level <= 5:
+            raise UserError(f"--opt-level {self.opt_level} is not a TensorRT builder optimisation level; use 0 to 5 (default 3)")
+
+    def holds(self, n: int) -> bool:
+        """Whether the profile accepts batch ``n``."""
+        return self.batch.min <= n <= self.batch.max
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
 
 
-def plan_key(trt_version: str, device: DeviceInfo, spec: BuildSpec, onnx_sha256: str) -> str:
-    """File-name-safe key: precision, batch range, DLA core, GPU name, compute capability, TensorRT version, ONNX.
+def gpu_identity(device: DeviceInfo) -> str:
+    """'nvidia-geforce-rtx-4090_sm89x128': name, compute capability, SM count (and -mig for a MIG slice).
 
-    Plans are not portable across TensorRT versions or GPU architectures, so anything that would make a
-    plan invalid is part of its name; a plan is only ever looked up by the key of the running machine.
+    The name and compute capability alone do not tell every Jetson Orin apart ("Orin", sm 8.7, 4 to 16 SMs)
+    nor a MIG slice from its whole GPU; the SM count does, and plans are tuned to it.
+    """
+    return f"{_slug(device.name)}_sm{device.sm}x{device.sm_count}{'-mig' if device.mig else ''}"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}".replace("+", "")
+
+
+def plan_key(trt_version: str, device: DeviceInfo, spec: BuildSpec, onnx_sha256: str) -> str:
+    """File-name-safe key of every setting that changes a plan: precision, batch profile, DLA core, GPU identity
+    (name, compute capability, SM count, MIG), TensorRT version, workspace, optimisation level and the ONNX hash.
+
+    Plans are not portable across TensorRT versions or GPUs, and a plan built with other settings is another
+    plan, so anything that would change it is part of its name; a plan is only ever looked up by the key
+    of the running machine and the settings asked for (``build --workspace 4`` after a 2 GiB build rebuilds).
     """
     b = spec.batch
     where = f"dla{spec.dla_core}" if spec.dla_core is not None else "gpu"
-    return (f"{spec.precision}_b{b.min}-{b.opt}-{b.max}_{where}_{_slug(device.name)}_sm{device.sm}"
-            f"_trt{trt_version}_{onnx_sha256[:10]}")
+    return (f"{spec.precision}_b{b.min}-{b.opt}-{b.max}_{where}_{gpu_identity(device)}"
+            f"_trt{trt_version}_ws{_num(spec.workspace_gib)}_o{spec.opt_level}_{onnx_sha256[:10]}")
 
 
 def onnx_for(ed: EngineDir, precision: str) -> Path:
@@ -220,6 +283,7 @@ def make_config(trt: ModuleType, builder: Any, network: Any, spec: BuildSpec, ti
     """(builder config, timing cache): workspace, batch profile for every input, timing cache, DLA."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_gib * (1 << 30)))
+    config.builder_optimization_level = spec.opt_level
     profile = builder.create_optimization_profile()
     b = spec.batch
     for i in range(network.num_inputs):
@@ -250,9 +314,52 @@ def make_config(trt: ModuleType, builder: Any, network: Any, spec: BuildSpec, ti
     return config, cache
 
 
+@contextlib.contextmanager
+def file_lock(path: Path):  # noqa: ANN201 - a context manager
+    """An exclusive advisory lock on ``path`` (created if missing) for the duration of the block.
+
+    A separate lock file, not the cache itself: the cache is replaced by rename, which would leave a lock
+    on the old inode. Where fcntl does not exist (Windows) the block runs unlocked.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        if fcntl is not None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def save_timing_cache(config: Any, cache_path: Path) -> bytes:
+    """Write the config's timing cache to ``cache_path``, combined with what is there now; returns the bytes.
+
+    Two builds (two precisions, two engines in parallel, `build` while `live` builds) each start from the
+    cache as it was and would otherwise overwrite each other's new timings. As Polygraphy's
+    ``save_timing_cache`` does: under a file lock, load the cache on disk, combine it into ours, serialize.
+    """
+    cache = config.get_timing_cache()
+    with file_lock(cache_path.with_name(cache_path.name + ".lock")):
+        if cache_path.is_file():
+            try:
+                prev = config.create_timing_cache(cache_path.read_bytes())
+                if prev is not None and not cache.combine(prev, False):
+                    log.warning("timing cache %s is from another GPU/TensorRT; replacing it", cache_path)
+            except Exception as e:  # noqa: BLE001 - a damaged cache file must not lose a finished build
+                log.warning("could not merge timing cache %s (%s); replacing it", cache_path, e)
+        data = bytes(cache.serialize())
+        atomic_write_bytes(cache_path, data)
+    return data
+
+
 def build_plan(trt: ModuleType, onnx_path: Path, spec: BuildSpec, timing_cache: bytes,
-               emit: Callable[[str], None] = print, verbose: bool = False) -> tuple[bytes, bytes]:
-    """(serialized plan, updated timing cache) for ``onnx_path``; raises BuildError when TensorRT fails."""
+               emit: Callable[[str], None] = print, verbose: bool = False,
+               cache_path: Path | None = None) -> tuple[bytes, bytes]:
+    """(serialized plan, updated timing cache) for ``onnx_path``; raises BuildError when TensorRT fails.
+
+    With ``cache_path`` the updated timing cache is also merged into that file (see ``save_timing_cache``).
+    """
     logger = make_logger(trt, verbose)
     builder = trt.Builder(logger)
     network, _parser = parse_onnx(trt, builder, logger, onnx_path)  # the parser must outlive the build
@@ -262,4 +369,6 @@ def build_plan(trt: ModuleType, onnx_path: Path, spec: BuildSpec, timing_cache: 
     if plan is None:
         details = "\n  ".join(logger.errors) or "(no error text from TensorRT; run with -v for its log)"
         raise BuildError(f"TensorRT failed to build a {spec.precision} plan from '{onnx_path.name}':\n  {details}")
+    if cache_path is not None:
+        return bytes(plan), save_timing_cache(config, cache_path)
     return bytes(plan), bytes(config.get_timing_cache().serialize())

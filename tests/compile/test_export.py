@@ -28,6 +28,21 @@ def test_export_writes_onnx_and_meta_with_parity(tiny_engine) -> None:
     assert g.output[0].name == "logits"
     ops = {n.op_type for n in g.node}
     assert {"Cast", "Transpose"} <= ops  # preprocessing lives in the graph
+    # TensorRT rejects UINT8 intermediate tensors: the uint8 input must feed the Cast, nothing else.
+    assert [n.op_type for n in g.node if "images" in n.input] == ["Cast"]
+
+
+def test_export_refuses_a_graph_tensorrt_would_reject_and_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch) -> None:
+    """The old preprocessing (Transpose on uint8, then Cast) is caught by the TensorRT rules check in export."""
+    def transpose_first(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).to(self.scale.dtype)
+        return torch.flip(x, dims=[1]) * self.scale + self.shift
+
+    monkeypatch.setattr(InGraphPreprocess, "forward", transpose_first)
+    with pytest.raises(UserError, match=r"'model.onnx' breaks 2 TensorRT ONNX rule\(s\).*node '/pre/Transpose' \(Transpose\) "
+                                        r"consumes the uint8 input 'images' directly"):
+        export(tiny_checkpoint, "old", tmp_path)
+    assert not (tmp_path / "old" / "model.onnx").exists() and not (tmp_path / "old" / "meta.json").exists()
 
 
 def test_export_is_cached_and_detects_a_new_checkpoint(tiny_checkpoint, tmp_path) -> None:

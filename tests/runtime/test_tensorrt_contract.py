@@ -80,7 +80,7 @@ def test_weak_typing_api_is_where_facts_say(contract_report, major: str, present
 @pytest.mark.parametrize("major", MAJORS)
 def test_plan_key_names_version_gpu_precision_and_batch(contract_report, major: str) -> None:
     key = contract_report(major)["scenarios"]["cache_builds_once_then_loads"]["facts"]["plan_key"]
-    assert key.startswith("fp16_b1-8-32_gpu_nvidia-geforce-rtx-4090_sm89_trt" + wheels.BINDINGS[major][1] + "_")
+    assert key.startswith("fp16_b1-8-32_gpu_nvidia-geforce-rtx-4090_sm89x128_trt" + wheels.BINDINGS[major][1] + "_ws2_o3_")
 
 
 @pytest.mark.parametrize("major", MAJORS)

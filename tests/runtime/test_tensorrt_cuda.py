@@ -31,8 +31,8 @@ class RecordingCudart:
 
     def __getattr__(self, name: str) -> Any:
         real = getattr(cudart, name)  # AttributeError: this cuda-python has no such name
-        if isinstance(real, type):
-            return real  # enums and handle types are the real ones
+        if isinstance(real, type) or not callable(real):
+            return real  # enums, handle types and constants (cudaStreamNonBlocking) are the real ones
         first = (real.__doc__ or "").strip().splitlines()[0]
         m = re.match(rf"{name}\((.*)\)$", first)
         assert m, f"cannot read the signature of {name}: {first!r}"
@@ -55,16 +55,17 @@ class RecordingCudart:
 def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
     host = np.arange(64, dtype=np.uint8)
     prop = cudart.cudaDeviceProp()
-    prop.major, prop.minor, prop.totalGlobalMem, prop.integrated = 8, 7, 16 << 30, 1
+    prop.major, prop.minor, prop.totalGlobalMem, prop.integrated, prop.multiProcessorCount = 8, 7, 16 << 30, 1, 8
     prop.name = b"Orin".ljust(256, b"\0")
     rec = RecordingCudart({"cudaMallocHost": (host.ctypes.data,), "cudaMalloc": (4096,), "cudaGetDeviceCount": (1,),
                            "cudaGetDeviceProperties": (prop,), "cudaDriverGetVersion": (12060,), "cudaRuntimeGetVersion": (12090,),
-                           "cudaStreamCreate": (cudart.cudaStream_t(77),), "cudaEventCreate": (cudart.cudaEvent_t(),),
+                           "cudaStreamCreateWithFlags": (cudart.cudaStream_t(77),), "cudaEventCreate": (cudart.cudaEvent_t(),),
                            "cudaEventElapsedTime": (0.25,), "cudaStreamEndCapture": (cudart.cudaGraph_t(),),
                            "cudaGraphInstantiate": (cudart.cudaGraphExec_t(),)})
     cu = CudaRuntime(rec)  # type: ignore[arg-type]
     info = cu.device_info(0)
     assert (info.name, info.compute_capability, info.sm, info.integrated, info.total_memory) == ("Orin", (8, 7), "87", True, 16 << 30)
+    assert (info.sm_count, info.driver_version, info.runtime_version) == (8, 12060, 12090)
     assert cu.device_count() == 1
     ptr = cu.malloc_host(64)
     view = cu.host_array(ptr, (4, 16), np.uint8)
@@ -73,6 +74,8 @@ def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
     dev = cu.malloc(64)
     s = cu.stream_create()
     assert cu.stream_handle(s) == 77
+    (flags,) = [a for n, a in rec.calls if n == "cudaStreamCreateWithFlags"][0]
+    assert flags == cudart.cudaStreamNonBlocking, "the runner's stream must not synchronise with the legacy default stream"
     ev = [cu.event_create(), cu.event_create()]
     cu.event_record(ev[0], s)
     cu.memcpy_h2d_async(dev, ptr, 64, s)
@@ -86,6 +89,8 @@ def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
     cu.graph_launch(gexec, s)
     cu.graph_exec_destroy(gexec)
     cu.graph_destroy(graph)
+    cu.begin_capture(s)
+    cu.end_capture_on_error(s)  # a capture that failed: ended, its graph destroyed, the error cleared
     for e in ev:
         cu.event_destroy(e)
     cu.stream_destroy(s)
@@ -96,7 +101,7 @@ def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
     assert kinds == [cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost]
     assert {n for n, _ in rec.calls} == {
         "cudaGetDeviceCount", "cudaGetDeviceProperties", "cudaDriverGetVersion", "cudaRuntimeGetVersion", "cudaSetDevice",
-        "cudaMallocHost", "cudaFreeHost", "cudaMalloc", "cudaFree", "cudaMemcpyAsync", "cudaStreamCreate",
+        "cudaMallocHost", "cudaFreeHost", "cudaMalloc", "cudaFree", "cudaMemcpyAsync", "cudaStreamCreateWithFlags", "cudaGetLastError",
         "cudaStreamSynchronize", "cudaStreamDestroy", "cudaEventCreate", "cudaEventRecord", "cudaEventElapsedTime",
         "cudaEventDestroy", "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch",
         "cudaGraphDestroy", "cudaGraphExecDestroy"}
@@ -110,14 +115,46 @@ def test_cuda_errors_name_the_call_and_the_error() -> None:
         CudaRuntime(rec).malloc(1 << 40)  # type: ignore[arg-type]
 
 
-def test_probe_without_driver_or_without_cuda_python_says_why_and_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    rec = RecordingCudart({"cudaGetDeviceCount": (cudart.cudaError_t.cudaErrorInsufficientDriver, None),
-                           "cudaGetErrorName": lambda e: (b"cudaErrorInsufficientDriver",),
-                           "cudaGetErrorString": lambda e: (b"CUDA driver version is insufficient",)})
-    device, why = probe_gpu(CudaRuntime(rec))  # type: ignore[arg-type]
-    assert device is None
-    assert re.search(r"no usable NVIDIA GPU .*cudaErrorInsufficientDriver.*install the NVIDIA driver", why), why
+def _insufficient(driver: int) -> RecordingCudart:
+    """cuda-bindings 13 (runtime 13.0) on a machine whose driver reports ``driver`` (0: no driver at all)."""
+    return RecordingCudart({"cudaGetDeviceCount": (cudart.cudaError_t.cudaErrorInsufficientDriver, None),
+                            "cudaGetErrorName": lambda e: (b"cudaErrorInsufficientDriver",),
+                            "cudaGetErrorString": lambda e: (b"CUDA driver version is insufficient for CUDA runtime version",),
+                            "cudaDriverGetVersion": (driver,), "cudaRuntimeGetVersion": (13000,)})
 
+
+def test_no_driver_at_all_says_there_is_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: CI (cuda-bindings 13, no driver) was told 'cudaErrorInsufficientDriver', a version problem it does not have."""
+    monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: False)
+    device, why = probe_gpu(CudaRuntime(_insufficient(0)))  # type: ignore[arg-type]
+    assert device is None
+    assert why.startswith("no NVIDIA GPU/driver on this machine") and "ONNX Runtime" in why and "Insufficient" not in why, why
+    # cudaDriverGetVersion says 0 ("no driver installed") even where a stray libcuda is found
+    monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: True)
+    assert probe_gpu(CudaRuntime(_insufficient(0)))[1].startswith("no NVIDIA GPU/driver")  # type: ignore[arg-type]
+
+
+def test_an_old_driver_is_worded_as_the_version_mismatch_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA 12.4 driver (JetPack 6, older desktops) under cuda-bindings 13: say which cuda-bindings to install."""
+    monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: True)
+    device, why = probe_gpu(CudaRuntime(_insufficient(12040)))  # type: ignore[arg-type]
+    assert device is None
+    assert why == ("the NVIDIA driver supports CUDA 12.4 but cuda-bindings needs CUDA 13.0: "
+                   "pip install 'cuda-bindings==12.*' (or update the NVIDIA driver)"), why
+
+
+def test_this_machine_reports_no_gpu_rather_than_a_driver_version() -> None:
+    """The real cuda-bindings here: whatever this machine is, the sentence must not blame a version on no driver."""
+    from edge_app.runtime.cuda_buffers import nvidia_driver_present
+
+    device, why = probe_gpu()
+    if device is not None:
+        pytest.skip("this machine has a usable GPU")
+    if not nvidia_driver_present():
+        assert why.startswith("no NVIDIA GPU/driver on this machine"), why
+
+
+def test_probe_without_cuda_python_says_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing() -> None:
         raise ImportError("cuda-python is not installed; pip install cuda-bindings")
 
@@ -136,3 +173,12 @@ def test_contract_tests_fake_cuda_has_exactly_the_real_interface() -> None:
         assert name in vars(FakeCuda), f"FakeCuda does not fake CudaRuntime.{name}"
         assert inspect.signature(vars(FakeCuda)[name]) == inspect.signature(func), name
     assert not {n for n in vars(FakeCuda) if not n.startswith("_")} - set(public) - {"submit"}, "FakeCuda has extra API"
+
+
+def test_doctor_gives_the_pip_line_for_a_driver_version_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_app import doctor
+
+    monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: True)
+    c = doctor.check_gpu(lambda: probe_gpu(CudaRuntime(_insufficient(12060))))  # type: ignore[arg-type]
+    assert not c.ok and c.detail == "the NVIDIA driver supports CUDA 12.6 but cuda-bindings needs CUDA 13.0"
+    assert c.fix == "pip install 'cuda-bindings==12.*' (or update the NVIDIA driver)"

@@ -19,16 +19,17 @@ from edge_app.runtime.cuda_buffers import DeviceInfo
 from edge_app.runtime.onnxruntime import gpu_provider_options
 from edge_app.runtime.tensorrt import PlanError
 from edge_app.runtime.trt_build import BatchRange, BuildError, BuildSpec, check_precision_supported, onnx_for, plan_key
+from tests.runtime.trt_stub.world import tiny_onnx
 
-GPU = DeviceInfo(0, "NVIDIA GeForce RTX 4090", (8, 9), 24 << 30, False, 12040, 12090)
+GPU = DeviceInfo(0, "NVIDIA GeForce RTX 4090", (8, 9), 24 << 30, False, 12040, 12090, sm_count=128)
 
 
 def fake_engine_dir(root: Path, files: tuple[str, ...] = ("model.onnx",)) -> EngineDir:
     """An engine folder with meta.json and placeholder ONNX files (enough for checks that only look at paths)."""
     ed = EngineDir(root / "tiny")
     ed.path.mkdir(parents=True)
-    for f in files:
-        (ed.path / f).write_bytes(b"placeholder")
+    for f in files:  # real graphs: build runs the TensorRT ONNX rules check on them before anything else
+        (ed.path / f).write_bytes(tiny_onnx(f))
     ed.save_meta(EngineMeta(name="tiny", arch="resnet18", labels=["a", "b"], input=InputSpec(32, 32)))
     return ed
 
@@ -50,22 +51,32 @@ def test_bad_batch_ranges_say_how_to_write_one(text: str, match: str) -> None:
 
 @pytest.mark.parametrize("kw, match", [({"precision": "int4"}, "unknown precision 'int4'"),
                                        ({"dla_core": -1}, r"--dla -1 is not a DLA core number"),
-                                       ({"workspace_gib": 0.0}, r"--workspace 0.0 must be more than 0 GiB")])
+                                       ({"workspace_gib": 0.0}, r"--workspace 0.0 must be more than 0 GiB"),
+                                       ({"opt_level": 6}, r"--opt-level 6 is not a TensorRT builder optimisation level"),
+                                       ({"dla_core": 0, "batch": BatchRange(1, 8, 32)},
+                                        r"--dla 0 needs a fixed batch \(DLA runs static shapes only\), not the range 1:8:32; "
+                                        r"give one number, e.g. --batch 8")])
 def test_bad_build_specs_are_user_errors(kw: dict, match: str) -> None:
     with pytest.raises(UserError, match=match):
         BuildSpec(**kw)
 
 
 BASE = ("10.16.1.11", GPU, BuildSpec("fp16", BatchRange(1, 8, 32)), "ab" * 32)
+ORIN_64 = DeviceInfo(0, "Orin", (8, 7), 64 << 30, True, 12060, 12060, sm_count=16)
 
 
 @pytest.mark.parametrize("change", [
     ("10.3.0.30", GPU, BASE[2], BASE[3]),  # another TensorRT version
-    (BASE[0], DeviceInfo(0, "NVIDIA RTX A6000", (8, 9), 48 << 30, False, 12040, 12090), BASE[2], BASE[3]),  # another GPU, same sm
-    (BASE[0], DeviceInfo(0, GPU.name, (9, 0), 24 << 30, False, 12040, 12090), BASE[2], BASE[3]),  # another architecture
+    (BASE[0], DeviceInfo(0, "NVIDIA RTX A6000", (8, 9), 48 << 30, False, 12040, 12090, sm_count=84), BASE[2], BASE[3]),  # another GPU, same sm
+    (BASE[0], DeviceInfo(0, GPU.name, (9, 0), 24 << 30, False, 12040, 12090, sm_count=128), BASE[2], BASE[3]),  # another architecture
+    (BASE[0], DeviceInfo(0, GPU.name, (8, 9), 24 << 30, False, 12040, 12090, sm_count=76), BASE[2], BASE[3]),  # fewer SMs, same name
+    (BASE[0], DeviceInfo(0, GPU.name, (8, 9), 24 << 30, False, 12040, 12090, sm_count=128, mig=True), BASE[2], BASE[3]),  # a MIG slice
     (BASE[0], GPU, BuildSpec("int8", BatchRange(1, 8, 32)), BASE[3]),  # precision
     (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 16)), BASE[3]),  # batch range
-    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 32), dla_core=0), BASE[3]),  # DLA core
+    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 4, 32)), BASE[3]),  # batch opt
+    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 1, 1), dla_core=0), BASE[3]),  # DLA core
+    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 32), workspace_gib=4.0), BASE[3]),  # workspace
+    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 32), opt_level=5), BASE[3]),  # builder optimisation level
     (BASE[0], GPU, BASE[2], "cd" * 32),  # another ONNX
 ])
 def test_plan_key_changes_with_everything_that_invalidates_a_plan(change: tuple) -> None:
@@ -74,7 +85,40 @@ def test_plan_key_changes_with_everything_that_invalidates_a_plan(change: tuple)
 
 
 def test_plan_key_is_readable() -> None:
-    assert plan_key(*BASE) == "fp16_b1-8-32_gpu_nvidia-geforce-rtx-4090_sm89_trt10.16.1.11_abababab" + "ab"
+    assert plan_key(*BASE) == "fp16_b1-8-32_gpu_nvidia-geforce-rtx-4090_sm89x128_trt10.16.1.11_ws2_o3_abababab" + "ab"
+    orin32 = DeviceInfo(0, "Orin", (8, 7), 32 << 30, True, 12060, 12060, sm_count=14)
+    spec = BuildSpec("int8", BatchRange(1, 1, 1), dla_core=0, workspace_gib=1.5)
+    assert plan_key("10.3.0.30", orin32, spec, "cd" * 32) == "int8_b1-1-1_dla0_orin_sm87x14_trt10.3.0.30_ws1.5_o3_cdcdcdcdcd"
+    assert plan_key("10.3.0.30", ORIN_64, spec, "cd" * 32) != plan_key("10.3.0.30", orin32, spec, "cd" * 32)
+
+
+def test_mig_instance_is_detected_from_the_visible_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_app.runtime.cuda_buffers import in_mig_instance
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-4f6b8a2c-1d3e-5f70-8a9b-0c1d2e3f4a5b")
+    assert in_mig_instance()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert not in_mig_instance()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert not in_mig_instance()
+
+
+@pytest.mark.parametrize("version, sm, ok", [("10.16.1.11", (6, 1), False), ("10.16.1.11", (7, 0), False),
+                                             ("10.16.1.11", (7, 5), True), ("10.3.0.30", (7, 2), True),
+                                             ("10.3.0.30", (6, 1), False), ("10.4.0.26", (7, 0), True),
+                                             ("10.5.0.18", (7, 0), False), ("11.4.0.106", (7, 5), True),
+                                             ("11.4.0.106", (6, 0), False)])
+def test_tensorrt_is_unavailable_on_a_gpu_generation_it_does_not_support(monkeypatch: pytest.MonkeyPatch, version: str,
+                                                                         sm: tuple[int, int], ok: bool) -> None:
+    """Defect: a Pascal GPU with TensorRT 10 was offered TensorRT, which then failed in the builder."""
+    dev = DeviceInfo(0, "Tesla P4" if sm < (7, 0) else "GPU", sm, 8 << 30, False, 12040, 12090, sm_count=20)
+    monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (dev, ""))
+    got, why = trt_backend.available(trt=SimpleNamespace(__version__=version))  # type: ignore[arg-type]
+    assert got is ok, why
+    if not ok:
+        need = "7.0" if version.startswith("10.") and int(version.split(".")[1]) < 5 else "7.5"
+        assert re.search(rf"TensorRT {re.escape(version)} needs a GPU of compute capability {need} or newer, but {dev.name} is "
+                         rf"{sm[0]}\.{sm[1]}; .*--backend onnxruntime", why), why
 
 
 def test_missing_onnx_names_the_calibrate_step(tmp_path: Path) -> None:
@@ -110,6 +154,61 @@ def test_available_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
     ok, why = trt_backend.available(trt=SimpleNamespace(__version__="8.6.1"))  # type: ignore[arg-type]
     assert not ok and "TensorRT 8.6.1 is too old" in why
     assert trt_backend.available(trt=SimpleNamespace(__version__="11.4.0.106")) == (True, "TensorRT 11.4.0.106 on NVIDIA GeForce RTX 4090 (sm 89)")  # type: ignore[arg-type]
+
+
+def _spy_build(monkeypatch: pytest.MonkeyPatch) -> list[BuildSpec]:
+    """Replace tensorrt.build (no GPU here) with a recorder returning a plausible build record."""
+    seen: list[BuildSpec] = []
+
+    def fake_build(ed: EngineDir, spec: BuildSpec, **kw: object) -> dict:
+        seen.append(spec)
+        return {"cached": False, "build_s": 1.0, "plan": "plans/x.plan", "trt_version": "10.3.0.30", "gpu": "Orin",
+                "precision": spec.precision, "batch": [spec.batch.min, spec.batch.opt, spec.batch.max]}
+
+    monkeypatch.setattr(trt_backend, "build", fake_build)
+    return seen
+
+
+def test_cli_build_dla_forces_a_fixed_batch_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: `build --dla 0` built the 1:8:32 range, which DLA cannot run."""
+    seen = _spy_build(monkeypatch)
+    ed = fake_engine_dir(tmp_path)
+    assert main(["build", str(ed.path), "--precision", "fp32", "--dla", "0"]) == 0
+    assert seen[-1].batch == BatchRange(1, 1, 1) and seen[-1].dla_core == 0
+    out = capsys.readouterr().out
+    assert "--dla 0: DLA runs fixed shapes only, so the plan is for batch 1" in out
+    assert main(["build", str(ed.path), "--precision", "fp32", "--dla", "1", "--batch", "4"]) == 0
+    assert seen[-1].batch == BatchRange(4, 4, 4) and seen[-1].dla_core == 1
+    assert main(["build", str(ed.path), "--precision", "fp32"]) == 0
+    assert seen[-1].batch == BatchRange(1, 8, 32) and seen[-1].dla_core is None
+    assert main(["build", str(ed.path), "--precision", "fp32", "--workspace", "4", "--opt-level", "5"]) == 0
+    assert (seen[-1].workspace_gib, seen[-1].opt_level) == (4.0, 5)
+    capsys.readouterr()
+    assert main(["build", str(ed.path), "--precision", "fp32", "--dla", "0", "--batch", "1:8:32"]) == 2
+    err = capsys.readouterr().err
+    assert "--dla 0 needs a fixed batch" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bench_passes_dla_and_cuda_graph_to_open_engine(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_app.runtime as rt
+    from edge_app.profiling import bench
+    from edge_app.runtime.registry import Variant
+
+    calls: list[dict] = []
+    monkeypatch.setattr(rt, "open_engine", lambda *a, **k: calls.append(k) or "engine")
+    v = Variant("trt-fp16", "tensorrt", "fp16", "cuda", "model.fp16.onnx", "fp16")
+    assert bench.open_variant(tiny_engine, v, bench.BenchConfig(dla_core=1, cuda_graphs=True)) == "engine"
+    assert calls[-1]["dla_core"] == 1 and calls[-1]["cuda_graphs"] is True
+    bench.open_variant(tiny_engine, v, bench.BenchConfig())
+    assert calls[-1]["dla_core"] is None and calls[-1]["cuda_graphs"] is False
+    with pytest.raises(UserError, match=r"--dla -1 is not a DLA core"):
+        bench.BenchConfig(dla_core=-1)
+    cfgs: list = []
+    monkeypatch.setattr(bench, "run_bench", lambda engine, cfg, out: cfgs.append(cfg) or {})
+    monkeypatch.setattr(bench, "print_report", lambda r: None)
+    assert main(["bench", str(tiny_engine), "--dla", "0", "--cuda-graph", "--out", str(tiny_engine.parent / "b")]) == 0
+    assert cfgs[-1].dla_core == 0 and cfgs[-1].cuda_graphs is True
 
 
 def _pretend_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,6 +263,43 @@ def test_ort_tensorrt_provider_caches_engines_in_the_plans_folder(tmp_path: Path
     opts = gpu_provider_options("TensorrtExecutionProvider", ed)
     assert opts["trt_engine_cache_path"] == str(ed.plans_dir / "ort-trt") and opts["trt_engine_cache_enable"] == "True"
     assert gpu_provider_options("CUDAExecutionProvider", ed) == {}
+
+
+@pytest.mark.parametrize("precision, enabled", [("fp32", set()), ("fp16", {"trt_fp16_enable"}), ("int8", {"trt_int8_enable"})])
+def test_ort_tensorrt_provider_is_told_the_model_files_precision(tmp_path: Path, precision: str, enabled: set) -> None:
+    """Defect: the TensorRT provider ran model.fp16.onnx / model.int8.trt.onnx with FP16/INT8 off (weak typing: FP32)."""
+    ed = EngineDir(tmp_path / "e")
+    opts = gpu_provider_options("TensorrtExecutionProvider", ed, precision)
+    assert {k for k in ("trt_fp16_enable", "trt_int8_enable") if opts.get(k) == "True"} == enabled
+    assert "trt_int8_calibration_table_name" not in opts, "Q/DQ models must not be given a calibration table"
+    assert gpu_provider_options("CUDAExecutionProvider", ed, precision) == {}
+
+
+def test_ort_engine_passes_the_precision_options_to_the_session(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The options reach InferenceSession for the file being opened (TensorRT provider faked: no GPU here)."""
+    import shutil
+
+    import onnxruntime as ort
+
+    from edge_app.runtime.onnxruntime import OnnxRuntimeEngine
+
+    ed = EngineDir(tiny_engine)
+    seen: list = []
+    real = ort.InferenceSession
+
+    def session(path: str, so: object, providers: list) -> object:
+        seen.append((Path(path).name, providers))
+        return real(path, so, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    copy = EngineDir(Path(shutil.copytree(tiny_engine, tiny_engine.parent / "ort-opts", dirs_exist_ok=True)))
+    shutil.copy(copy.onnx_path("fp32"), copy.onnx_path("fp16"))  # any valid graph: only the options are checked
+    with OnnxRuntimeEngine(copy, ed.load_meta(), "fp16", "TensorrtExecutionProvider"):
+        pass
+    name, providers = seen[-1]
+    assert name == "model.fp16.onnx" and providers[0][0] == "TensorrtExecutionProvider"
+    assert providers[0][1]["trt_fp16_enable"] == "True" and "trt_int8_enable" not in providers[0][1]
 
 
 def test_cli_build_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

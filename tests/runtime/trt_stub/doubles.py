@@ -271,6 +271,12 @@ class FakeCuda(CudaRuntime):
     def device_info(self, index: int = 0) -> DeviceInfo:
         raise AssertionError("tests pass DeviceInfo explicitly")
 
+    def driver_version(self) -> int:
+        return 12040
+
+    def runtime_version(self) -> int:
+        return 12090
+
     def set_device(self, index: int) -> None:
         pass
 
@@ -325,6 +331,10 @@ class FakeCuda(CudaRuntime):
         graph, self.capturing = self.capturing, None
         self.live_objects += 1
         return graph
+
+    def end_capture_on_error(self, stream: Any) -> None:
+        self.capturing = None  # whatever was recorded is dropped, as the real one destroys the partial graph
+        self.log.append("capture discarded")
 
     def graph_instantiate(self, graph: Any) -> Any:
         self.live_objects += 1

@@ -23,7 +23,10 @@ SCENARIOS = ["build_fp16", "parse_errors_in_full", "build_failure_reports_log", 
              "timing_cache_mismatch", "runner_fp16_output", "runner_cuda_graphs", "runner_rejects_corrupt_plan",
              "cache_builds_once_then_loads", "cache_rebuilds_truncated_plan", "cache_rebuilds_undeserializable_plan",
              "cache_never_loads_other_version", "no_build_is_a_clear_error", "missing_onnx_names_calibrate",
-             "unsupported_precision_on_gpu", "runner_on_dla", "doubles_have_teeth"]
+             "unsupported_precision_on_gpu", "runner_on_dla", "doubles_have_teeth",
+             "runner_cuda_graph_capture_fails", "cache_picks_the_plan_holding_the_batch", "cache_rebuilds_for_other_settings",
+             "dla_plan_is_fixed_shape_and_found", "timing_cache_is_merged_under_a_lock", "opt_level_reaches_the_config",
+             "runner_names_both_profile_bounds"]
 
 
 # ------------------------------------------------------------------------------------------------ scenarios
@@ -88,26 +91,26 @@ def build_failure_reports_log(trt: Any, tmp: Path, facts: dict) -> None:
 
 
 def dla_with_gpu_fallback(trt: Any, tmp: Path, facts: dict) -> None:
-    from edge_app.runtime.trt_build import BuildSpec, build_plan
+    from edge_app.runtime.trt_build import BatchRange, BuildSpec, build_plan
 
     w = World(trt, dla_cores=2)
     onnx = tmp / "m.onnx"
     onnx.write_bytes(b"onnx")
-    build_plan(w.trt, onnx, BuildSpec("fp16", dla_core=1), b"", lambda s: None)
+    build_plan(w.trt, onnx, BuildSpec("fp16", BatchRange(2, 2, 2), dla_core=1), b"", lambda s: None)
     assert w.config._props["default_device_type"] == trt.DeviceType.DLA and w.config._props["DLA_core"] == 1
     assert w.config.called("set_flag")[0][0] == (trt.BuilderFlag.GPU_FALLBACK,)
 
 
 def dla_missing(trt: Any, tmp: Path, facts: dict) -> None:
     from edge_app.errors import UserError
-    from edge_app.runtime.trt_build import BuildSpec, build_plan
+    from edge_app.runtime.trt_build import BatchRange, BuildSpec, build_plan
 
     for cores, dla, want in ((0, 0, "has no DLA"), (1, 1, "has 1 DLA core")):
         w = World(trt, dla_cores=cores)
         onnx = tmp / "m.onnx"
         onnx.write_bytes(b"onnx")
         try:
-            build_plan(w.trt, onnx, BuildSpec("fp16", dla_core=dla), b"", lambda s: None)
+            build_plan(w.trt, onnx, BuildSpec("fp16", BatchRange(1, 1, 1), dla_core=dla), b"", lambda s: None)
         except UserError as e:
             assert want in str(e), str(e)
         else:
@@ -189,6 +192,7 @@ def _open(w: World, ed: Any, **kw: Any) -> Any:
     from edge_app.runtime.tensorrt import open_tensorrt
 
     lines: list[str] = []
+    kw.setdefault("batch", None)
     eng = open_tensorrt(ed, ed.load_meta(), kw.pop("precision", "fp16"), machine=kw.pop("machine", None) or w.machine(),
                         emit=lines.append, **kw)
     return eng, lines
@@ -334,6 +338,177 @@ def doubles_have_teeth(trt: Any, tmp: Path, facts: dict) -> None:
             facts[name] = True
         except AttributeError:
             facts[name] = False
+
+
+def runner_cuda_graph_capture_fails(trt: Any, tmp: Path, facts: dict) -> None:
+    """Defect: a plan whose enqueue cannot be captured crashed the engine; trtexec goes on without a graph."""
+    import logging
+
+    records: list[str] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logging.getLogger("edge_app.runtime.tensorrt").addHandler(Grab())
+    w = World(trt, out_dtype="FLOAT", capture_fails=True)
+    eng = _runner(w, graphs=True)
+    rng = np.random.default_rng(2)
+    for n in (2, 2, 5, 1):
+        x = rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(eng.infer(x)["logits"], expected_logits(x, np.float32))
+    assert w.cuda.log.count("capture discarded") == 1 and w.cuda.capturing is None, w.cuda.log
+    assert "graph launch" not in w.cuda.log and w.cuda.log.count("execute") == 4, w.cuda.log
+    warnings = [r for r in records if "CUDA graph capture failed" in r]
+    assert len(warnings) == 1 and "without CUDA graphs" in warnings[0], records
+    assert eng.graph_error and "enqueue failed while being captured" in eng.graph_error
+    eng.close()
+    assert w.cuda.buffers == {} and w.cuda.live_objects == 0, w.cuda.live_objects
+
+
+def _build(w: World, ed: Any, spec: Any, machine: Any = None) -> dict:
+    from edge_app.runtime.tensorrt import build
+
+    return build(ed, spec, machine or w.machine(), emit=lambda s: None)
+
+
+def cache_picks_the_plan_holding_the_batch(trt: Any, tmp: Path, facts: dict) -> None:
+    """Defect: open picked the plan with the widest max even when its min was above the batch asked for."""
+    from edge_app.errors import UserError
+    from edge_app.runtime.trt_build import BatchRange, BuildSpec
+
+    w = World(trt)
+    ed = engine_folder(tmp)
+    small = _build(w, ed, BuildSpec("fp16", BatchRange(1, 1, 2)))["key"]
+    big = _build(w, ed, BuildSpec("fp16", BatchRange(4, 8, 16)))["key"]
+    opened: list[bytes] = []
+    w.plan = b"unused"
+    w.deserialize = lambda data: opened.append(data) or w.make_engine()
+    keys = {}
+    for want in (1, 2, 8, 16, None):
+        eng, lines = _open(w, ed, batch=want)
+        keys[want] = eng.model_file
+        assert lines == [], f"batch {want}: no build expected, got {lines}"
+        eng.close()
+    assert keys[1] == keys[2] == keys[None] == f"{small}.plan" and keys[8] == keys[16] == f"{big}.plan", keys
+    try:
+        _open(w, ed, batch=64, no_build=True)
+    except UserError as e:
+        msg = str(e)
+    else:
+        raise AssertionError("no UserError for batch 64")
+    assert "no fp16 plan holding batch 64" in msg and "take batch 1 to 2, 4 to 16" in msg and "--batch 1:64:64" in msg, msg
+    eng, lines = _open(w, ed, batch=64)  # without --no-build: builds a plan that holds it
+    assert any("batch 1:64:64" in s for s in lines), lines
+    eng.close()
+
+
+def cache_rebuilds_for_other_settings(trt: Any, tmp: Path, facts: dict) -> None:
+    """Defect: `build --workspace 4` after a 2 GiB build said 'up to date'; so did another Orin with fewer SMs."""
+    from edge_app.runtime.trt_build import BatchRange, BuildSpec
+
+    w = World(trt)
+    ed = engine_folder(tmp)
+    b = BatchRange(1, 8, 32)
+    first = _build(w, ed, BuildSpec("fp16", b, workspace_gib=2.0))
+    assert not first["cached"] and _build(w, ed, BuildSpec("fp16", b, workspace_gib=2.0))["cached"]
+    for spec, machine in ((BuildSpec("fp16", b, workspace_gib=4.0), None), (BuildSpec("fp16", b, opt_level=5), None),
+                          (BuildSpec("fp16", b), w.machine(sm=(8, 7), name="Orin", sm_count=8)),
+                          (BuildSpec("fp16", b), w.machine(sm=(8, 7), name="Orin", sm_count=16)),
+                          (BuildSpec("fp16", b), w.machine(sm_count=14, mig=True))):
+        r = _build(w, ed, spec, machine)
+        assert not r["cached"], (spec, machine.device if machine else None)
+    builds = ed.load_meta().builds
+    assert len(builds) == 6 and len(list(ed.plans_dir.glob("*.plan"))) == 6
+    rec = builds[first["key"]]
+    assert (rec["sm_count"], rec["mig"], rec["workspace_gib"], rec["opt_level"]) == (128, False, 2.0, 3), rec
+    facts["keys"] = sorted(builds)
+
+
+def dla_plan_is_fixed_shape_and_found(trt: Any, tmp: Path, facts: dict) -> None:
+    """Defect: DLA needs min = opt = max; open with dla_core must find (or build) that fixed plan."""
+    from edge_app.errors import UserError
+    from edge_app.runtime.trt_build import BatchRange, BuildSpec
+
+    w = World(trt, dla_cores=2)
+    ed = engine_folder(tmp)
+    try:
+        BuildSpec("fp16", BatchRange(1, 8, 32), dla_core=0)
+    except UserError as e:
+        assert "needs a fixed batch" in str(e) and "--batch 8" in str(e), str(e)
+    else:
+        raise AssertionError("DLA build with a batch range accepted")
+    eng, lines = _open(w, ed, dla_core=0)  # nothing built yet: builds the fixed batch-1 DLA plan
+    assert any("batch 1:1:1, DLA 0" in s for s in lines), lines
+    (key, rec), = ed.load_meta().builds.items()
+    assert rec["batch"] == [1, 1, 1] and rec["dla_core"] == 0 and "_dla0_" in key
+    _name, lo, opt, hi = w.profile.called("set_shape")[-1][0]
+    assert tuple(lo) == tuple(opt) == tuple(hi) == (1, H, W, 3)
+    assert eng.device == "dla0"
+    eng.close()
+    _build(w, ed, BuildSpec("fp16", BatchRange(4, 4, 4), dla_core=0))
+    for want, batch in ((None, [1, 1, 1]), (1, [1, 1, 1]), (4, [4, 4, 4])):
+        eng, lines = _open(w, ed, dla_core=0, batch=want, no_build=True)
+        assert lines == [] and ed.load_meta().builds[eng.model_file[:-5]]["batch"] == batch, (want, eng.model_file)
+        eng.close()
+    gpu, lines = _open(w, ed)  # a DLA plan is never picked for the GPU
+    assert any("batch 1:8:32)" in s for s in lines), lines
+    gpu.close()
+
+
+def timing_cache_is_merged_under_a_lock(trt: Any, tmp: Path, facts: dict) -> None:
+    """Defect: parallel builds overwrote each other's timing cache; now the file on disk is combined in, locked."""
+    import fcntl
+    import threading
+
+    w = World(trt)
+    ed = engine_folder(tmp)
+    ed.plans_dir.mkdir(parents=True)
+    tc = ed.plans_dir / "timing.cache"
+    tc.write_bytes(b"CACHE-ON-DISK")
+    disk = w.D(trt.ITimingCache)
+    w.config.returns("create_timing_cache", lambda data: disk if bytes(data) == b"CACHE-ON-DISK" else w.cache)
+    lock = ed.plans_dir / "timing.cache.lock"
+    lock.touch()
+    holder = open(lock, "rb")
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)  # another build is saving right now
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (_open(w, ed)[0].close(), done.set()))
+    t.start()
+    t.join(1.0)
+    assert not done.is_set() and tc.read_bytes() == b"CACHE-ON-DISK", "saved the cache without the lock"
+    fcntl.flock(holder.fileno(), fcntl.LOCK_UN)
+    holder.close()
+    t.join(10)
+    assert done.is_set()
+    assert w.cache.called("combine") == [((disk, False), {})], w.cache.called("combine")
+    assert tc.read_bytes() == b"TIMING"
+
+
+def opt_level_reaches_the_config(trt: Any, tmp: Path, facts: dict) -> None:
+    from edge_app.runtime.trt_build import BuildSpec, build_plan
+
+    w = World(trt)
+    onnx = tmp / "m.onnx"
+    onnx.write_bytes(b"onnx")
+    build_plan(w.trt, onnx, BuildSpec("fp16", opt_level=5), b"", lambda s: None)
+    assert w.config._props["builder_optimization_level"] == 5
+
+
+def runner_names_both_profile_bounds(trt: Any, tmp: Path, facts: dict) -> None:
+    """A batch below the profile's minimum is refused before TensorRT sees it, naming min and max."""
+    w = World(trt, profile=(4, 4, 8))
+    eng = _runner(w)
+    assert (eng.min_batch, eng.max_batch) == (4, 8)
+    eng.infer(np.zeros((4, H, W, 3), np.uint8))
+    try:
+        eng.infer(np.zeros((2, H, W, 3), np.uint8))
+    except ValueError as e:
+        assert "batch 2 is outside this plan's profile, which takes batch 4 to 8" in str(e), str(e)
+    else:
+        raise AssertionError("batch 2 accepted by a 4..8 plan")
+    assert [tuple(a[1])[0] for a, _ in w.context.called("set_input_shape")] == [4]
+    eng.close()
 
 
 def main(out: str) -> int:

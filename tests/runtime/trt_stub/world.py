@@ -18,7 +18,8 @@ class World:
     """Real trt module + doubles + fake CUDA for one scenario."""
 
     def __init__(self, trt: Any, *, dla_cores: int = 0, parse_ok: bool = True, plan: bytes | None = b"PLAN-BYTES",
-                 cache_accepts: bool = True, out_dtype: str = "HALF", deserialize: Callable[[bytes], Any] | None = None) -> None:
+                 cache_accepts: bool = True, out_dtype: str = "HALF", deserialize: Callable[[bytes], Any] | None = None,
+                 capture_fails: bool = False, profile: tuple[int, int, int] = (1, 4, 8)) -> None:
         from tests.runtime.trt_stub.doubles import Double, FakeCuda, TrtModule
 
         self.real, self.cuda = trt, FakeCuda()
@@ -28,13 +29,15 @@ class World:
         self.network = D(trt.INetworkDefinition)
         self.network._props["num_inputs"] = 1  # read-only in TensorRT: configure the value directly
         self.network.returns("get_input", self.tensor)
-        self.cache = D(trt.ITimingCache).returns("serialize", b"TIMING")
+        self.batch_profile = profile  # the plan's batch min/opt/max as the engine double reports it
+        self.capture_fails = capture_fails  # execute_async_v3 returns False under stream capture (a graph-unsafe plan)
+        self.cache = D(trt.ITimingCache).returns("serialize", b"TIMING").returns("combine", True)
         self.profile = D(trt.IOptimizationProfile).returns("set_shape", None)
         self.config = D(trt.IBuilderConfig)
         self.config.returns("set_memory_pool_limit", None).returns("add_optimization_profile", 0)
         self.config.returns("create_timing_cache", self.cache).returns("get_timing_cache", self.cache).returns("set_flag", None)
         self._accepts = [cache_accepts, True]
-        self.config.returns("set_timing_cache", lambda *a: self._accepts.pop(0))
+        self.config.returns("set_timing_cache", lambda *a: self._accepts.pop(0) if self._accepts else True)
         self.builder = D(trt.Builder)
         self.builder._props["num_DLA_cores"] = dla_cores
         self.builder.returns("create_network", self.network).returns("create_builder_config", self.config)
@@ -78,15 +81,21 @@ class World:
         eng.returns("get_tensor_name", lambda i: names[i])
         eng.returns("get_tensor_mode", lambda n: trt.TensorIOMode.INPUT if n == "images" else trt.TensorIOMode.OUTPUT)
         eng.returns("get_tensor_dtype", lambda n: trt.DataType.UINT8 if n == "images" else getattr(trt.DataType, out_dtype))
-        eng.returns("get_tensor_profile_shape", lambda n, i: [trt.Dims((1, H, W, 3)), trt.Dims((4, H, W, 3)), trt.Dims((8, H, W, 3))])
+        eng.returns("get_tensor_profile_shape", lambda n, i: [trt.Dims((b, H, W, 3)) for b in self.batch_profile])
         eng.returns("get_tensor_shape", lambda n: trt.Dims((-1, H, W, 3)) if n == "images" else trt.Dims((-1, CLASSES)))
         ctx = self.D(trt.IExecutionContext)
         ctx.returns("set_tensor_address", lambda n, p: self.addresses.__setitem__(n, p) or True)
         ctx.returns("set_input_shape", lambda n, s: setattr(self, "shape", tuple(s)) or True)
-        ctx.returns("execute_async_v3", lambda h: self.cuda.submit(lambda: self._kernel(self.shape[0], out_dtype), "execute") or True)
+        ctx.returns("execute_async_v3", lambda h: self._execute(out_dtype))
         eng.returns("create_execution_context", ctx)
         self.context = ctx
         return eng
+
+    def _execute(self, out_dtype: str) -> bool:
+        if self.capture_fails and self.cuda.capturing is not None:
+            return False
+        self.cuda.submit(lambda n=self.shape[0]: self._kernel(n, out_dtype), "execute")
+        return True
 
     def _kernel(self, n: int, out_dtype: str) -> None:
         """What the fake 'network' computes: logits[i, c] = mean(image i) / 16 + c, in the engine's output dtype."""
@@ -100,11 +109,12 @@ class World:
         self.make_engine()
         return self.context
 
-    def machine(self, sm: tuple[int, int] = (8, 9), name: str = "NVIDIA GeForce RTX 4090") -> Any:
+    def machine(self, sm: tuple[int, int] = (8, 9), name: str = "NVIDIA GeForce RTX 4090", sm_count: int = 128,
+                mig: bool = False) -> Any:
         from edge_app.runtime.cuda_buffers import DeviceInfo
         from edge_app.runtime.tensorrt import Machine
 
-        return Machine(self.trt, self.cuda, DeviceInfo(0, name, sm, 24 << 30, False, 12040, 12090))
+        return Machine(self.trt, self.cuda, DeviceInfo(0, name, sm, 24 << 30, False, 12040, 12090, sm_count, mig))
 
 
 def expected_logits(images: np.ndarray, dt: Any) -> np.ndarray:
@@ -113,13 +123,32 @@ def expected_logits(images: np.ndarray, dt: Any) -> np.ndarray:
     return (images.reshape(n, -1).mean(1)[:, None] / 16 + np.arange(CLASSES)[None]).astype(dt)
 
 
+def tiny_onnx(name: str) -> bytes:
+    """A real, TensorRT-rule-clean ONNX graph of the engine's shape (uint8 NHWC in, CLASSES logits out).
+
+    The parser is a double, so TensorRT never reads it; ``build`` does run the static TensorRT ONNX rules
+    check on it first, as it would on a user's file.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Cast", ["images"], ["f"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["f"], ["x"], name="nchw", perm=[0, 3, 1, 2]),
+             helper.make_node("GlobalAveragePool", ["x"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["v"], name="flat", axis=1),
+             helper.make_node("Gemm", ["v", "w"], ["logits"], name="fc", transB=1)]
+    w = numpy_helper.from_array(np.ones((CLASSES, 3), np.float32), "w")
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", H, W, 3])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])], initializer=[w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
 def engine_folder(root: Path) -> Any:
-    """A minimal engines/tiny folder: meta.json and an ONNX file (the parser is a double, so any bytes do)."""
+    """A minimal engines/tiny folder: meta.json and real fp32/fp16 ONNX files (see ``tiny_onnx``)."""
     from edge_app.engine_dir import EngineDir, EngineMeta, InputSpec
 
     ed = EngineDir(root / "tiny")
     ed.path.mkdir(parents=True)
-    ed.onnx_path("fp32").write_bytes(b"onnx fp32")
-    ed.onnx_path("fp16").write_bytes(b"onnx fp16")
+    ed.onnx_path("fp32").write_bytes(tiny_onnx("fp32"))
+    ed.onnx_path("fp16").write_bytes(tiny_onnx("fp16"))
     ed.save_meta(EngineMeta(name="tiny", arch="resnet18", labels=[f"c{i}" for i in range(CLASSES)], input=InputSpec(H, W)))
     return ed
