@@ -8,10 +8,12 @@ graph, ``meta.json`` (which also records the source weights' sha256).
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edge_app.compile.export import ExportResult
 from edge_app.engine_dir import EngineDir, InputSpec
 from edge_app.errors import UserError
 from edge_app.fsutil import sha256_file
@@ -38,6 +40,8 @@ class WeightsSource:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
+        if not Path(self.weights).is_file():
+            raise UserError(f"weights file '{self.weights}' does not exist; pass the path of a saved state dict")
         if self.arch not in list_models():
             raise UserError(f"arch '{self.arch}' is unknown; choose one of {', '.join(list_models())}")
         if self.img < 32 or self.img % 32:
@@ -70,42 +74,30 @@ def checkpoint_from_weights(src: WeightsSource) -> dict:
             "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, "top1": None, "epoch": 0}
 
 
-@dataclass(frozen=True)
-class WeightsExport:
-    """What ``export_weights`` did."""
-
-    engine: Path
-    onnx: Path
-    cached: bool  # the folder already held these weights with these settings: nothing was written
-    parity: dict  # PyTorch vs ONNX Runtime on the exported graph (from meta.json)
-    weights_sha256: str
-
-
-def export_weights(src: WeightsSource, name: str, engines_root: str | Path = "engines", force: bool = False) -> WeightsExport:
-    """Export ``src`` to ``engines_root/name``; up to date (nothing written) when weights and settings match."""
+def export_weights(src: WeightsSource, name: str, engines_root: str | Path = "engines", force: bool = False) -> ExportResult:
+    """Export ``src`` to ``engines_root/name`` (export's result); up to date, nothing written, when weights and settings match."""
     import torch
 
-    from edge_app.compile.export import export
+    from edge_app.compile.export import Parity, export
 
     weights_sha = sha256_file(src.weights)
     ed = EngineDir(Path(engines_root) / name)
-    spec = src.input_spec()
     if not force and ed.exists():
         try:
             old = ed.load_meta()
         except UserError:
             old = None
-        if old and old.extra.get("weights_sha256") == weights_sha and old.input == spec and old.arch == src.arch \
+        if old and old.extra.get("weights_sha256") == weights_sha and old.input == src.input_spec() and old.arch == src.arch \
                 and old.labels == resolve_labels(src.labels) and old.files.get(ed.onnx_path().name) == sha256_file(ed.onnx_path()):
-            return WeightsExport(ed.path, ed.onnx_path(), True, old.parity, weights_sha)
+            return ExportResult(ed.path, ed.onnx_path(), Parity.from_dict(old.parity), True, old)
     ckpt = checkpoint_from_weights(src)
     with tempfile.TemporaryDirectory(prefix="edge_app-weights-") as tmp:
         path = Path(tmp) / f"{src.arch}.pt"
         torch.save(ckpt, path)
-        export(path, name, engines_root, force=force)
+        result = export(path, name, engines_root, force=force)
     meta = ed.load_meta()
     meta.extra.update({"checkpoint": str(ed.checkpoint_path), "weights": str(src.weights), "weights_sha256": weights_sha,
                        "data_root": None})
     meta.accuracy.pop("fp32", None)  # no validation set came with the weights: nothing measured yet
     ed.save_meta(meta)
-    return WeightsExport(ed.path, ed.onnx_path(), False, meta.parity, weights_sha)
+    return dataclasses.replace(result, meta=meta)

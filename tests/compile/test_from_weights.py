@@ -48,12 +48,13 @@ def test_bad_resize_sizes(kw: dict, msg: str) -> None:
 def test_export_from_weights_runs_on_real_photographs(r18_weights: Path, tmp_path: Path) -> None:
     src = WeightsSource("resnet18", r18_weights, labels="imagenet", img=64, resize_size=73)
     r = export_weights(src, "r18", tmp_path / "engines")
-    assert not r.cached and r.parity["max_abs_diff"] < 1e-3
+    assert not r.cached and r.parity.max_abs_diff < 1e-3
     ed = EngineDir(r.engine)
     meta = ed.load_meta()
     assert meta.arch == "resnet18" and len(meta.labels) == 1000 and meta.labels[0] == "tench"
     assert meta.input.resize == "center_crop" and meta.input.resize_size == 73
-    assert meta.extra["weights_sha256"] == r.weights_sha256 and ed.checkpoint_path.is_file()
+    assert meta.extra["weights_sha256"] == r.meta.extra["weights_sha256"] and ed.checkpoint_path.is_file()
+    assert "fp32" not in meta.accuracy  # nothing measured: no validation set came with the weights
     imgs = [cv2.imread(str(p)) for p in photos(tmp_path / "photos")]
     batch = np.stack([resize_to_input(im, meta.input) for im in imgs])
     with open_engine(r.engine, "torch", "fp32", "cpu") as ref, open_engine(r.engine, "onnxruntime", "fp32", "cpu") as ort:
@@ -80,3 +81,24 @@ def test_label_count_must_match(r18_weights: Path, tmp_path: Path) -> None:
 def test_bad_settings(r18_weights: Path, kw: dict, msg: str) -> None:
     with pytest.raises(UserError, match=msg):
         WeightsSource(**{"arch": "resnet18", "weights": r18_weights, **kw})
+
+
+def test_cli_export_from_weights_and_its_bad_input(r18_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_app.cli import main
+
+    eng = str(tmp_path / "engines")
+    assert main(["export", "--name", "r", "--engines", eng, "--weights", str(r18_weights), "--arch", "resnet18", "--img", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "exported:" in out and "resnet18, 1000 classes, 64x64 input, resize 73 + centre crop" in out  # 256/224 of the crop
+    cases = [(["r.pt", "--weights", str(r18_weights), "--arch", "resnet18"], "either a checkpoint or --weights/--pretrained, not both"),
+             ([], "nothing to export; pass a checkpoint"),
+             (["--weights", str(r18_weights)], "--arch is needed with --weights/--pretrained"),
+             (["--weights", str(r18_weights), "--arch", "resnet18", "--labels", "a,b"], "2 labels were given .* 1000 outputs"),
+             (["--weights", str(r18_weights), "--arch", "resnet18", "--img", "64", "--resize", "-1"], "--resize -1 must be 0"),
+             (["--weights", str(tmp_path / "none.pth"), "--arch", "resnet18"], "weights file '.*none.pth' does not exist")]
+    for argv, msg in cases:
+        assert main(["export", *argv, "--name", "bad", "--engines", eng]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert __import__("re").search(msg, err), err
+    assert not (tmp_path / "engines" / "bad" / "model.onnx").exists()
