@@ -186,7 +186,7 @@ def _export_weights(a: argparse.Namespace) -> "ExportResult":  # noqa: F821 - im
 
 # ------------------------------------------------------------------------------------------------ annotate
 def _annotate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files and/or folders of video files")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, image files, folders of either, or quoted globs of images")
     p.add_argument("--engine", required=True, help="engine folder, e.g. engines/demo")
     p.add_argument("--out", default=None, help="output folder (default runs/annotate), or OUT.mp4 for a single input; JSON lines go beside each video")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from the last frame its JSON lines hold")
@@ -200,19 +200,22 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
 
 @command("annotate", "label every frame of video files: annotated videos + JSON lines, batched, resumable", _annotate_args)
 def cmd_annotate(a: argparse.Namespace) -> int:
-    from edge_app.frames.annotate import annotate_video, collect_inputs, output_paths
+    from edge_app.frames.annotate import VIDEO_EXTS, annotate_video, output_paths
+    from edge_app.frames.annotate_images import annotate_images, split_inputs
     from edge_app.frames.labellers import make_labeller
 
+    videos, images = split_inputs(a.inputs)
+    if images and a.out and Path(a.out).suffix.lower() in VIDEO_EXTS:
+        raise UserError(f"--out '{a.out}' is one video file but the inputs include {len(images)} images; pass a folder as --out")
     with _loop_flags():
         cfg = _loop_config(a, progress=not a.no_progress)
         read = written = failed = 0
         seconds = 0.0
         with open_from_args(a, use="throughput") as eng:
-            inputs = collect_inputs(a.inputs)
-            outs = output_paths(inputs, a.out)
+            outs = output_paths(videos, a.out)
             print(f"engine: {eng.description} [{eng.choice}]")
             lab = make_labeller(eng, cfg.mode, cfg.mode_config)  # an engine the mode cannot use fails before any output
-            for src, (vid, jl) in zip(inputs, outs):
+            for src, (vid, jl) in zip(videos, outs):
                 r = annotate_video(eng, src, vid, jl, cfg, resume=a.resume, labeller=lab, codec=a.codec)
                 if r.already_complete:
                     print(f"{src}: already complete ({r.frames_restored} frames in {jl}), skipped")
@@ -224,9 +227,18 @@ def cmd_annotate(a: argparse.Namespace) -> int:
                 if r.stopped_by == "interrupt":
                     print("interrupted: what was written is complete up to the last JSON line; run again with --resume to continue", file=sys.stderr)
                     return 130
-    if len(inputs) > 1:
+            if images:
+                ri = annotate_images(lab, images, a.out or "runs/annotate", cfg.batch, cfg.overlay, a.resume, progress=not a.no_progress)
+                skipped = f", {ri.skipped} already done" if ri.skipped else ""
+                print(f"{len(images)} images: annotated {ri.written}{skipped}, {len(ri.unreadable)} unreadable, "
+                      f"{ri.per_second:.1f} images/s -> {ri.jsonl.parent}/, {ri.jsonl}")
+                for bad in ri.unreadable[:5]:
+                    print(f"  unreadable: {bad}", file=sys.stderr)
+                if ri.unreadable and not ri.written and not ri.skipped:
+                    raise UserError(f"none of the {len(images)} images could be decoded (e.g. '{ri.unreadable[0]}'); pass JPEG, PNG, BMP, WebP or TIFF files")
+    if len(videos) > 1:
         fps = written / seconds if seconds else 0.0
-        print(f"total: {len(inputs)} files, {read} frames read, {written} written, {failed} failed to decode, {fps:.1f} frames/s")
+        print(f"total: {len(videos)} files, {read} frames read, {written} written, {failed} failed to decode, {fps:.1f} frames/s")
     return 0
 
 

@@ -245,7 +245,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def _truncate_torn_tail(path: Path) -> int:
+def truncate_torn_tail(path: Path) -> int:
     """Cut a JSON-lines file after its last complete line; return the number of complete lines kept."""
     data = path.read_bytes()
     keep = data.rfind(b"\n") + 1
@@ -271,7 +271,7 @@ class JsonlSink(SinkBase):
         ensure_writable_dir(self.path.parent)
         self.flush_every = max(1, flush_every)
         self.flush_interval_s = flush_interval_s
-        self.existing_lines = _truncate_torn_tail(self.path) if append and self.path.is_file() else 0
+        self.existing_lines = truncate_torn_tail(self.path) if append and self.path.is_file() else 0
         try:
             self.f: IO[str] | None = open(self.path, "a" if append else "w", encoding="utf-8")
         except OSError as e:

@@ -279,3 +279,14 @@ def test_cli_engine_without_model_is_exit_2(tmp_path: Path) -> None:
     assert "has no model.onnx; run `python run.py export" in r.stderr
     assert sorted(p.name for p in (tmp_path / "eng").iterdir()) == ["meta.json"]
     assert not (tmp_path / "calibration").exists()
+
+
+def test_calibrate_on_an_unlabelled_folder_of_real_photographs(engine_copy: Path, tmp_path: Path) -> None:
+    from tests.helpers import PHOTOS, photos
+
+    photos(tmp_path / "photos")
+    cfg = CalibrateConfig(images=str(tmp_path / "photos"), num=len(PHOTOS), method="minmax", val=None,
+                          cache_dir=str(tmp_path / "calibration"), speed=False, progress=False)
+    r = run_calibrate(engine_copy, cfg, say=lambda s: None)
+    assert (engine_copy / "model.int8.cpu.onnx").is_file() and (engine_copy / "model.int8.trt.onnx").is_file()
+    assert r.report["int8.cpu"].n > 0
