@@ -66,7 +66,10 @@ def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto"
                 return eng
     if explicit:
         b = get_backend(backend)
-        raise UserError(f"backend {b.name} is not available here ({'; '.join(passed_over) or f'it does not run on {device}'}); "
+        if not passed_over:  # nothing was tried: the backend does not run on the device asked for
+            raise UserError(f"backend {b.name} runs on {' and '.join(b.devices)} only, not on device {device}; "
+                            f"choose device {b.devices[0]} or another backend")
+        raise UserError(f"backend {b.name} is not available here ({'; '.join(passed_over)}); "
                         f"{b.install_hint}, or use backend auto to fall back to another")
     raise UserError(f"no backend can open '{ed.path}' here ({'; '.join(passed_over)})")
 

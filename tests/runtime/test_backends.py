@@ -8,7 +8,8 @@ import pytest
 from edge_app.errors import UserError
 from edge_app.runtime import backends, open_engine
 
-BACKENDS = ["onnxruntime", "torch"]
+# Every registered backend that can run on this machine's CPU (TensorRT needs a GPU: its own tests cover it).
+BACKENDS = [b.name for b in backends() if "cpu" in b.devices and b.available("cpu")[0]]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -89,3 +90,8 @@ def test_an_output_missing_from_the_model_is_named(tmp_path) -> None:
     with open_engine(_two_output_engine(tmp_path, ["logits", "dets"]), "onnxruntime", "fp32", "cpu") as eng:
         with pytest.raises(RuntimeError, match=r"returned outputs \['extra', 'logits'\], but meta.json lists \['logits', 'dets'\]"):
             eng.infer(np.zeros((1, 8, 8, 3), np.uint8))
+
+
+def test_a_backend_asked_for_on_a_device_it_does_not_run_on(tiny_engine) -> None:
+    with pytest.raises(UserError, match="backend tensorrt runs on cuda only, not on device cpu; choose device cuda or another backend"):
+        open_engine(tiny_engine, "tensorrt", device="cpu")
