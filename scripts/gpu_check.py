@@ -285,7 +285,7 @@ def make_engine(root: Path, img: int) -> Path:
     from edge_app.compile.export import export
 
     ckpt = make_checkpoint(root / "random.pt", "resnet18", img, CLASSES)
-    return Path(export(ckpt, "gpu-check", root / "engines", force=True)["engine"])
+    return Path(export(ckpt, "gpu-check", root / "engines", force=True).engine)
 
 
 # Max |logit difference| against ONNX Runtime CPU fp32: TF32 convolutions for fp32, half precision for fp16; INT8 on
