@@ -85,7 +85,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, InputSpec, list[str]]:
+def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[ResNet | nn.Module, InputSpec, list[str]]:
     """Rebuild the bare network (eval mode), its input spec and labels from a checkpoint.
 
     A classifier gives its ResNet; a detector (``"task": "detect"``) its DetectorNet, whose output is ``dets``.
