@@ -113,7 +113,9 @@ class DetectorNet(nn.Module):
         c4 = b.layer3(c3)
         y = self.top(b.layer4(c4))
         for skip, lat, smooth in zip((c4, c3, c2), self.lateral, self.smooth):
-            y = F.interpolate(y, scale_factor=2.0, mode="nearest")
+            # Upsample to the skip's size: exports as Resize with int64 'sizes' (no float 'scales' input,
+            # which an fp16 cast of the float tensors would break: ONNX wants scales in float32).
+            y = F.interpolate(y, size=skip.shape[-2:], mode="nearest")
             y = smooth(y + lat(skip))
         return DetMaps(self.heat(y), self.size(y), self.offset(y))
 
