@@ -9,7 +9,7 @@ and the sub-cell centre offset (Zhou et al. 2019, "Objects as Points").
 Decode (:func:`decode`) uses standard ONNX ops only: a 3x3 MaxPool peak test (Equal), TopK (K=100, sorted),
 integer Div/Mul/Sub for the cell indices, GatherElements for size and offset. No NonZero, so the output has a
 fixed shape: ``dets`` float32 (N, K, 6) = x1, y1, x2, y2, score, class in input pixels, best first; rows past
-the real detections simply have low scores (filter on the score).
+the real detections have low scores, and score exactly 0 once the local maxima run out (filter on the score).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def decode(heat_logits: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, 
     ys = torch.div(pix, w, rounding_mode="trunc")
     xs = pix - ys * w
     gidx = pix.unsqueeze(1).expand(n, 2, k)
-    wh = torch.gather(size.flatten(2), 2, gidx)  # GatherElements
+    wh = torch.gather(size.flatten(2), 2, gidx).clamp(min=0.0)  # GatherElements; x1 <= x2 even if a size is < 0
     off = torch.gather(offset.flatten(2), 2, gidx)
     sx, sy = in_w / w, in_h / h
     cx = (xs.to(heat.dtype) + off[:, 0]) * sx
