@@ -221,12 +221,15 @@ def render_scene(cfg: SceneConfig, rng: np.random.Generator) -> tuple[np.ndarray
     h, w = H, W
     if rng.random() < cfg.letterbox:
         aspect = rng.uniform(1.3, 2.0)
-        if rng.random() < 0.75:
+        if rng.random() < 0.75:  # wide content, bars above and below
             h = max(16, int(round(W / aspect)))
-            y0 = (H - h) // 2
-        else:
+            if h > H:  # a wide canvas: the content fills the height, bars at the sides
+                h, w = H, min(W, int(round(H * aspect)))
+        else:  # tall content, bars left and right
             w = max(16, int(round(H / aspect)))
-            x0 = (W - w) // 2
+            if w > W:
+                w, h = W, min(H, int(round(W * aspect)))
+        y0, x0 = (H - h) // 2, (W - w) // 2
     scale = rng.uniform(0.35, 0.8) if rng.random() < cfg.low_res else 1.0
     rh, rw = max(16, int(h * scale)), max(16, int(w * scale))
     img = _background(str(rng.choice(cfg.backgrounds)), rng, rh, rw)
