@@ -357,8 +357,9 @@ def load_detection_data(path: str | Path, spec: InputSpec, val_fraction: float =
     else:
         items, names, report = read_coco(p) if fmt == "coco" else read_yolo(p)
         order = np.random.default_rng(seed).permutation(len(items))
-        n_val = int(round(len(items) * val_fraction)) if len(items) > 1 else 0
-        n_val = min(max(n_val, 1 if len(items) > 1 else 0), len(items) - 1) if items else 0
+        n_val = int(round(len(items) * val_fraction))
+        if val_fraction > 0 and len(items) > 1:  # at least one validation image, at least one training image
+            n_val = min(max(n_val, 1), len(items) - 1)
         va_items = [items[i] for i in sorted(order[:n_val])]
         tr_items = [items[i] for i in sorted(order[n_val:])]
     train = _assemble(tr_items, names, spec, report)
