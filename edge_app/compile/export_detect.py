@@ -25,7 +25,7 @@ from edge_app.compile.export import OPSET, ExportError, _remove_derived
 from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, atomic_write_bytes, ensure_writable_dir, sha256_file
-from edge_app.models.detector import DETS_COLUMNS, DetectorModel
+from edge_app.models.detector import DETS_COLUMNS, STRIDE, DetectorModel
 from edge_app.training.train import load_checkpoint
 from edge_app.training.train_detect import TASK, detector_from_checkpoint
 
@@ -51,7 +51,21 @@ def onnx_bytes(model: torch.nn.Module, height: int, width: int) -> bytes:
         torch.onnx.export(model, (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
-    return buf.getvalue()
+    # The tracer leaves the output's K and 6 symbolic; they are fixed by construction, so say so in the graph
+    # (TensorRT then allocates the output statically, consumers can check it without running the model).
+    import onnx
+
+    m = onnx.load_from_string(buf.getvalue())
+    net = getattr(model, "net", model)
+    k = min(net.max_dets, net.num_classes * (height // STRIDE) * (width // STRIDE))
+    dims = m.graph.output[0].type.tensor_type.shape.dim
+    for d, v in zip(dims, ("batch", k, len(DETS_COLUMNS))):
+        d.Clear()
+        if isinstance(v, str):
+            d.dim_param = v
+        else:
+            d.dim_value = v
+    return m.SerializeToString()
 
 
 def check_ops(model: Any) -> set[str]:
