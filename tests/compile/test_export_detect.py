@@ -110,3 +110,18 @@ def test_calibrate_keeps_head_and_decode_float(det_engine: Path, tmp_path: Path)
 
     got = ort.InferenceSession(str(det_engine / "model.fp16.onnx"), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
     assert got.shape == (2, 100, 6) and got.dtype == np.float32
+
+
+def test_heldout_report_and_speed(det_engine: Path) -> None:
+    """The held-out evaluation runs end to end on an engine folder (numbers are meaningless for a 1-epoch model)."""
+    from edge_app.engine_dir import EngineDir
+    from edge_app.training.eval_detect import format_lines, heldout_report, speed_720p
+
+    ed = EngineDir(det_engine)
+    meta = ed.load_meta()
+    rep = heldout_report(ed, meta, n_scenes=4, n_frames=2)
+    assert "fp32" in rep["scenes"] and "fp32" in rep["video"]
+    assert rep["video"]["fp32"]["images"] == 2 and rep["video"]["fp32"]["boxes"] == 14
+    speed = speed_720p(ed, meta, rounds=1, block=2, settle=1, threads=1)
+    assert speed["fp32"]["total_p50_ms"] > 0
+    assert any("720p frame" in line for line in format_lines(rep, speed))
