@@ -108,7 +108,7 @@ def quantize_detector_int8(pre_model: Path, ranges: dict[str, list[float]], targ
     return settings
 
 
-def calibration_scenes(engine_name: str, spec: Any, num: int, root: str | Path = "data/scenes") -> Path:
+def calibration_scenes(spec: Any, num: int, root: str | Path = "data/scenes") -> Path:
     """A folder of ``num`` built-in *training* scenes at the model size (PNG), written once."""
     import cv2
 
@@ -184,7 +184,7 @@ def run_calibrate_detect(engine: str | Path, cfg: CalibrateConfig = CalibrateCon
     if meta.extra.get("task") != "detect":
         raise UserError(f"'{ed.path}' is not a detector engine (task {meta.extra.get('task', 'classify')}); use `calibrate`")
     spec = meta.input
-    source = str(calibration_scenes(ed.name, spec, cfg.num)) if cfg.images == cal.SYNTHETIC else cfg.images
+    source = str(calibration_scenes(spec, cfg.num)) if cfg.images == cal.SYNTHETIC else cfg.images
     plan = cal.plan_images(source, spec, cfg.num)
     src = ed.onnx_path("fp32")
     model_sha = sha256_file(src)

@@ -32,7 +32,7 @@ from edge_app.data.detection import DetectionSet, load_detection_data
 from edge_app.engine_dir import InputSpec
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, ensure_writable_dir
-from edge_app.models.detector import STRIDE, DetectorModel, DetectorNet, build_detector, load_backbone_weights
+from edge_app.models.detector import STRIDE, DetectorModel, DetectorNet, build_detector, decode, load_backbone_weights
 from edge_app.training import detect_metrics as dm
 from edge_app.training.train import CHECKPOINT_FORMAT, load_checkpoint, resolve_device, save_checkpoint, warmup_cosine
 
@@ -298,7 +298,7 @@ def evaluate(model: DetectorModel, data: DetectionSet, device: torch.device, cfg
         tg = make_targets(data.boxes[s:s + batch], data.classes[s:s + batch], len(data.names), h // STRIDE, w // STRIDE)
         loss, _ = detection_loss(maps, {k: torch.from_numpy(v).to(device) for k, v in tg.items()}, cfg)
         loss_sum += float(loss) * len(x)
-        dets.extend(model.net.forward(model.pre(x)).float().cpu().numpy())
+        dets.extend(decode(maps.heat, maps.size, maps.offset, w, h, model.net.max_dets).float().cpu().numpy())
     thr = dm.best_threshold(dets, data.boxes, data.classes)
     acc = dm.evaluate_dets(dets, data.boxes, data.classes, data.names, threshold=thr)
     return {"val_loss": loss_sum / max(1, len(data)), "val_map50": acc.map50, "val_map50_95": acc.map50_95,
