@@ -10,7 +10,8 @@ import torch
 
 from edge_app.errors import UserError
 from edge_app.training import detect_metrics as dm
-from edge_app.training.train_detect import (DetectConfig, focal_loss, make_targets, reg_l1, train_detector)
+from edge_app.training.detect_loss import focal_loss, make_targets, reg_l1
+from edge_app.training.train_detect import DetectConfig, train_detector
 
 
 def test_targets_put_a_peak_at_each_centre() -> None:
