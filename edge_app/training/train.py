@@ -119,8 +119,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[ResNet, InputSpec, list[str]]:
-    """Rebuild the bare ResNet (eval mode), its input spec and labels from a checkpoint."""
+def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[ResNet | nn.Module, InputSpec, list[str]]:
+    """Rebuild the bare network (eval mode), its input spec and labels from a checkpoint.
+
+    A classifier gives its ResNet; a detector (``"task": "detect"``) its DetectorNet, whose output is ``dets``.
+    """
+    if ckpt.get("task") == "detect":
+        from edge_app.training.train_detect import detector_from_checkpoint
+
+        return detector_from_checkpoint(ckpt)
     labels = list(ckpt["labels"])
     model = create_model(ckpt["arch"], num_classes=len(labels))
     model.load_state_dict(ckpt["model"])
