@@ -75,34 +75,44 @@ def open_from_args(a: argparse.Namespace, use: str = "latency") -> "Engine":  # 
 # ------------------------------------------------------------------------------------------------ train
 def _train_args(p: argparse.ArgumentParser) -> None:
     from edge_app.models import list_models
-    from edge_app.training.train import TrainConfig
 
-    d = TrainConfig()
-    p.add_argument("--data", default=d.data, help="'synthetic' (built-in, generated) or an image folder: <class>/*.jpg or train/ and val/")
-    p.add_argument("--arch", default=d.arch, help=f"one of {', '.join(list_models())} (default {d.arch})")
-    p.add_argument("--img", type=positive_int, default=d.img, help=f"input size in pixels (default {d.img})")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs)
-    p.add_argument("--batch", type=positive_int, default=d.batch)
-    p.add_argument("--lr", type=positive_float, default=d.lr, help=f"peak learning rate (AdamW, warm-up + cosine) (default {d.lr})")
-    p.add_argument("--weights", default=None, help="torchvision-format .pth to start from (head replaced if class count differs)")
+    # Defaults differ by task (a 64 px classifier, a 128 px quarter-width detector): None means "the task's own".
+    p.add_argument("--task", default="classify", choices=("classify", "detect"), help="classify (default) or detect (CenterNet-style head)")
+    p.add_argument("--data", default=None, help="'synthetic' (built-in, generated; default); classify: an image folder <class>/*.jpg or "
+                                                 "train/ and val/; detect: a COCO instances.json (or its folder) or a YOLO folder")
+    p.add_argument("--arch", default=None, help=f"one of {', '.join(list_models())} (default resnet18)")
+    p.add_argument("--img", type=positive_int, default=None, help="input size in pixels (default 64 classify, 128 detect; detect: a multiple of 32)")
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--batch", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (AdamW, warm-up + cosine)")
+    p.add_argument("--weights", default=None, help="torchvision-format .pth (or, for detect, a classifier checkpoint) to start from")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--out", default=d.out, help=f"output folder (default {d.out})")
+    p.add_argument("--out", default=None, help="output folder (default runs/train or runs/detect)")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue the run of this last.pt")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=None)
 
 
-@command("train", "train or fine-tune a ResNet classifier", _train_args)
+@command("train", "train or fine-tune a ResNet classifier, or a detector on the ResNet backbone (--task detect)", _train_args)
 def cmd_train(a: argparse.Namespace) -> int:
     from edge_app.models import list_models
+
+    if a.arch is not None and a.arch not in list_models():
+        raise UserError(f"unknown architecture '{a.arch}'; choose one of: {', '.join(list_models())}")
+    if a.img is not None and a.img < 32:
+        raise UserError(f"--img {a.img} is too small for a ResNet (5 stride-2 stages); use at least 32")
+    given = {k: v for k, v in (("data", a.data), ("arch", a.arch), ("img", a.img), ("epochs", a.epochs), ("batch", a.batch),
+                               ("lr", a.lr), ("weights", a.weights), ("out", a.out), ("seed", a.seed)) if v is not None}
+    if a.task == "detect":
+        from edge_app.training.train_detect import DetectConfig, train_detector
+
+        if a.img is not None and a.img % 32:
+            raise UserError(f"--img {a.img} is not a multiple of 32 (the detector's stride-32 backbone); e.g. --img 128")
+        r = train_detector(DetectConfig(device=a.device, **given), resume=a.resume)
+        print(f"best val mAP@0.5 {r.best_map50:.4f} (score threshold {r.threshold:.2f}); wrote {r.best}, {r.last}, {r.out}/metrics.csv")
+        return 0
     from edge_app.training.train import TrainConfig, train
 
-    if a.arch not in list_models():
-        raise UserError(f"unknown architecture '{a.arch}'; choose one of: {', '.join(list_models())}")
-    if a.img < 32:
-        raise UserError(f"--img {a.img} is too small for a ResNet (5 stride-2 stages); use at least 32")
-    cfg = TrainConfig(data=a.data, arch=a.arch, img=a.img, epochs=a.epochs, batch=a.batch, lr=a.lr,
-                      weights=a.weights, device=a.device, out=a.out, seed=a.seed)
-    r = train(cfg, resume=a.resume)
+    r = train(TrainConfig(device=a.device, **given), resume=a.resume)
     print(f"best val top-1 {r.best_top1:.4f}; wrote {r.best}, {r.last}, {r.out}/metrics.csv, {r.out}/metrics.png")
     return 0
 
@@ -152,6 +162,14 @@ def cmd_export(a: argparse.Namespace) -> int:
         raise UserError("nothing to export; pass a checkpoint from `train`, --weights FILE.pth or --pretrained (with --arch)")
     if from_weights:
         r = _export_weights(a)
+    elif _checkpoint_task(a.checkpoint) == "detect":
+        from edge_app.compile.export_detect import export_detector
+
+        d = export_detector(a.checkpoint, a.name, a.engines, force=a.force)
+        state = "up to date, nothing to do" if d["cached"] else "exported"
+        print(f"{state}: {d['onnx']} (detector; PyTorch vs ONNX Runtime max |diff| {d['parity']['max_abs_diff']:.2e})")
+        print(f"wrote {d['engine']}/meta.json (task detect, {len(d['meta'].labels)} classes)")
+        return 0
     else:
         r = export(a.checkpoint, a.name, a.engines, force=a.force)
     state = "up to date, nothing to do" if r.cached else "exported"
@@ -160,6 +178,13 @@ def cmd_export(a: argparse.Namespace) -> int:
     crop = f"resize {spec.resize_size} + centre crop" if spec.resize_size else spec.resize
     print(f"wrote {r.engine}/meta.json ({r.meta.arch}, {len(r.meta.labels)} classes, {spec.width}x{spec.height} input, {crop})")
     return 0
+
+
+def _checkpoint_task(path: str) -> str:
+    """'detect' for a detector checkpoint, else 'classify' (the checkpoint's own errors surface in export)."""
+    from edge_app.training.train import load_checkpoint
+
+    return str(load_checkpoint(path).get("task", "classify"))
 
 
 def _export_weights(a: argparse.Namespace) -> "ExportResult":  # noqa: F821 - imported lazily
@@ -358,7 +383,7 @@ def cmd_doctor(a: argparse.Namespace) -> int:
 # Config field -> the flag that sets it, for `live` and `annotate`. The library validates once and names the
 # field (a Ray worker never sees a flag); _loop_flags() re-words its errors with the flag the user typed.
 LOOP_FLAGS = {"mode": "--mode", "top_k": "--top-k", "grid": "--tiles", "scales": "--scales", "conf": "--conf", "iou": "--iou",
-              "batch": "--batch", "max_frames": "--max-frames", "duration": "--duration"}
+              "max_det": "--max-det", "batch": "--batch", "max_frames": "--max-frames", "duration": "--duration"}
 
 
 @contextlib.contextmanager
@@ -384,7 +409,9 @@ def _loop_args(p: argparse.ArgumentParser, batch: int) -> None:
     p.add_argument("--top-k", type=int, default=c.top_k, help=f"labels per frame in classify mode (default {c.top_k})")
     p.add_argument("--tiles", default="x".join(map(str, t.grid)), help="tiles mode: COLSxROWS grid of square tiles at scale 1.0 (default %(default)s)")
     p.add_argument("--scales", default=",".join(f"{s:g}" for s in t.scales), help="tiles mode: tile scales, comma-separated (default %(default)s)")
-    p.add_argument("--conf", type=float, default=t.conf, help=f"tiles mode: minimum class probability for a box (default {t.conf})")
+    p.add_argument("--conf", type=float, default=None,
+                   help=f"minimum score for a box (tiles mode default {t.conf}; detect mode default: the engine's own threshold)")
+    p.add_argument("--max-det", type=int, default=100, help="detect mode: boxes per frame at most (default 100)")
     p.add_argument("--iou", type=float, default=t.iou, help=f"tiles mode: class-wise NMS IoU threshold (default {t.iou})")
     p.add_argument("--batch", type=int, default=batch, help=f"frames per engine call (default {batch})")
     p.add_argument("--max-frames", type=int, default=0, help="stop after reading this many frames (default 0: no limit)")
@@ -408,7 +435,10 @@ def _mode_configs(a: argparse.Namespace) -> dict[str, "ModeConfig"]:  # noqa: F8
         scales = parse_scales(a.scales)
     except ValueError as e:
         raise UserError(f"--scales: {e}") from None
-    return {"classify": ClassifyConfig(top_k=a.top_k), "tiles": TileConfig(grid=grid, scales=scales, conf=a.conf, iou=a.iou)}
+    from edge_app.frames.modes.detect import DetectConfig
+
+    tiles = TileConfig(grid=grid, scales=scales, iou=a.iou, **({} if a.conf is None else {"conf": a.conf}))
+    return {"classify": ClassifyConfig(top_k=a.top_k), "tiles": tiles, "detect": DetectConfig(conf=a.conf, max_det=a.max_det)}
 
 
 def _loop_config(a: argparse.Namespace, **kw: Any) -> "PipelineConfig":  # noqa: F821 - imported lazily
@@ -493,9 +523,17 @@ def _calibrate_args(p: argparse.ArgumentParser) -> None:
 @command("calibrate", "calibrate with images: cached tensor ranges -> model.int8.trt/cpu.onnx, model.fp16.onnx, accuracy report", _calibrate_args)
 def cmd_calibrate(a: argparse.Namespace) -> int:
     from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
+    from edge_app.engine_dir import EngineDir
 
-    r = run_calibrate(a.engine, CalibrateConfig(images=a.images, num=a.num, method=a.method, val=a.val, force=a.force,
-                                                cache_dir=a.cache_dir, speed=not a.no_speed))
+    cfg = CalibrateConfig(images=a.images, num=a.num, method=a.method, val=a.val, force=a.force,
+                          cache_dir=a.cache_dir, speed=not a.no_speed)
+    if EngineDir(a.engine).load_meta().extra.get("task") == "detect":
+        from edge_app.compile.calibrate_detect import run_calibrate_detect
+
+        d = run_calibrate_detect(a.engine, cfg)
+        print(f"done in {d.get('seconds', 0.0):.1f}s")
+        return 0
+    r = run_calibrate(a.engine, cfg)
     print(f"done in {r.seconds:.1f}s")
     return 0
 

@@ -19,6 +19,7 @@ held-out ones). Hook: ``calibrate.run_calibrate`` can hand a ``task == 'detect'`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -32,7 +33,7 @@ from edge_app.compile import quantize as qz
 from edge_app.compile import ranges as cal
 from edge_app.compile.calibrate import MODELS, CalibrateConfig, _session, _up_to_date, cpu_latency_ratio
 from edge_app.data.detection import DetectionSet
-from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
+from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, QuantizationEntry, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, sha256_file
 from edge_app.training import detect_metrics as dm
@@ -212,24 +213,24 @@ def run_calibrate_detect(engine: str | Path, cfg: CalibrateConfig = CalibrateCon
         exclude = head_and_decode_nodes(onnx.load(str(pre)))
         for target in ("trt", "cpu"):
             dst = ed.onnx_path("int8", target)
-            if _up_to_date(meta, dst, "ranges_sha256", rsha) and not cfg.force:
+            if _up_to_date(meta, dst, ranges_sha256=rsha) and not cfg.force:
                 say(f"{dst.name} is up to date")
                 continue
             settings = quantize_detector_int8(pre, rec["ranges"], target, dst, work, exclude)
-            meta.quantization[dst.name] = {"tool": "onnxruntime.quantization.quantize_static", "version": qz.ort_version(),
+            meta.quantization[dst.name] = QuantizationEntry.from_dict({"tool": "onnxruntime.quantization.quantize_static", "version": qz.ort_version(),
                                            "recipe": qz.recipe(), "preprocess": "quant_pre_process", "target": target,
                                            "ranges": str(cpath), "ranges_sha256": rsha, "method": cfg.method,
-                                           "settings": settings, "created": now_iso()}
+                                           "settings": settings, "created": now_iso()})
             ed.record_file(meta, dst)
             written.append(str(dst))
         dst = ed.onnx_path("fp16")
-        if _up_to_date(meta, dst, "source_sha256", model_sha) and not cfg.force:
+        if _up_to_date(meta, dst, source_sha256=model_sha) and not cfg.force:
             say(f"{dst.name} is up to date")
         else:
             settings = qz.write_fp16(src, dst)
-            meta.quantization[dst.name] = {"tool": "edge_app.compile.quantize.cast_fp16", "version": qz.RECIPE_VERSION,
+            meta.quantization[dst.name] = QuantizationEntry.from_dict({"tool": "edge_app.compile.quantize.cast_fp16", "version": qz.RECIPE_VERSION,
                                            "recipe": qz.recipe(), "source_sha256": model_sha, "settings": settings,
-                                           "created": now_iso()}
+                                           "created": now_iso()})
             ed.record_file(meta, dst)
             written.append(str(dst))
     meta.calibration = {"method": cfg.method, "settings": cal.METHOD_SETTINGS[cfg.method], "images": rec["images"],
@@ -237,10 +238,11 @@ def run_calibrate_detect(engine: str | Path, cfg: CalibrateConfig = CalibrateCon
                         "images_sha256": plan.sha256, "ranges_sha256": rsha, "tensors": len(rec["ranges"])}
     data, note = eval_set(cfg.val, meta)
     report = map_report(ed, meta, data, note)
-    meta.accuracy.update(report)
+    meta.accuracy.update({k: AccuracyEntry.from_dict(v) for k, v in report.items()})
     speed = cpu_latency_ratio(ed, meta) if cfg.speed else None
     if speed:
-        meta.quantization[ed.onnx_path("int8", "cpu").name]["cpu_speed"] = speed
+        name = ed.onnx_path("int8", "cpu").name
+        meta.quantization[name] = dataclasses.replace(meta.quantization[name], cpu_speed=speed)
     ed.save_meta(meta)
     written.append(str(ed.meta_path))
     for line in format_map_report(report):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from edge_app.compile.export import OPSET, ExportError, _remove_derived
-from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
+from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, atomic_write_bytes, ensure_writable_dir, sha256_file
 from edge_app.models.detector import DETS_COLUMNS, STRIDE, DetectorModel
@@ -162,8 +162,8 @@ def export_detector(checkpoint: str | Path, name: str, engines_root: str | Path 
     meta = EngineMeta(
         name=name, arch=ckpt["arch"], labels=labels, input=spec, outputs=[OUTPUT_NAME],
         checkpoint_sha256=ckpt_sha, created=now_iso(), parity=parity,
-        accuracy={"fp32": {"map50": ckpt.get("map50"), "map50_95": ckpt.get("map50_95"), "threshold": ckpt.get("threshold"),
-                           "source": "training validation (PyTorch)", "data": ckpt.get("data_root")}},
+        accuracy={"fp32": AccuracyEntry.from_dict({"map50": ckpt.get("map50"), "map50_95": ckpt.get("map50_95"), "threshold": ckpt.get("threshold"),
+                           "source": "training validation (PyTorch)", "data": ckpt.get("data_root")})},
         extra={"task": TASK, "output_layout": output_layout(net.max_dets), "threshold": ckpt.get("threshold"),
                "detector": dict(ckpt["detector"]), "checkpoint": str(checkpoint), "opset": OPSET,
                "ops": sorted(ops), "data_root": ckpt.get("data_root")},

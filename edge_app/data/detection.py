@@ -346,8 +346,12 @@ def load_detection_data(path: str | Path, spec: InputSpec, val_fraction: float =
     YOLO sets with ``images/train`` and ``images/val`` keep that split; otherwise a seeded random
     ``val_fraction`` of the images is held out. UserError when no usable image or no box is left.
     """
-    p = Path(path)
-    fmt = detect_format(p)
+    text = str(path)
+    given = next((f for f in ("coco", "yolo") if text.startswith(f + ":")), None)  # --data coco:PATH / yolo:PATH
+    p = Path(text[len(given) + 1:]) if given else Path(text)
+    if given and not p.exists():
+        raise UserError(f"--data {text}: '{p}' does not exist; pass the folder (or instances.json) of the {given.upper()} set")
+    fmt = given or detect_format(p)
     if fmt == "yolo" and (p / "images" / "train").is_dir() and (p / "images" / "val").is_dir():
         tr_items, names, report = read_yolo(p, "images/train", "labels/train")
         va_items, _, rv = read_yolo(p, "images/val", "labels/val")

@@ -14,28 +14,6 @@ from edge_app.compile.export_detect import ALLOWED_OPS, export_detector
 from edge_app.errors import UserError
 
 
-@pytest.fixture(scope="module")
-def det_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A detector trained for one short epoch at 64 px (accuracy irrelevant, format real)."""
-    from edge_app.training.train_detect import DetectConfig, train_detector
-
-    out = tmp_path_factory.mktemp("det_ckpt")
-    cwd = os.getcwd()
-    os.chdir(out)
-    try:
-        r = train_detector(DetectConfig(img=64, width=16, base_width=8, epochs=1, batch=8, scenes=32, val_scenes=8,
-                                        lr=1e-2, out="run", device="cpu", threads=1))
-    finally:
-        os.chdir(cwd)
-    return out / r.last
-
-
-@pytest.fixture(scope="module")
-def det_engine(det_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("det_engines")
-    return Path(export_detector(det_checkpoint, "det", root)["engine"])
-
-
 def test_engine_folder(det_engine: Path, det_checkpoint: Path) -> None:
     meta = json.loads((det_engine / "meta.json").read_text())
     assert meta["task"] == "detect" and meta["outputs"] == ["dets"]

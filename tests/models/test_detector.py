@@ -121,8 +121,6 @@ def test_exported_ops_are_standard(tiny_onnx: bytes) -> None:
     assert "NonZero" not in ops and "ConvTranspose" not in ops
 
 
-@pytest.mark.xfail(strict=False, reason="InGraphPreprocess transposes before it casts on this branch; the Cast-first "
-                   "change lands from another branch (TensorRT rejects UINT8 intermediates, FACTS.md)")
 def test_images_feed_a_cast_first(tiny_onnx: bytes) -> None:
     import onnx
 

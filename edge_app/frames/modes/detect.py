@@ -1,0 +1,70 @@
+"""``detect``: a detector engine (meta.json task 'detect'), one pass per frame, boxes decoded inside the graph.
+
+The engine's ``dets`` output is (N, K, 6) rows of x1, y1, x2, y2, score, class in model-input pixels, sorted
+by score (rows past the last peak score 0). This mode keeps rows at or above ``conf`` (default: the
+operating threshold chosen on validation data and stored in meta.json), at most ``max_det`` per frame, and
+maps boxes back to frame pixels through the same resize the host applied (letterbox or stretch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_app.data.detection import boxes_to_frame
+from edge_app.frames.fields import FieldError, shown
+from edge_app.frames.modes.base import Labeller, ModeConfig, register_mode
+from edge_app.frames.postprocess import Label
+from edge_app.frames.preprocess import to_batch
+
+
+@dataclass(frozen=True)
+class DetectConfig(ModeConfig):
+    """Detect mode settings."""
+
+    # None: the engine's own operating threshold (max F1 on its validation set, meta.json 'threshold').
+    conf: float | None = None
+    max_det: int = 100  # at most the graph's K rows per frame
+
+    def __post_init__(self) -> None:
+        if self.conf is not None and not 0.0 <= self.conf <= 1.0:
+            raise FieldError("conf", shown(self.conf), "is not a probability; use a value between 0 and 1, e.g. 0.4")
+        if isinstance(self.max_det, bool) or not isinstance(self.max_det, (int, np.integer)) or self.max_det < 1:
+            raise FieldError("max_det", shown(self.max_det), "must be a whole number of at least 1; e.g. 100")
+
+
+@register_mode("detect")
+class DetectLabeller(Labeller):
+    """Detector engine -> boxes with class and score, one engine pass per frame (decode in the graph)."""
+
+    config_type = DetectConfig
+    task = "detect"
+    outputs = ("dets",)
+    config: DetectConfig
+
+    def setup(self) -> None:
+        """The score threshold: the config's, else the engine's own, else 0.3."""
+        own = self.engine.meta.extra.get("threshold")
+        self.conf = float(self.config.conf if self.config.conf is not None else own if own is not None else 0.3)
+
+    def prepare(self, frames: list[np.ndarray]) -> tuple[np.ndarray, Any]:
+        """Each frame resized (letterboxed) to the model input; decode needs the frame sizes."""
+        return to_batch(frames, self.spec), [f.shape[:2] for f in frames]
+
+    def decode(self, outputs: dict[str, np.ndarray], context: Any) -> list[list[Label]]:
+        """Rows above the threshold, boxes in frame pixels, clipped to the frame."""
+        out: list[list[Label]] = []
+        n = len(self.names)
+        for dets, (h, w) in zip(outputs["dets"], context):
+            keep = dets[(dets[:, 4] >= self.conf) & (dets[:, 5] >= 0) & (dets[:, 5] < n)][: self.config.max_det]
+            boxes = boxes_to_frame(keep[:, :4].astype(np.float64), (h, w), self.spec) if len(keep) else keep[:, :4]
+            labels = []
+            for (x1, y1, x2, y2), score, cls in zip(boxes, keep[:, 4], keep[:, 5]):
+                x1, x2 = float(np.clip(x1, 0, w)), float(np.clip(x2, 0, w))
+                y1, y2 = float(np.clip(y1, 0, h)), float(np.clip(y2, 0, h))
+                if x2 > x1 and y2 > y1:
+                    labels.append(Label(int(cls), self.names[int(cls)], float(min(max(score, 0.0), 1.0)), (x1, y1, x2, y2)))
+            out.append(labels)
+        return out
