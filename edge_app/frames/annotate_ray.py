@@ -269,7 +269,7 @@ class AnnotateWorker:
         except BaseException:
             engine.close()
             raise
-        return {"node": self.node, "pid": os.getpid(), "engine": engine.description, "choice": engine.choice,
+        return {"node": self.node, "node_id": ctx.get_node_id()[:8], "pid": os.getpid(), "engine": engine.description, "choice": engine.choice,
                 "threads": threads, "gpus": ctx.get_accelerator_ids().get("GPU", [])}
 
     def annotate(self, job: FileJob, cfg: PipelineConfig, codec: str | None) -> WorkerOutcome:
@@ -651,7 +651,7 @@ def make_jobs(inputs: list[Path], outputs: list[tuple[Path, Path]], resume: bool
 def format_summary(result: RayRunResult) -> list[str]:
     """One line per file (every frame accounted for: read, written, failed to decode, carried over a lost
     worker), the workers, and a total line."""
-    lines = [f"worker on {w['node']} (pid {w['pid']}, {w['threads']} threads{', GPU ' + ','.join(map(str, w['gpus'])) if w['gpus'] else ''}): "
+    lines = [f"worker on {w['node']} (node {w['node_id']}, pid {w['pid']}, {w['threads']} threads{', GPU ' + ','.join(map(str, w['gpus'])) if w['gpus'] else ''}): "
              f"{w['engine']}" for w in result.workers]
     read = written = failed = fresh = 0
     for f in result.files:
