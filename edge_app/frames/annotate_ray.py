@@ -235,8 +235,8 @@ class AnnotateWorker:
     Runs as a threaded actor so :meth:`progress` and :meth:`stop` answer while :meth:`annotate` works.
     """
 
-    def __init__(self, spec: LabellerSpec, files: dict[str, bytes], options: RayOptions, spinning: bool) -> None:
-        self.spec, self.files, self.options, self.spinning = spec, files, options, spinning
+    def __init__(self, spec: LabellerSpec, options: RayOptions, spinning: bool) -> None:
+        self.spec, self.options, self.spinning = spec, options, spinning
         self._lab: Labeller | None = None
         self._dir: str | None = None
         self._stop = threading.Event()
@@ -244,8 +244,12 @@ class AnnotateWorker:
         self._index = -1
         self.node = ""
 
-    def start(self) -> dict[str, Any]:
-        """Materialise the engine, open it with this actor's share of the CPUs and build the labeller."""
+    def start(self, files: dict[str, bytes]) -> dict[str, Any]:
+        """Write the engine ``files`` here, open the engine with this actor's share of the CPUs, build the labeller.
+
+        ``files`` comes as an object-store reference that Ray resolves on this node, so the process starts
+        (and imports) while the driver is still putting the bytes.
+        """
         import cv2
         import ray
 
@@ -258,8 +262,7 @@ class AnnotateWorker:
         threads = max(1, int(cpus))
         self.node = ray.util.get_node_ip_address()
         self._dir = tempfile.mkdtemp(prefix="edge_app-engine-")
-        path = materialise_engine(self.files, Path(self.spec.engine_path).name or "engine", self._dir)
-        self.files = {}  # the bytes are on disk now
+        path = materialise_engine(files, Path(self.spec.engine_path).name or "engine", self._dir)
         o = self.options
         engine = open_engine(path, self.spec.backend, self.spec.precision, self.spec.device, threads=threads,
                              spinning=self.spinning, no_build=o.no_build, dla_core=o.dla_core, cuda_graphs=o.cuda_graphs,
@@ -432,6 +435,7 @@ class _Run:
         self.notes: list[str] = []
         self.replacements_left = max(1, len(jobs)) * options.max_attempts
         self.stopping = False
+        self.files_ref: Any = None  # the engine folder's bytes in the object store
         self.bar = None
         if progress:
             from tqdm import tqdm
@@ -441,15 +445,16 @@ class _Run:
                             desc=f"{len(jobs)} file{'s' * (len(jobs) != 1)}")
 
     # ------------------------------------------------------------------------------------------ pool
-    def _new_slot(self, resources: dict[str, float], spinning: bool, node_id: str | None, files_ref: Any) -> _Slot:
+    def _new_slot(self, resources: dict[str, float], spinning: bool, node_id: str | None) -> _Slot:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         opts: dict[str, Any] = dict(resources)
         if node_id is not None:  # soft: a node that died meanwhile is no reason not to start elsewhere
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=True)
-        h = _remote_worker().options(**opts).remote(self.spec, files_ref, self.options, spinning)
+        h = _remote_worker().options(**opts).remote(self.spec, self.options, spinning)
         s = _Slot(h, resources, spinning)
-        s.start_ref = h.start.remote()
+        if self.files_ref is not None:
+            s.start_ref = h.start.remote(self.files_ref)
         self.slots.append(s)
         return s
 
@@ -476,13 +481,13 @@ class _Run:
         s.handle, s.job, s.task_ref, s.start_ref = None, -1, None, None
         if not self.stopping and self.pending and self.replacements_left > 0:
             self.replacements_left -= 1
-            self._new_slot(s.resources, s.spinning, None, self.files_ref)
+            self._new_slot(s.resources, s.spinning, None)
 
     def _dispatch(self) -> None:
         for s in self._live():
             if self.stopping or not self.pending:
                 return
-            if s.start_ref is None and s.task_ref is None:
+            if s.info and s.start_ref is None and s.task_ref is None:  # started and idle
                 i = self.pending.popleft()
                 f = self.files[i]
                 f.attempts += 1
@@ -553,9 +558,11 @@ class _Run:
     def run(self) -> RayRunResult:
         ray = self.ray
         t0 = time.perf_counter()
-        self.files_ref = ray.put(engine_files(self.spec.engine_path))
         for node_id, res, spinning in plan_workers(ray.nodes(), self.options.workers):
-            self._new_slot(res, spinning, node_id, self.files_ref)
+            self._new_slot(res, spinning, node_id)  # the processes start while the engine is read and put
+        self.files_ref = ray.put(engine_files(self.spec.engine_path))
+        for s in self.slots:
+            s.start_ref = s.handle.start.remote(self.files_ref)
         interrupted = False
         deadline: float | None = None
         interrupts = 0

@@ -82,10 +82,12 @@ def engine(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head and a second node on this machine, one CPU each: two nodes, two workers."""
+    """A head for the driver only (no CPUs: no worker lands on it, so any worker's node can be lost) and two
+    worker nodes of one CPU each, all on this machine."""
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    c.add_node(num_cpus=1)
     c.add_node(num_cpus=1)
     c.wait_for_nodes()
     yield c
@@ -181,6 +183,40 @@ def test_cluster_worker_killed_mid_file_every_frame_once(cluster, engine: Path, 
     assert count_frames(tmp_path / "out" / "long.mp4") == n
     assert "after 1 lost worker" in said and "2 attempts" in said and f"annotated {n} of {n} frames ({n} read" in said
     assert f"worker pid {killed[0][0]} on 127.0.0.1 was lost" in said
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@inner_only
+def test_cluster_node_lost_mid_file_every_frame_once(cluster, engine: Path, tmp_path: Path, capsys) -> None:
+    import ray._private.ray_constants as rc
+
+    n = 400
+    video = write_tiny_video(tmp_path / "long.mp4", frames=n, size=(320, 240))
+    jl = tmp_path / "out" / "long.jsonl"
+    lost: list[int] = []
+
+    def lose_its_node() -> None:
+        raylet = _parent(_worker_writing(jl))  # Ray workers are children of their node's raylet
+        node = next(nd for nd in cluster.worker_nodes if nd.all_processes[rc.PROCESS_TYPE_RAYLET][0].process.pid == raylet)
+        lost.append(complete_lines(jl))
+        cluster.remove_node(node, allow_graceful=False)  # every process of the node killed at once
+
+    t = _when_lines(jl, 16, lose_its_node)
+    try:
+        code = cli_main(["annotate", str(video), "--engine", str(engine), "--out", str(tmp_path / "out"), "--no-progress",
+                         "--ray", cluster.address, "--workers", "2"])
+        t.join(timeout=1)
+    finally:
+        cluster.add_node(num_cpus=1)  # back to two worker nodes for the next test
+        cluster.wait_for_nodes()
+    said = capsys.readouterr().out
+    assert lost and 0 < lost[0] < n, f"the node was not lost mid-file: {lost}"
+    assert code == 0, said
+    assert frames_in(jl) == list(range(n)) and count_frames(tmp_path / "out" / "long.mp4") == n
+    assert "after 1 lost worker" in said and "2 attempts" in said
 
 
 @inner_only
