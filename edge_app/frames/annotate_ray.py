@@ -378,6 +378,7 @@ class _Slot:
     start_ref: Any = None
     task_ref: Any = None
     job: int = -1  # index of the file it annotates, -1 when idle
+    created: float = field(default_factory=time.monotonic)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -586,7 +587,7 @@ class _Run:
                 ready, _ = ray.wait(waiting, num_returns=1, timeout=POLL_S)
                 for ref in ready:
                     self._on_ready(ref)
-                self._check_start_timeout(t0)
+                self._check_start_timeout()
                 if time.monotonic() - last_poll >= POLL_S:
                     last_poll = time.monotonic()
                     self._poll_progress()
@@ -609,11 +610,10 @@ class _Run:
         workers = [s.info for s in self.slots if s.info]
         return RayRunResult(self.files, time.perf_counter() - t0, workers, interrupted, self.notes)
 
-    def _check_start_timeout(self, t0: float) -> None:
-        if time.perf_counter() - t0 < START_TIMEOUT_S:
-            return
+    def _check_start_timeout(self) -> None:
+        now = time.monotonic()
         for s in self._live():
-            if s.start_ref is not None:
+            if s.start_ref is not None and now - s.created > START_TIMEOUT_S:
                 self.notes.append(f"a worker asking for {s.resources} did not start within {START_TIMEOUT_S:.0f} s; "
                                   "the cluster may lack the resources (see `ray status`)")
                 self._close_slot(s)
@@ -670,7 +670,10 @@ def format_summary(result: RayRunResult) -> list[str]:
             lines.append(f"{src}: FAILED{lost}{tries}: {f.error}{done}")
             continue
         if o is None:
-            lines.append(f"{src}: not started" + (f" ({f.done} frames already complete)" if f.done else ""))
+            if f.started:  # stopped (Ctrl-C) before its worker answered, or its worker lost while stopping
+                lines.append(f"{src}: interrupted at {f.done} complete frames{lost}; run again with --resume")
+            else:
+                lines.append(f"{src}: not started")
             continue
         if o.already_complete:
             lines.append(f"{src}: already complete ({o.frames_restored} frames in {f.job.out_jsonl}), skipped")
