@@ -680,7 +680,7 @@ def format_summary(result: RayRunResult) -> list[str]:
             continue
         if o.stopped_by == "interrupt":
             lines.append(f"{src}: interrupted at {o.frames_written} complete frames{lost}; run again with --resume")
-            written += o.frames_written
+            read, written = read + o.frames_read, written + o.frames_written
             continue
         carried = f", {o.frames_restored} carried over by resume{lost}" if o.frames_restored else ""
         total = f" of {f.total}" if f.total is not None else ""
