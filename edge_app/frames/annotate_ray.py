@@ -29,7 +29,8 @@ Faults and Ctrl-C:
   back to the queue and is retried by another worker (a replacement actor is started on a live node) with
   ``resume=True``, which keeps the complete JSON lines, re-draws their frames into the video and continues
   at the first frame without a line. A file is tried at most ``max_attempts`` times.
-* Ctrl-C asks every busy worker to stop: its labeller raises at the next batch, the frame loop closes its
+* Ctrl-C reaches only the driver (Ray starts its processes with SIGINT blocked, ray/_private/services.py),
+  which asks every busy worker to stop: its labeller raises at the next batch, the frame loop closes its
   sinks (the video is finalised, the JSON lines end with whole lines) and the run says to use ``--resume``.
   A second Ctrl-C kills the workers at once; the outputs are still resumable (``resume`` drops a torn line
   and re-draws the video from the lines).
