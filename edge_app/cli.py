@@ -221,6 +221,13 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
     _loop_args(p, batch=ANNOTATE_BATCH)  # defined with `live`, below
     p.add_argument("--codec", default=None, choices=("h264", "vp9", "mjpeg", "mp4v"),  # edge_app.video.sinks.CODECS
                    help="video codec (default by extension: .mp4 h264, .webm vp9, .avi mjpeg); vp9 needs --out OUT.webm")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="spread the files over a Ray cluster, one file per task: without ADDRESS a local Ray instance on "
+                        "this machine, with 'auto' or HOST:PORT an existing cluster (`ray start --head`); the engine folder "
+                        "is shipped through Ray, but inputs must be at the same path on every node and --out must be a "
+                        "folder every node can write (a shared folder); put --ray after the inputs")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="with --ray: Ray actors in the pool, each with one engine (default: one per node)")
 
 
 @command("annotate", "label every frame of video files: annotated videos + JSON lines, batched, resumable", _annotate_args)
@@ -229,6 +236,10 @@ def cmd_annotate(a: argparse.Namespace) -> int:
     from edge_app.frames.annotate_images import annotate_images, split_inputs
     from edge_app.frames.labellers import make_labeller
 
+    if a.ray is not None:
+        return _annotate_on_ray(a)
+    if a.workers is not None:
+        raise UserError(f"--workers {a.workers} applies only with --ray; add --ray to spread the files over Ray workers")
     videos, images = split_inputs(a.inputs)
     if images and a.out and Path(a.out).suffix.lower() in VIDEO_EXTS:
         raise UserError(f"--out '{a.out}' is one video file but the inputs include {len(images)} images; pass a folder as --out")
@@ -265,6 +276,42 @@ def cmd_annotate(a: argparse.Namespace) -> int:
         fps = written / seconds if seconds else 0.0
         print(f"total: {len(videos)} files, {read} frames read, {written} written, {failed} failed to decode, {fps:.1f} frames/s")
     return 0
+
+
+# Library field -> flag, for the errors of `annotate --ray` (the library names fields: a Ray worker never sees a flag).
+RAY_FLAGS = {"address": "--ray", "workers": "--workers", "dla_core": "--dla"}
+
+
+def _annotate_on_ray(a: argparse.Namespace) -> int:
+    """`annotate --ray`: the same files, outputs and resume, spread over Ray workers (edge_app.frames.annotate_ray)."""
+    from edge_app.frames import annotate_ray as ar
+    from edge_app.frames.annotate import output_paths
+    from edge_app.frames.annotate_images import split_inputs
+    from edge_app.frames.fields import FieldError
+    from edge_app.frames.labellers import LabellerSpec
+
+    with _loop_flags():
+        try:
+            opts = ar.RayOptions(address=a.ray or None, workers=a.workers or 0, no_build=a.no_build, dla_core=a.dla,
+                                 cuda_graphs=a.cuda_graph)
+        except FieldError as e:
+            raise e.reworded(RAY_FLAGS) from None
+        cfg = _loop_config(a, progress=False)
+        inputs, images = split_inputs(a.inputs)
+        if images:
+            raise UserError(f"--ray spreads video files over workers, but {len(images)} inputs are images "
+                            f"(e.g. '{images[0].path}'); annotate photos without --ray")
+        outs = output_paths(inputs, a.out)
+        spec = LabellerSpec(a.engine, cfg.mode, cfg.mode_config, a.backend, a.precision, a.device, use="throughput")
+        result = ar.annotate_on_ray(spec, ar.make_jobs(inputs, outs, a.resume), cfg, opts, codec=a.codec,
+                                    progress=not a.no_progress)
+    for line in ar.format_summary(result):
+        print(line)
+    if result.interrupted:
+        print("interrupted: what was written is complete up to the last JSON line of each file; "
+              "run again with --resume to continue", file=sys.stderr)
+        return 130
+    return 0 if result.ok else 1
 
 
 # ------------------------------------------------------------------------------------------------ demo

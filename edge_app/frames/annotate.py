@@ -61,23 +61,6 @@ class AnnotateResult:
         return dict(self.report.stages.get("inference", {})) if self.report else {}
 
 
-def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Video files named directly, plus the video files (by extension) directly inside named folders."""
-    out: list[Path] = []
-    for s in inputs:
-        p = Path(s)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTS)
-            if not found:
-                raise UserError(f"folder '{p}' holds no video files ({', '.join(VIDEO_EXTS[:4])}, ...); pass a video file or a folder of them")
-            out += found
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise UserError(f"input '{p}' does not exist; pass an existing video file or folder of video files")
-    return out
-
-
 def output_paths(inputs: list[Path], out: str | None) -> list[tuple[Path, Path]]:
     """(video, jsonl) per input: ``--out file.mp4`` for one input, else ``<out folder>/<stem>.mp4``."""
     if out and Path(out).suffix.lower() in VIDEO_EXTS:

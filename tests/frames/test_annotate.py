@@ -128,5 +128,5 @@ def test_bad_input_is_one_sentence(more: list[str], extra: list[str], match: str
 def test_empty_folder_is_a_user_error(tiny_engine: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
     assert cli_main(["annotate", str(tmp_path / "empty"), "--engine", str(tiny_engine)]) == 2
-    assert "holds no video files" in capsys.readouterr().err
+    assert "holds no video or image files" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "empty")
