@@ -240,14 +240,14 @@ def cmd_annotate(a: argparse.Namespace) -> int:
         return _annotate_on_ray(a)
     if a.workers is not None:
         raise UserError(f"--workers {a.workers} applies only with --ray; add --ray to spread the files over Ray workers")
-    videos, images = split_inputs(a.inputs)
-    if images and a.out and Path(a.out).suffix.lower() in VIDEO_EXTS:
-        raise UserError(f"--out '{a.out}' is one video file but the inputs include {len(images)} images; pass a folder as --out")
     with _loop_flags():
         cfg = _loop_config(a, progress=not a.no_progress)
         read = written = failed = 0
         seconds = 0.0
         with open_from_args(a, use="throughput") as eng:
+            videos, images = split_inputs(a.inputs)
+            if images and a.out and Path(a.out).suffix.lower() in VIDEO_EXTS:
+                raise UserError(f"--out '{a.out}' is one video file but the inputs include {len(images)} images; pass a folder as --out")
             outs = output_paths(videos, a.out)
             print(f"engine: {eng.description} [{eng.choice}]")
             lab = make_labeller(eng, cfg.mode, cfg.mode_config)  # an engine the mode cannot use fails before any output
