@@ -11,15 +11,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
+from edge_app.compile.export import export
 from edge_app.data.folder import load_image_folder
 from edge_app.data.synthetic import SyntheticConfig, VideoConfig, write_dataset, write_video
 from edge_app.engine_dir import InputSpec
-from edge_app.training.evaluate import Agreement, compare, predict_logits, top1
-from edge_app.compile.export import export
-from edge_app.fsutil import atomic_write_bytes
 from edge_app.frames.annotate import ANNOTATE_BATCH, annotate_video
+from edge_app.fsutil import atomic_write_bytes
 from edge_app.runtime import open_engine
+from edge_app.training.evaluate import Agreement, compare, predict_logits, top1
 from edge_app.training.train import TrainConfig, load_checkpoint, train
 
 if TYPE_CHECKING:
@@ -103,13 +102,17 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     ex = export(best, cfg.name, cfg.engines)
     engine_dir = ex.engine
     written += [str(ex.onnx), f"{engine_dir}/meta.json"]
-    print(f"    {'up to date' if ex.cached else 'exported'}; parity max |diff| {ex.parity.max_abs_diff:.2e}  {time.perf_counter() - t:.1f}s")
+    print(
+        f"    {'up to date' if ex.cached else 'exported'}; parity max |diff| {ex.parity.max_abs_diff:.2e}  {time.perf_counter() - t:.1f}s"
+    )
 
     t = _step("calibrate: INT8 (TensorRT s8s8, CPU u8s8) and FP16 models from cached ranges, accuracy report")
     from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
 
     # Calibrate on the train split and report on the validation split, so the INT8 figures are fair.
-    q8 = run_calibrate(engine_dir, CalibrateConfig(images=str(Path(root) / "train"), val=str(root)), say=lambda s: print(f"    {s}"))
+    q8 = run_calibrate(
+        engine_dir, CalibrateConfig(images=str(Path(root) / "train"), val=str(root)), say=lambda s: print(f"    {s}")
+    )
     written += [w for w in q8.written if w not in written]
     print(f"    {time.perf_counter() - t:.1f}s")
 
@@ -142,20 +145,40 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     lat = ann.inference_ms
     print()
     print("demo summary")
-    print(f"  validation top-1      PyTorch fp32 {top1_torch:.4f}   ONNX Runtime fp32 {top1_ort:.4f}  ({len(val)} images, {len(ex.meta.labels)} classes)")
-    print(f"  parity                PyTorch vs ONNX Runtime: top-1 agreement {par.agreement:.4f}, max |logit diff| {par.max_abs_dev:.2e}")
+    print(
+        f"  validation top-1      PyTorch fp32 {top1_torch:.4f}   ONNX Runtime fp32 {top1_ort:.4f}  ({len(val)} images, {len(ex.meta.labels)} classes)"
+    )
+    print(
+        f"  parity                PyTorch vs ONNX Runtime: top-1 agreement {par.agreement:.4f}, max |logit diff| {par.max_abs_dev:.2e}"
+    )
     trt8, cpu8, fp32, sp8 = q8.report["int8.trt"], q8.report["int8.cpu"], q8.report["fp32"], q8.speed
-    print(f"  INT8 top-1            TensorRT s8s8 {trt8.top1:.4f} (agreement {trt8.agreement:.4f})   "
-          f"CPU u8s8 {cpu8.top1:.4f} (agreement {cpu8.agreement:.4f})   fp32 {fp32.top1:.4f}")
+    print(
+        f"  INT8 top-1            TensorRT s8s8 {trt8.top1:.4f} (agreement {trt8.agreement:.4f})   "
+        f"CPU u8s8 {cpu8.top1:.4f} (agreement {cpu8.agreement:.4f})   fp32 {fp32.top1:.4f}"
+    )
     if sp8:
-        print(f"  INT8 vs fp32 on CPU   {sp8.int8_ms:.2f} ms vs {sp8.fp32_ms:.2f} ms: {sp8.ratio:.2f}x the fp32 latency (ONNX Runtime, batch 1, {sp8.threads} threads)")
+        print(
+            f"  INT8 vs fp32 on CPU   {sp8.int8_ms:.2f} ms vs {sp8.fp32_ms:.2f} ms: {sp8.ratio:.2f}x the fp32 latency (ONNX Runtime, batch 1, {sp8.threads} threads)"
+        )
     print(f"  annotation            {ann.frames_written} frames with {backend}, {ann.fps:.1f} frames/s")
-    print(f"  inference latency     p50 {lat['p50']:.2f} ms   p99 {lat['p99']:.2f} ms  (per frame, batches of {ANNOTATE_BATCH}, {spec.width}x{spec.height})")
-    print(f"  tiles detection       precision {det['precision']:.3f}  recall {det['recall']:.3f}  (IoU >= 0.3 and class match, {det['frames']} frames, "
-          f"{det['tiles_per_frame']} tiles/frame in one batch, {det['ms_per_frame']:.0f} ms/frame, {det_backend})")
+    print(
+        f"  inference latency     p50 {lat['p50']:.2f} ms   p99 {lat['p99']:.2f} ms  (per frame, batches of {ANNOTATE_BATCH}, {spec.width}x{spec.height})"
+    )
+    print(
+        f"  tiles detection       precision {det['precision']:.3f}  recall {det['recall']:.3f}  (IoU >= 0.3 and class match, {det['frames']} frames, "
+        f"{det['tiles_per_frame']} tiles/frame in one batch, {det['ms_per_frame']:.0f} ms/frame, {det_backend})"
+    )
     print(f"  wall time             {wall:.1f}s")
     print("  wrote:")
     for w in written:
         print(f"    {w}")
-    return DemoResult(top1_torch=top1_torch, top1_onnxruntime=top1_ort, parity=par, int8=q8, annotate=ann, tiles=det,
-                      seconds=wall, written=tuple(written))
+    return DemoResult(
+        top1_torch=top1_torch,
+        top1_onnxruntime=top1_ort,
+        parity=par,
+        int8=q8,
+        annotate=ann,
+        tiles=det,
+        seconds=wall,
+        written=tuple(written),
+    )

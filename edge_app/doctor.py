@@ -28,7 +28,11 @@ class Check:
 
 def check_python() -> Check:
     """Interpreter and platform (always ok; context for bug reports)."""
-    return Check("python", True, f"Python {platform.python_version()} on {platform.system()} {platform.machine()} ({sys.executable})")
+    return Check(
+        "python",
+        True,
+        f"Python {platform.python_version()} on {platform.system()} {platform.machine()} ({sys.executable})",
+    )
 
 
 def check_gpu(probe: Callable[[], tuple[DeviceInfo | None, str]] = probe_gpu) -> Check:
@@ -39,14 +43,27 @@ def check_gpu(probe: Callable[[], tuple[DeviceInfo | None, str]] = probe_gpu) ->
             said, fix = why.split(": pip", 1)
             return Check("gpu", False, said, "pip" + fix)
         if "not installed" in why:
-            return Check("gpu", False, why.split(";")[0], "pip install cuda-bindings (then re-run doctor); without an NVIDIA GPU "
-                         "edge_app runs on ONNX Runtime CPU")
-        return Check("gpu", False, why.split(";")[0], "install the NVIDIA driver (nvidia-smi must work), or use the CPU: "
-                     "--backend onnxruntime")
+            return Check(
+                "gpu",
+                False,
+                why.split(";")[0],
+                "pip install cuda-bindings (then re-run doctor); without an NVIDIA GPU "
+                "edge_app runs on ONNX Runtime CPU",
+            )
+        return Check(
+            "gpu",
+            False,
+            why.split(";")[0],
+            "install the NVIDIA driver (nvidia-smi must work), or use the CPU: --backend onnxruntime",
+        )
     gib = device.total_memory / (1 << 30)
-    return Check("gpu", True, f"{device.name}, compute capability {device.compute_capability[0]}.{device.compute_capability[1]}, "
-                 f"{gib:.1f} GiB{' (integrated, Jetson)' if device.integrated else ''}; driver supports CUDA "
-                 f"{cuda_version_str(device.driver_version)}, cuda-python runtime {cuda_version_str(device.runtime_version)}")
+    return Check(
+        "gpu",
+        True,
+        f"{device.name}, compute capability {device.compute_capability[0]}.{device.compute_capability[1]}, "
+        f"{gib:.1f} GiB{' (integrated, Jetson)' if device.integrated else ''}; driver supports CUDA "
+        f"{cuda_version_str(device.driver_version)}, cuda-python runtime {cuda_version_str(device.runtime_version)}",
+    )
 
 
 def check_tensorrt(load: Callable[[], Any] | None = None) -> Check:
@@ -59,7 +76,9 @@ def check_tensorrt(load: Callable[[], Any] | None = None) -> Check:
         return Check("tensorrt", False, str(e).split(";")[0], TRT_FIX)
     version = str(getattr(trt, "__version__", "?"))
     if not re.match(r"1\d\.", version):
-        return Check("tensorrt", False, f"TensorRT {version} is too old", "install TensorRT 10.x or 11.x (JetPack 6 or newer)")
+        return Check(
+            "tensorrt", False, f"TensorRT {version} is too old", "install TensorRT 10.x or 11.x (JetPack 6 or newer)"
+        )
     return Check("tensorrt", True, f"TensorRT {version} ({getattr(trt, '__file__', '')})")
 
 
@@ -68,20 +87,33 @@ def check_onnxruntime() -> Check:
     try:
         import onnxruntime as ort
     except ImportError:
-        return Check("onnxruntime", False, "onnxruntime is not installed", "pip install onnxruntime (CPU) or onnxruntime-gpu (NVIDIA)")
+        return Check(
+            "onnxruntime",
+            False,
+            "onnxruntime is not installed",
+            "pip install onnxruntime (CPU) or onnxruntime-gpu (NVIDIA)",
+        )
     provs = list(ort.get_available_providers())
     gpu = [p for p in provs if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")]
     detail = f"onnxruntime {ort.__version__}, providers: {', '.join(provs)}"
     if not gpu:
-        return Check("onnxruntime", True, detail + " (CPU only)",
-                     "for GPU inference without native TensorRT: pip uninstall onnxruntime && pip install onnxruntime-gpu")
+        return Check(
+            "onnxruntime",
+            True,
+            detail + " (CPU only)",
+            "for GPU inference without native TensorRT: pip uninstall onnxruntime && pip install onnxruntime-gpu",
+        )
     return Check("onnxruntime", True, detail)
 
 
 def parse_opencv_build(info: str) -> dict[str, str]:
     """FFmpeg / GStreamer / GUI lines of ``cv2.getBuildInformation()`` -> {'ffmpeg': 'YES ...', ...}."""
     out: dict[str, str] = {}
-    for key, pattern in (("ffmpeg", r"^\s*FFMPEG:\s*(.+)$"), ("gstreamer", r"^\s*GStreamer:\s*(.+)$"), ("gui", r"^\s*GUI:\s*(.+)$")):
+    for key, pattern in (
+        ("ffmpeg", r"^\s*FFMPEG:\s*(.+)$"),
+        ("gstreamer", r"^\s*GStreamer:\s*(.+)$"),
+        ("gui", r"^\s*GUI:\s*(.+)$"),
+    ):
         m = re.search(pattern, info, re.MULTILINE)
         out[key] = m.group(1).strip() if m else "NO"
     return out
@@ -101,14 +133,32 @@ def check_opencv(build_info: Callable[[], tuple[str, str]] | None = None) -> lis
     yes = {k: v.upper().startswith("YES") or (k == "gui" and v.upper() not in ("NO", "NONE")) for k, v in b.items()}
     return [
         Check("opencv", True, f"OpenCV {version}"),
-        Check("opencv ffmpeg", yes["ffmpeg"], f"FFmpeg: {b['ffmpeg']}",
-              "" if yes["ffmpeg"] else "pip install opencv-python (its wheels include FFmpeg) to read and write video files"),
-        Check("opencv gstreamer", yes["gstreamer"], f"GStreamer: {b['gstreamer']}",
-              "" if yes["gstreamer"] else "PyPI OpenCV wheels have no GStreamer; for gst pipelines (Jetson CSI cameras) use the "
-              "distribution's python3-opencv or JetPack's OpenCV, or read cameras by /dev/videoN instead"),
-        Check("opencv gui", yes["gui"], f"GUI: {b['gui']}",
-              "" if yes["gui"] else "no window support (headless build): pip install opencv-python instead of "
-              "opencv-python-headless, or watch over MJPEG/HTTP"),
+        Check(
+            "opencv ffmpeg",
+            yes["ffmpeg"],
+            f"FFmpeg: {b['ffmpeg']}",
+            ""
+            if yes["ffmpeg"]
+            else "pip install opencv-python (its wheels include FFmpeg) to read and write video files",
+        ),
+        Check(
+            "opencv gstreamer",
+            yes["gstreamer"],
+            f"GStreamer: {b['gstreamer']}",
+            ""
+            if yes["gstreamer"]
+            else "PyPI OpenCV wheels have no GStreamer; for gst pipelines (Jetson CSI cameras) use the "
+            "distribution's python3-opencv or JetPack's OpenCV, or read cameras by /dev/videoN instead",
+        ),
+        Check(
+            "opencv gui",
+            yes["gui"],
+            f"GUI: {b['gui']}",
+            ""
+            if yes["gui"]
+            else "no window support (headless build): pip install opencv-python instead of "
+            "opencv-python-headless, or watch over MJPEG/HTTP",
+        ),
     ]
 
 
@@ -116,9 +166,13 @@ def check_video_devices(pattern: str = "/dev/video*") -> Check:
     """Camera device nodes (V4L2)."""
     devs = sorted(glob.glob(pattern))
     if not devs:
-        return Check("cameras", False, f"no video devices ({pattern})",
-                     "plug in a USB/CSI camera (check `ls /dev/video*`; in Docker pass --device /dev/video0), or use a file, "
-                     "rtsp:// URL or the synthetic source")
+        return Check(
+            "cameras",
+            False,
+            f"no video devices ({pattern})",
+            "plug in a USB/CSI camera (check `ls /dev/video*`; in Docker pass --device /dev/video0), or use a file, "
+            "rtsp:// URL or the synthetic source",
+        )
     return Check("cameras", True, ", ".join(devs))
 
 
@@ -129,7 +183,11 @@ def check_torch() -> Check:
     except ImportError:
         return Check("pytorch", False, "PyTorch is not installed", "pip install torch (needed for train/export)")
     cuda = torch.cuda.is_available()
-    return Check("pytorch", True, f"torch {torch.__version__}, CUDA {'available' if cuda else 'not available (CPU build or no GPU)'}")
+    return Check(
+        "pytorch",
+        True,
+        f"torch {torch.__version__}, CUDA {'available' if cuda else 'not available (CPU build or no GPU)'}",
+    )
 
 
 def check_backends(devices: tuple[str, ...] = ("cuda", "cpu")) -> list[Check]:
@@ -146,8 +204,16 @@ def check_backends(devices: tuple[str, ...] = ("cuda", "cpu")) -> list[Check]:
 
 def run_checks(cuda: CudaRuntime | None = None, video_pattern: str = "/dev/video*") -> list[Check]:
     """Every check, in report order."""
-    return [check_python(), check_gpu(lambda: probe_gpu(cuda)), check_tensorrt(), check_onnxruntime(),
-            *check_opencv(), check_video_devices(video_pattern), check_torch(), *check_backends()]
+    return [
+        check_python(),
+        check_gpu(lambda: probe_gpu(cuda)),
+        check_tensorrt(),
+        check_onnxruntime(),
+        *check_opencv(),
+        check_video_devices(video_pattern),
+        check_torch(),
+        *check_backends(),
+    ]
 
 
 def summary(checks: list[Check]) -> str:

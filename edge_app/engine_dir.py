@@ -76,7 +76,7 @@ class CpuSpeed:
         return _record_dict(self, always=("threads",))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CpuSpeed":
+    def from_dict(cls, d: Mapping[str, Any]) -> CpuSpeed:
         known, extra = _split_known(cls, d)
         return cls(**known, extra=extra)
 
@@ -106,7 +106,7 @@ class AccuracyEntry:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_training(cls, top1: float | None, data: str | None) -> "AccuracyEntry":
+    def from_training(cls, top1: float | None, data: str | None) -> AccuracyEntry:
         """The fp32 row export writes from the checkpoint's own validation top-1."""
         return cls(top1=top1, data=data, source=TRAINING_SOURCE)
 
@@ -122,7 +122,7 @@ class AccuracyEntry:
         return _record_dict(self, always=("data", "top1") if written_by_tool else ())
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AccuracyEntry":
+    def from_dict(cls, d: Mapping[str, Any]) -> AccuracyEntry:
         """Tolerant: missing keys are None, unknown keys are kept in ``extra`` and written back."""
         known, extra = _split_known(cls, d)
         return cls(**known, extra=extra)
@@ -155,7 +155,7 @@ class QuantizationEntry:
         return _record_dict(self, always=())
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "QuantizationEntry":
+    def from_dict(cls, d: Mapping[str, Any]) -> QuantizationEntry:
         """Tolerant: missing keys take their defaults, unknown keys are kept in ``extra`` and written back."""
         known, extra = _split_known(cls, d)
         if isinstance(known.get("cpu_speed"), Mapping):
@@ -197,10 +197,14 @@ class InputSpec:
             raise UserError(f"unknown resize policy '{self.resize}'; choose one of {', '.join(RESIZE_POLICIES)}")
         if self.resize_size is not None:
             if self.resize != "center_crop":
-                raise UserError(f"resize_size {self.resize_size} applies to the center_crop policy only, not '{self.resize}'")
+                raise UserError(
+                    f"resize_size {self.resize_size} applies to the center_crop policy only, not '{self.resize}'"
+                )
             if self.resize_size < max(self.height, self.width):
-                raise UserError(f"resize_size {self.resize_size} is smaller than the crop {self.height}x{self.width}; "
-                                "resize to at least the crop size, e.g. 256 for a 224 crop")
+                raise UserError(
+                    f"resize_size {self.resize_size} is smaller than the crop {self.height}x{self.width}; "
+                    "resize to at least the crop size, e.g. 256 for a 224 crop"
+                )
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
 
@@ -244,7 +248,7 @@ class EngineMeta:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EngineMeta":
+    def from_dict(cls, d: dict[str, Any]) -> EngineMeta:
         """Read meta.json's object; a record missing keys gets defaults, and unknown keys are kept for the next write."""
         kw, extra = _split_known(cls, d)
         kw["input"] = InputSpec(**d["input"])
@@ -291,12 +295,16 @@ class EngineDir:
     def exists(self) -> bool:
         return self.meta_path.is_file() and self.onnx_path().is_file()
 
-    def require(self) -> "EngineDir":
+    def require(self) -> EngineDir:
         """Raise a UserError unless this folder holds an exported model."""
         if not self.path.is_dir():
-            raise UserError(f"engine folder '{self.path}' does not exist; create it with `python run.py export CKPT --name NAME`")
+            raise UserError(
+                f"engine folder '{self.path}' does not exist; create it with `python run.py export CKPT --name NAME`"
+            )
         if not self.onnx_path().is_file():
-            raise UserError(f"engine folder '{self.path}' has no model.onnx; run `python run.py export CKPT --name {self.name}` first")
+            raise UserError(
+                f"engine folder '{self.path}' has no model.onnx; run `python run.py export CKPT --name {self.name}` first"
+            )
         if not self.meta_path.is_file():
             raise UserError(f"engine folder '{self.path}' has no meta.json; re-run `python run.py export`")
         return self
@@ -306,7 +314,9 @@ class EngineDir:
         try:
             return EngineMeta.from_dict(json.loads(self.meta_path.read_text()))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise UserError(f"'{self.meta_path}' is damaged ({type(e).__name__}: {e}); re-run `python run.py export`") from None
+            raise UserError(
+                f"'{self.meta_path}' is damaged ({type(e).__name__}: {e}); re-run `python run.py export`"
+            ) from None
 
     def save_meta(self, meta: EngineMeta) -> Path:
         return atomic_write_json(self.meta_path, meta.to_dict())

@@ -20,9 +20,7 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-", delete=True)
         probe.close()
     except OSError as e:
-        raise UserError(
-            f"cannot write to folder '{p}' ({e.strerror or e}); choose a writable output folder"
-        ) from None
+        raise UserError(f"cannot write to folder '{p}' ({e.strerror or e}); choose a writable output folder") from None
     return p
 
 

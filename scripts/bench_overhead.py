@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_app.profiling.bench import BenchConfig, Case, measure, open_variant, run_bench  # noqa: E402
-from edge_app.runtime.registry import Variant  # noqa: E402
 from edge_app.engine_dir import EngineDir  # noqa: E402
+from edge_app.profiling.bench import BenchConfig, Case, measure, open_variant, run_bench  # noqa: E402
 from edge_app.profiling.timers import StageTimer  # noqa: E402
+from edge_app.runtime.registry import Variant  # noqa: E402
 
 
 def make_session(model: Path, threads: int):  # noqa: ANN201 - onnxruntime.InferenceSession
@@ -56,10 +56,22 @@ class BareSession:
 
 def interleaved(ed: EngineDir, model: Path, images: np.ndarray, cfg: BenchConfig, threads: int) -> tuple[float, float]:
     """p50 of bench's engine path and of a bare session, measured by bench's own interleaved loop side by side."""
-    v = Variant("ort-" + cfg.precisions[0] + ("-cpu" if cfg.precisions[0] == "int8" else ""), "onnxruntime", cfg.precisions[0], "cpu")
+    v = Variant(
+        "ort-" + cfg.precisions[0] + ("-cpu" if cfg.precisions[0] == "int8" else ""),
+        "onnxruntime",
+        cfg.precisions[0],
+        "cpu",
+    )
     eng = open_variant(ed.path, v, cfg)
-    cases = [Case(v, eng, 1, StageTimer(cfg.window)),
-             Case(Variant("bare", "onnxruntime", cfg.precisions[0], "cpu"), BareSession(model, threads), 1, StageTimer(cfg.window))]  # type: ignore[arg-type]
+    cases = [
+        Case(v, eng, 1, StageTimer(cfg.window)),
+        Case(
+            Variant("bare", "onnxruntime", cfg.precisions[0], "cpu"),
+            BareSession(model, threads),
+            1,
+            StageTimer(cfg.window),
+        ),
+    ]  # type: ignore[arg-type]
     measure(cases, images, cfg)
     eng.close()
     return cases[0].timer.stats["latency"].percentile(50), cases[1].timer.stats["latency"].percentile(50)
@@ -99,8 +111,16 @@ def main() -> int:
     threads = os.cpu_count() or 1
     # bench draws its batch from default_rng(seed=0); use the very same images
     images = np.random.default_rng(0).integers(0, 256, (1, meta.input.height, meta.input.width, 3), dtype=np.uint8)
-    cfg = BenchConfig(warmup=a.warmup, duration=a.duration, batches=(1,), backends=("onnxruntime",),
-                      precisions=(a.precision,), device="cpu", threads=threads, progress=False)
+    cfg = BenchConfig(
+        warmup=a.warmup,
+        duration=a.duration,
+        batches=(1,),
+        backends=("onnxruntime",),
+        precisions=(a.precision,),
+        device="cpu",
+        threads=threads,
+        progress=False,
+    )
     ratios: list[float] = []
     windows: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,21 +130,31 @@ def main() -> int:
             res = rep.results[0]
             ratios.append(res.latency_ms["p50"] / bare)
             windows.append((res.warmup_s, res.measured_s))
-            print(f"round {r + 1}: bare session.run p50 {bare:.3f} ms; bench {res.variant} p50 {res.latency_ms['p50']:.3f} ms "
-                  f"({res.calls} calls); ratio {ratios[-1]:.3f}; bench warm-up {res.warmup_s:.3f} s (asked {a.warmup:g}), "
-                  f"measured {res.measured_s:.3f} s (asked {a.duration:g})")
+            print(
+                f"round {r + 1}: bare session.run p50 {bare:.3f} ms; bench {res.variant} p50 {res.latency_ms['p50']:.3f} ms "
+                f"({res.calls} calls); ratio {ratios[-1]:.3f}; bench warm-up {res.warmup_s:.3f} s (asked {a.warmup:g}), "
+                f"measured {res.measured_s:.3f} s (asked {a.duration:g})"
+            )
     # rounds are paired (bare then bench, seconds apart), so the median of per-round ratios cancels slow drifts in load
     med = float(np.median(ratios))
-    print(f"bench p50 / bare session.run p50: median over {a.rounds} rounds {med:.3f} "
-          f"({'within' if abs(med - 1) <= 0.05 else 'OUTSIDE'} the 5 % target); per round: {', '.join(f'{x:.3f}' for x in ratios)}")
+    print(
+        f"bench p50 / bare session.run p50: median over {a.rounds} rounds {med:.3f} "
+        f"({'within' if abs(med - 1) <= 0.05 else 'OUTSIDE'} the 5 % target); per round: {', '.join(f'{x:.3f}' for x in ratios)}"
+    )
     # the same comparison with both sides in bench's round-robin: load changes hit both within 0.1 s
-    eng50, bare50 = interleaved(ed, model, images, BenchConfig(**{**vars(cfg), "duration": a.duration * a.rounds}), threads)
-    print(f"interleaved in 0.1 s slices for {a.duration * a.rounds:g} s each: bench engine path p50 {eng50:.3f} ms, bare session.run "
-          f"p50 {bare50:.3f} ms, ratio {eng50 / bare50:.3f} ({'within' if abs(eng50 / bare50 - 1) <= 0.05 else 'OUTSIDE'} the 5 % target)")
+    eng50, bare50 = interleaved(
+        ed, model, images, BenchConfig(**{**vars(cfg), "duration": a.duration * a.rounds}), threads
+    )
+    print(
+        f"interleaved in 0.1 s slices for {a.duration * a.rounds:g} s each: bench engine path p50 {eng50:.3f} ms, bare session.run "
+        f"p50 {bare50:.3f} ms, ratio {eng50 / bare50:.3f} ({'within' if abs(eng50 / bare50 - 1) <= 0.05 else 'OUTSIDE'} the 5 % target)"
+    )
     worst_w = max(abs(w / a.warmup - 1) for w, _ in windows) if a.warmup > 0 else 0.0
     worst_d = max(abs(d / a.duration - 1) for _, d in windows) if a.duration > 0 else 0.0
-    print(f"windows: warm-up off by at most {worst_w:.1%}, measurement off by at most {worst_d:.1%} "
-          f"({'within' if max(worst_w, worst_d) <= 0.10 else 'OUTSIDE'} the 10 % target)")
+    print(
+        f"windows: warm-up off by at most {worst_w:.1%}, measurement off by at most {worst_d:.1%} "
+        f"({'within' if max(worst_w, worst_d) <= 0.10 else 'OUTSIDE'} the 10 % target)"
+    )
     return 0
 
 

@@ -47,8 +47,14 @@ class _CudaArray:
     """A device pointer as __cuda_array_interface__, so torch / cupy wrap the runner's own buffers without a copy."""
 
     def __init__(self, ptr: int, shape: tuple[int, ...], typestr: str) -> None:
-        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (ptr, False), "version": 3,
-                                         "strides": None, "stream": None}
+        self.__cuda_array_interface__ = {
+            "shape": shape,
+            "typestr": typestr,
+            "data": (ptr, False),
+            "version": 3,
+            "strides": None,
+            "stream": None,
+        }
 
 
 def make_kernel() -> tuple[str, Callable[[int, int, int, int], None]]:
@@ -77,9 +83,12 @@ def make_kernel() -> tuple[str, Callable[[int, int, int, int], None]]:
         pass
     import cupy as cp  # noqa: F401 - the fallback kernel library
 
-    kern = cp.ElementwiseKernel("raw uint8 x, int32 pixels", "float32 y",
-                                "y = x[(i / %d) * pixels + (i %% %d)] * 0.5f + (i %% %d)" % (CLASSES, CLASSES, CLASSES),
-                                "edge_app_fake_net")
+    kern = cp.ElementwiseKernel(
+        "raw uint8 x, int32 pixels",
+        "float32 y",
+        f"y = x[(i / {CLASSES}) * pixels + (i % {CLASSES})] * 0.5f + (i % {CLASSES})",
+        "edge_app_fake_net",
+    )
 
     def launch_cupy(handle: int, inp: int, out: int, n: int) -> None:
         with cp.cuda.ExternalStream(handle):
@@ -98,7 +107,9 @@ def expected(images: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ a stand-in for TensorRT
-def fake_trt(launch: Callable[[int, int, int, int], None], cudart: Any, refuse_capture: bool = False) -> SimpleNamespace:
+def fake_trt(
+    launch: Callable[[int, int, int, int], None], cudart: Any, refuse_capture: bool = False
+) -> SimpleNamespace:
     """Just enough of the ``tensorrt`` module for TensorRTEngine: one uint8 input, one float output, profile 1..8."""
 
     class _Severity:
@@ -167,8 +178,9 @@ def fake_trt(launch: Callable[[int, int, int, int], None], cudart: Any, refuse_c
         def deserialize_cuda_engine(self, plan: bytes) -> Engine:
             return Engine()
 
-    return SimpleNamespace(__version__="stand-in", ILogger=ILogger, Runtime=Runtime, TensorIOMode=io, DataType=dtype,
-                           Dims=tuple)
+    return SimpleNamespace(
+        __version__="stand-in", ILogger=ILogger, Runtime=Runtime, TensorIOMode=io, DataType=dtype, Dims=tuple
+    )
 
 
 def _runner(cuda: Any, trt: Any, graphs: bool) -> Any:
@@ -233,7 +245,10 @@ def check_graph_fallback(launch: Callable, rng: np.random.Generator) -> dict[str
         for n in (2, 4, 4):
             x = rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)
             np.testing.assert_array_equal(eng.infer(x)["logits"], expected(x))
-        assert eng.graph_error and type(cu).discarded == 1 and type(cu).captures == 1, (eng.graph_error, type(cu).discarded)
+        assert eng.graph_error and type(cu).discarded == 1 and type(cu).captures == 1, (
+            eng.graph_error,
+            type(cu).discarded,
+        )
         return {"ok": True, "graph_error": eng.graph_error}
 
 
@@ -257,9 +272,16 @@ def check_no_leak(launch: Callable, rng: np.random.Generator, calls: int) -> dic
         after = free()
     lost = before - after
     ok = lost <= 4 << 20  # a leaked graph or buffer per call would be far more over 1,000 calls
-    return {"ok": ok, "calls": calls, "free_before": before, "free_after": after, "lost_bytes": lost,
-            "captures": type(cu).captures, "us_per_call": seconds / calls * 1e6,
-            **({} if ok else {"error": f"device memory fell by {lost / 2**20:.1f} MiB over {calls} calls"})}
+    return {
+        "ok": ok,
+        "calls": calls,
+        "free_before": before,
+        "free_after": after,
+        "lost_bytes": lost,
+        "captures": type(cu).captures,
+        "us_per_call": seconds / calls * 1e6,
+        **({} if ok else {"error": f"device memory fell by {lost / 2**20:.1f} MiB over {calls} calls"}),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ backends on a real model
@@ -293,8 +315,13 @@ def make_engine(root: Path, img: int) -> Path:
 TOLERANCE = {"fp32": 5e-2, "fp16": 0.25, "int8": float("inf")}
 
 
-def check_torch_vs_ort(engine: Path, rng: np.random.Generator, img: int, device: str = "cuda",
-                       precisions: tuple[str, ...] = ("fp32", "fp16")) -> dict[str, Any]:
+def check_torch_vs_ort(
+    engine: Path,
+    rng: np.random.Generator,
+    img: int,
+    device: str = "cuda",
+    precisions: tuple[str, ...] = ("fp32", "fp16"),
+) -> dict[str, Any]:
     from edge_app.engine_dir import EngineDir
     from edge_app.runtime.onnxruntime import OnnxRuntimeEngine
     from edge_app.runtime.torch import TorchEngine
@@ -334,8 +361,13 @@ def check_tensorrt(engine: Path, rng: np.random.Generator, img: int, work: Path)
     calib.mkdir()
     for i in range(64):
         cv2.imwrite(str(calib / f"{i:03d}.png"), rng.integers(0, 256, (img, img, 3), dtype=np.uint8))
-    run_calibrate(engine, CalibrateConfig(images=str(calib), num=64, method="minmax", cache_dir=str(work / "cal"),
-                                          speed=False, progress=False), say=lambda s: None)
+    run_calibrate(
+        engine,
+        CalibrateConfig(
+            images=str(calib), num=64, method="minmax", cache_dir=str(work / "cal"), speed=False, progress=False
+        ),
+        say=lambda s: None,
+    )
     ed = EngineDir(engine)
     x = rng.integers(0, 256, (8, img, img, 3), dtype=np.uint8)
     with OnnxRuntimeEngine(ed, ed.load_meta(), "fp32") as ort_eng:
@@ -344,8 +376,12 @@ def check_tensorrt(engine: Path, rng: np.random.Generator, img: int, work: Path)
     for prec in ("fp32", "fp16", "int8"):
         t0 = time.perf_counter()
         with open_tensorrt(ed, ed.load_meta(), prec, BatchRange(1, 8, 8), machine=machine, emit=lambda s: None) as eng:
-            r = {**_compare(ref, eng.infer(x)["logits"]), "build_and_load_s": time.perf_counter() - t0,
-                 "ms": _time(eng, x), "timings_ms": eng.last_timings}
+            r = {
+                **_compare(ref, eng.infer(x)["logits"]),
+                "build_and_load_s": time.perf_counter() - t0,
+                "ms": _time(eng, x),
+                "timings_ms": eng.last_timings,
+            }
         r["ok"] = r["agreement"] >= (0.9 if prec != "int8" else 0.5) and r["max_abs_diff"] <= TOLERANCE[prec]
         out[prec] = r
         out["ok"] = out["ok"] and r["ok"]
@@ -361,14 +397,19 @@ def _run(report: dict, name: str, fn: Callable[[], dict[str, Any]]) -> None:
         res = {"ok": False, "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
     res["seconds"] = round(time.perf_counter() - t0, 2)
     report["checks"][name] = res
-    print(f"gpu_check: {name:<15} {'ok' if res['ok'] else 'FAILED'} ({res['seconds']:.1f}s)"
-          + (f": {res['error']}" if not res["ok"] else f" {res.get('skipped', '')}"), flush=True)
+    print(
+        f"gpu_check: {name:<15} {'ok' if res['ok'] else 'FAILED'} ({res['seconds']:.1f}s)"
+        + (f": {res['error']}" if not res["ok"] else f" {res.get('skipped', '')}"),
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every check; write the report; 0 all ok, 1 a check failed, 2 no usable GPU."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(REPO / "runs" / "gpu_check.json"), help="report file (default runs/gpu_check.json)")
+    p.add_argument(
+        "--out", default=str(REPO / "runs" / "gpu_check.json"), help="report file (default runs/gpu_check.json)"
+    )
     p.add_argument("--img", type=int, default=64, help="input size of the demo-like engine (default 64, the demo's)")
     p.add_argument("--calls", type=int, default=1000, help="calls of the leak check (default 1000)")
     a = p.parse_args(argv)
@@ -383,9 +424,15 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(report, indent=1))
         print(f"gpu_check: no GPU: {why}; nothing was checked (report: {out})", file=sys.stderr)
         return 2
-    report["gpu"] = {"name": device.name, "sm": device.sm, "sm_count": device.sm_count, "mig": device.mig,
-                     "memory_gib": round(device.total_memory / 2**30, 1), "driver_cuda": device.driver_version,
-                     "runtime_cuda": device.runtime_version}
+    report["gpu"] = {
+        "name": device.name,
+        "sm": device.sm,
+        "sm_count": device.sm_count,
+        "mig": device.mig,
+        "memory_gib": round(device.total_memory / 2**30, 1),
+        "driver_cuda": device.driver_version,
+        "runtime_cuda": device.runtime_version,
+    }
     print(f"gpu_check: {device.name} sm {device.sm} x{device.sm_count}", flush=True)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -402,7 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
         work = Path(tmp)
         holder: dict[str, Path] = {}
-        _run(report, "make_engine", lambda: {"ok": True, "engine": str(holder.setdefault("e", make_engine(work, a.img)))})
+        _run(
+            report, "make_engine", lambda: {"ok": True, "engine": str(holder.setdefault("e", make_engine(work, a.img)))}
+        )
         if "e" in holder:
             _run(report, "torch_vs_ort", lambda: check_torch_vs_ort(holder["e"], rng, a.img))
             _run(report, "tensorrt", lambda: check_tensorrt(holder["e"], rng, a.img, work))

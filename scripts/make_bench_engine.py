@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_app.engine_dir import InputSpec  # noqa: E402
 from edge_app.compile.export import export  # noqa: E402
+from edge_app.engine_dir import InputSpec  # noqa: E402
 from edge_app.models import create_model  # noqa: E402
 from edge_app.models.preprocess import PreprocessedModel  # noqa: E402
 from edge_app.training.train import CHECKPOINT_FORMAT, save_checkpoint  # noqa: E402
@@ -40,8 +40,15 @@ def make_checkpoint(path: Path, arch: str, img: int, classes: int, seed: int = 0
         for _ in range(4):
             wrapped(torch.randint(0, 256, (8, img, img, 3), dtype=torch.uint8))
     model.eval()
-    ckpt = {"format": CHECKPOINT_FORMAT, "arch": arch, "labels": labels, "input": asdict(spec),
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "top1": None, "epoch": 0}
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "labels": labels,
+        "input": asdict(spec),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "top1": None,
+        "epoch": 0,
+    }
     return save_checkpoint(path, ckpt)
 
 

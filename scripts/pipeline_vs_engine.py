@@ -76,7 +76,7 @@ def main() -> int:
         print(f"engine: {eng.description}; mode {a.mode}; batch {a.batch}")
         frames = read_frames(a.video, 64)
         lab = make_labeller(eng, a.mode)  # the mode's default settings, as the pipeline runs below
-        fb = [frames[i:i + a.batch] for i in range(0, len(frames) - a.batch + 1, a.batch)]
+        fb = [frames[i : i + a.batch] for i in range(0, len(frames) - a.batch + 1, a.batch)]
         ready = [to_batch(f, eng.meta.input) for f in fb]
         runs = []
         for label in ("before", "after"):
@@ -90,12 +90,16 @@ def main() -> int:
             infer_fps = timed_loop(eng.infer, ready, a.seconds) if a.mode == "classify" else float("nan")
             step_fps = timed_loop(lambda b: lab.label(b), fb, a.seconds)
             runs.append((infer_fps, step_fps))
-            print(f"engine only ({label} the pipeline run): infer {infer_fps:.1f} frames/s, label step (resize+infer+post) {step_fps:.1f} frames/s")
+            print(
+                f"engine only ({label} the pipeline run): infer {infer_fps:.1f} frames/s, label step (resize+infer+post) {step_fps:.1f} frames/s"
+            )
         infer_fps = float(np.mean([r[0] for r in runs]))
         step_fps = float(np.mean([r[1] for r in runs]))
         outputs = "JSON lines" if a.no_video else "MP4 + JSON lines"
-        print(f"pipeline ({a.video}, decode + label + overlay + {outputs}): {rep.frames_written} frames in "
-              f"{rep.seconds:.2f}s = {rep.throughput_fps:.1f} frames/s")
+        print(
+            f"pipeline ({a.video}, decode + label + overlay + {outputs}): {rep.frames_written} frames in "
+            f"{rep.seconds:.2f}s = {rep.throughput_fps:.1f} frames/s"
+        )
         if a.mode == "classify":
             print(f"ratio pipeline / engine-only infer: {rep.throughput_fps / infer_fps:.2f}")
         print(f"ratio pipeline / engine-only label step: {rep.throughput_fps / step_fps:.2f}")
@@ -108,8 +112,10 @@ def main() -> int:
                 sinks = [VideoFileSink(Path(d) / "live.mp4", src.fps, src.size)]
                 rep = run_pipeline(eng, src, sinks, PipelineConfig(mode=a.mode, batch=1, duration=a.live))
             e = rep.end_to_end_ms
-            print(f"live --source synthetic ({a.mode}, {a.live:g}s): {rep.frames_written} written, {rep.frames_dropped} dropped, "
-                  f"{rep.throughput_fps:.1f} FPS; end-to-end latency p50 {e['p50']:.1f} ms  p99 {e['p99']:.1f} ms")
+            print(
+                f"live --source synthetic ({a.mode}, {a.live:g}s): {rep.frames_written} written, {rep.frames_dropped} dropped, "
+                f"{rep.throughput_fps:.1f} FPS; end-to-end latency p50 {e['p50']:.1f} ms  p99 {e['p99']:.1f} ms"
+            )
     return 0
 
 

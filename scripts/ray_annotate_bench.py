@@ -36,7 +36,9 @@ def reexec_in_namespace() -> None:
         return
     if os.geteuid() != 0 or not shutil.which("unshare"):
         sys.exit("needs root and unshare: Ray must run in a loopback-only network namespace here")
-    cmd = "ip link set lo up && exec " + " ".join([sys.executable, *map(repr, [os.path.abspath(__file__), *sys.argv[1:]])])
+    cmd = "ip link set lo up && exec " + " ".join(
+        [sys.executable, *map(repr, [os.path.abspath(__file__), *sys.argv[1:]])]
+    )
     os.execvpe("unshare", ["unshare", "-n", "sh", "-c", cmd], {**os.environ, MARK: "1", "RAY_USAGE_STATS_ENABLED": "0"})
 
 
@@ -79,18 +81,32 @@ def main() -> int:
         t = time.perf_counter()
         with open_engine(a.engine, use="throughput") as eng:  # what `annotate` without --ray does
             lab = make_labeller(eng, cfg.mode, cfg.mode_config)
-            rs = [annotate_video(eng, f, out / f"{f.stem}.mp4", out / f"{f.stem}.jsonl", cfg, labeller=lab) for f in files]
+            rs = [
+                annotate_video(eng, f, out / f"{f.stem}.mp4", out / f"{f.stem}.jsonl", cfg, labeller=lab) for f in files
+            ]
         wall = time.perf_counter() - t
-        return {"wall_s": wall, "frames": sum(r.frames_written for r in rs), "loop_fps": [r.fps for r in rs], "engine": eng.description}
+        return {
+            "wall_s": wall,
+            "frames": sum(r.frames_written for r in rs),
+            "loop_fps": [r.fps for r in rs],
+            "engine": eng.description,
+        }
 
     def on_ray(files: list[Path], out: Path, workers: int) -> dict:
         jobs = make_jobs(files, [(out / f"{f.stem}.mp4", out / f"{f.stem}.jsonl") for f in files], False)
         t = time.perf_counter()
-        r = annotate_on_ray(spec, jobs, cfg, RayOptions(address=cluster.address, workers=workers), progress=False, log=lambda s: None)
+        r = annotate_on_ray(
+            spec, jobs, cfg, RayOptions(address=cluster.address, workers=workers), progress=False, log=lambda s: None
+        )
         wall = time.perf_counter() - t
         assert r.ok, [f.error for f in r.files]
-        return {"wall_s": wall, "frames": sum(f.outcome.frames_written for f in r.files), "pool_s": r.seconds,
-                "loop_fps": [f.outcome.fps for f in r.files], "engine": r.workers[0]["engine"] if r.workers else ""}
+        return {
+            "wall_s": wall,
+            "frames": sum(f.outcome.frames_written for f in r.files),
+            "pool_s": r.seconds,
+            "loop_fps": [f.outcome.fps for f in r.files],
+            "engine": r.workers[0]["engine"] if r.workers else "",
+        }
 
     variants = {
         "local, 1 file": lambda o: local(videos[:1], o),
@@ -111,9 +127,18 @@ def main() -> int:
             print(f"round {rnd} {name}: {r['frames']} frames in {r['wall_s']:.2f} s", flush=True)
     cluster.shutdown()
 
-    summary = {"cpus": ncpu, "frames_per_file": a.frames, "size": a.size, "repeats": a.repeats, "ray_init_local_s": ray_start_s,
-               "listen_addresses": addrs, "variants": {}}
-    print(f"\nRay listened on: {', '.join(addrs)}; starting a local Ray instance took {ray_start_s:.1f} s (once per run without ADDRESS)")
+    summary = {
+        "cpus": ncpu,
+        "frames_per_file": a.frames,
+        "size": a.size,
+        "repeats": a.repeats,
+        "ray_init_local_s": ray_start_s,
+        "listen_addresses": addrs,
+        "variants": {},
+    }
+    print(
+        f"\nRay listened on: {', '.join(addrs)}; starting a local Ray instance took {ray_start_s:.1f} s (once per run without ADDRESS)"
+    )
     print(f"{'variant':26s} {'wall s':>8s} {'frames/s (wall)':>16s} {'loop frames/s':>14s}")
     for name, rs in runs.items():
         wall = statistics.median(r["wall_s"] for r in rs)

@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 bash scripts/system-deps.sh || true  # ffmpeg, rtsp-server-perl, chromium for the video tests (root + apt only)
+# Lint and format check first: a style slip fails fast, before minutes of tests.
+.venv/bin/ruff check edge_app tests scripts run.py
+.venv/bin/ruff format --check edge_app tests scripts run.py
 exec .venv/bin/python -m pytest -q "$@"

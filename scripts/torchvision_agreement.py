@@ -35,8 +35,20 @@ from edge_app.models import create_model  # noqa: E402
 from edge_app.models.preprocess import PreprocessedModel  # noqa: E402
 
 # Real photographs in scikit-image's data folder (textures and grayscale scans left out).
-PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "motorcycle_right.png", "rocket.jpg",
-          "hubble_deep_field.jpg", "retina.jpg", "ihc.png", "immunohistochemistry.png", "color.png", "logo.png")
+PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "ihc.png",
+    "immunohistochemistry.png",
+    "color.png",
+    "logo.png",
+)
 
 
 def main() -> int:
@@ -56,7 +68,12 @@ def main() -> int:
         print(f"no photographs found in {folder}", file=sys.stderr)
         return 2
     torch.set_num_threads(2)
-    report = {"torchvision": torchvision.__version__, "torch": torch.__version__, "photos": [p.name for p in paths], "archs": {}}
+    report = {
+        "torchvision": torchvision.__version__,
+        "torch": torch.__version__,
+        "photos": [p.name for p in paths],
+        "archs": {},
+    }
     for arch in a.arch.split(","):
         tv_model = getattr(torchvision.models, arch)().eval()
         if a.weights:
@@ -83,22 +100,36 @@ def main() -> int:
                 our_in = model.pre(x)
                 got = model(x)[0].numpy()
                 d_in = (our_in - ref_in).abs()
-                rows.append({"photo": p.name, "size": f"{bgr.shape[1]}x{bgr.shape[0]}",
-                             "input_max_abs": float(d_in.max()), "input_mean_abs": float(d_in.mean()),
-                             "logit_max_abs": float(np.abs(got - ref).max()),
-                             "logit_range": float(ref.max() - ref.min()),
-                             "top1_agree": bool(got.argmax() == ref.argmax()), "top5_overlap": len(set(np.argsort(-got)[:5]) & set(np.argsort(-ref)[:5]))})
+                rows.append(
+                    {
+                        "photo": p.name,
+                        "size": f"{bgr.shape[1]}x{bgr.shape[0]}",
+                        "input_max_abs": float(d_in.max()),
+                        "input_mean_abs": float(d_in.mean()),
+                        "logit_max_abs": float(np.abs(got - ref).max()),
+                        "logit_range": float(ref.max() - ref.min()),
+                        "top1_agree": bool(got.argmax() == ref.argmax()),
+                        "top5_overlap": len(set(np.argsort(-got)[:5]) & set(np.argsort(-ref)[:5])),
+                    }
+                )
         agree = float(np.mean([r["top1_agree"] for r in rows]))
-        report["archs"][arch] = {"weights": a.weights or "seeded random (no ImageNet weights here)", "rows": rows,
-                                 "top1_agreement": agree,
-                                 "input_max_abs": max(r["input_max_abs"] for r in rows),
-                                 "input_mean_abs": float(np.mean([r["input_mean_abs"] for r in rows])),
-                                 "logit_max_abs": max(r["logit_max_abs"] for r in rows)}
-        print(f"{arch}: {len(rows)} photos, top-1 agreement {agree:.3f}, input |diff| max {report['archs'][arch]['input_max_abs']:.3f} "
-              f"mean {report['archs'][arch]['input_mean_abs']:.4f} (normalised units), logit |diff| max {report['archs'][arch]['logit_max_abs']:.4f}")
+        report["archs"][arch] = {
+            "weights": a.weights or "seeded random (no ImageNet weights here)",
+            "rows": rows,
+            "top1_agreement": agree,
+            "input_max_abs": max(r["input_max_abs"] for r in rows),
+            "input_mean_abs": float(np.mean([r["input_mean_abs"] for r in rows])),
+            "logit_max_abs": max(r["logit_max_abs"] for r in rows),
+        }
+        print(
+            f"{arch}: {len(rows)} photos, top-1 agreement {agree:.3f}, input |diff| max {report['archs'][arch]['input_max_abs']:.3f} "
+            f"mean {report['archs'][arch]['input_mean_abs']:.4f} (normalised units), logit |diff| max {report['archs'][arch]['logit_max_abs']:.4f}"
+        )
         for r in rows:
-            print(f"  {r['photo']:<28} {r['size']:>10}  input max {r['input_max_abs']:.3f} mean {r['input_mean_abs']:.4f}  "
-                  f"logit max {r['logit_max_abs']:.4f} (range {r['logit_range']:.2f})  top-1 {'same' if r['top1_agree'] else 'DIFFERENT'}  top-5 overlap {r['top5_overlap']}/5")
+            print(
+                f"  {r['photo']:<28} {r['size']:>10}  input max {r['input_max_abs']:.3f} mean {r['input_mean_abs']:.4f}  "
+                f"logit max {r['logit_max_abs']:.4f} (range {r['logit_range']:.2f})  top-1 {'same' if r['top1_agree'] else 'DIFFERENT'}  top-5 overlap {r['top5_overlap']}/5"
+            )
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))

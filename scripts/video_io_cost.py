@@ -36,16 +36,36 @@ def main() -> int:
             if ffmpeg is None:
                 print("error: pass a video, or install ffmpeg to make one", file=sys.stderr)
                 return 2
-            subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                            "testsrc2=size=1280x720:rate=30", "-frames:v", "150", "-c:v", "libx264",
-                            "-pix_fmt", "yuv420p", video], check=True)
+            subprocess.run(
+                [
+                    ffmpeg,
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-y",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=1280x720:rate=30",
+                    "-frames:v",
+                    "150",
+                    "-c:v",
+                    "libx264",
+                    "-pix_fmt",
+                    "yuv420p",
+                    video,
+                ],
+                check=True,
+            )
         frames, ts = [], []
         t = time.perf_counter()
         for f in open_source(video):
             ts.append(time.perf_counter() - t)
             frames.append(f.image)
             t = time.perf_counter()
-        print(f"read {video}: {median_ms(ts):.2f} ms/frame ({len(frames)} frames, {frames[0].shape[1]}x{frames[0].shape[0]})")
+        print(
+            f"read {video}: {median_ms(ts):.2f} ms/frame ({len(frames)} frames, {frames[0].shape[1]}x{frames[0].shape[0]})"
+        )
         ts = []
         t = time.perf_counter()
         for _ in open_source("synthetic?frames=60", fps=1000):  # fps 1000: measure rendering, not pacing

@@ -32,7 +32,9 @@ def tiny_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
     from edge_app.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny_run")
-    r = train(TrainConfig(data=str(tiny_dataset), arch="resnet18", img=32, epochs=1, batch=16, out=str(out), device="cpu"))
+    r = train(
+        TrainConfig(data=str(tiny_dataset), arch="resnet18", img=32, epochs=1, batch=16, out=str(out), device="cpu")
+    )
     return r.best
 
 
@@ -59,8 +61,21 @@ def det_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = os.getcwd()
     os.chdir(out)
     try:
-        r = train_detector(DetectConfig(img=64, width=16, base_width=8, epochs=1, batch=8, scenes=32, val_scenes=8,
-                                        lr=1e-2, out="run", device="cpu", threads=1))
+        r = train_detector(
+            DetectConfig(
+                img=64,
+                width=16,
+                base_width=8,
+                epochs=1,
+                batch=8,
+                scenes=32,
+                val_scenes=8,
+                lr=1e-2,
+                out="run",
+                device="cpu",
+                threads=1,
+            )
+        )
     finally:
         os.chdir(cwd)
     return out / r.last

@@ -16,14 +16,22 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from edge_app.compile import ranges as cal
 from edge_app.compile import quantize as qz
+from edge_app.compile import ranges as cal
 from edge_app.compile.trt_rules import require_trt_onnx
 from edge_app.data.folder import ImageSet, load_image_folder
-from edge_app.engine_dir import ACCURACY_KEYS, AccuracyEntry, CpuSpeed, EngineDir, EngineMeta, QuantizationEntry, now_iso
+from edge_app.engine_dir import (
+    ACCURACY_KEYS,
+    AccuracyEntry,
+    CpuSpeed,
+    EngineDir,
+    EngineMeta,
+    QuantizationEntry,
+    now_iso,
+)
 from edge_app.errors import UserError
-from edge_app.training.evaluate import compare, top1
 from edge_app.fsutil import sha256_file
+from edge_app.training.evaluate import compare, top1
 
 # INT8 top-1 may drop at most this much (absolute, in points of percent) before calibrate warns.
 MAX_TOP1_DROP = 0.01
@@ -61,15 +69,18 @@ class CalibrateResult:
     seconds: float
 
 
-def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
-                  say: Callable[[str], None] = print) -> CalibrateResult:
+def run_calibrate(
+    engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(), say: Callable[[str], None] = print
+) -> CalibrateResult:
     """Calibrate ``engine`` and write its INT8/FP16 models and report; returns what it did for the CLI and demo."""
     if cfg.method not in cal.METHODS:
         raise UserError(f"unknown calibration method '{cfg.method}'; choose one of {', '.join(cal.METHODS)}")
     if cfg.num < 1:
         raise UserError(f"--num {cfg.num} asks for no calibration images; use a positive count such as 512")
     if cfg.val and not Path(cfg.val).is_dir():
-        raise UserError(f"validation folder '{cfg.val}' does not exist; pass --val with a folder of <class>/ image folders")
+        raise UserError(
+            f"validation folder '{cfg.val}' does not exist; pass --val with a folder of <class>/ image folders"
+        )
     ed = EngineDir(engine).require()
     meta = ed.load_meta()
     spec = meta.input
@@ -85,8 +96,13 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
     with tempfile.TemporaryDirectory(prefix="edge_app-calib-") as tmp:
         work = Path(tmp)
         pre: Path | None = None
-        todo = [t for t in ("trt", "cpu") if cfg.force or rec is None
-                or not _up_to_date(meta, ed.onnx_path("int8", t), ranges_sha256=qz.ranges_sha256(rec["ranges"]))]
+        todo = [
+            t
+            for t in ("trt", "cpu")
+            if cfg.force
+            or rec is None
+            or not _up_to_date(meta, ed.onnx_path("int8", t), ranges_sha256=qz.ranges_sha256(rec["ranges"]))
+        ]
         if rec is not None and todo:
             import onnx
 
@@ -94,7 +110,10 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
             pre = qz.preprocess_model(src, work / "pre.onnx")
             missing = set(rec["ranges"]) - qz.tensor_names(onnx.load(str(pre)))
             if missing:
-                rec, why = None, f"cache {cpath} names tensors this model lacks (e.g. {sorted(missing)[0]}); recalibrating"
+                rec, why = (
+                    None,
+                    f"cache {cpath} names tensors this model lacks (e.g. {sorted(missing)[0]}); recalibrating",
+                )
         say(why)
         if rec is None:
             say(f"calibration images: {plan.describe()}")
@@ -102,14 +121,18 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
             if imgs.skipped:
                 say(f"skipped {len(imgs.skipped)} unreadable image(s), e.g. {imgs.skipped[0]}")
             if len(imgs.images) < cal.MIN_RECOMMENDED:
-                say(f"warning: only {len(imgs.images)} usable calibration images; use at least {cal.MIN_RECOMMENDED} "
-                    "(a few hundred) representative images for stable INT8 ranges")
+                say(
+                    f"warning: only {len(imgs.images)} usable calibration images; use at least {cal.MIN_RECOMMENDED} "
+                    "(a few hundred) representative images for stable INT8 ranges"
+                )
             pre = pre or qz.preprocess_model(src, work / "pre.onnx")
             t = time.perf_counter()
             ranges = cal.compute_ranges(pre, imgs.images, cfg.method, work, cfg.progress)
             rec = cal.write_cache(cpath, key, plan, imgs, ranges, time.perf_counter() - t)
             calib = imgs.images
-            say(f"calibrated {len(imgs.images)} images ({cfg.method}) in {rec['seconds']:.1f}s: {len(ranges)} tensor ranges -> {cpath}")
+            say(
+                f"calibrated {len(imgs.images)} images ({cfg.method}) in {rec['seconds']:.1f}s: {len(ranges)} tensor ranges -> {cpath}"
+            )
             written.append(str(cpath))
         rsha = qz.ranges_sha256(rec["ranges"])
         for target in ("trt", "cpu"):
@@ -120,9 +143,17 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
             pre = pre or qz.preprocess_model(src, work / "pre.onnx")
             settings = qz.quantize_int8(pre, rec["ranges"], target, dst, work)
             meta.quantization[dst.name] = QuantizationEntry(
-                tool="onnxruntime.quantization.quantize_static", version=qz.ort_version(), recipe=qz.recipe(),
-                preprocess="onnxruntime.quantization.shape_inference.quant_pre_process", target=target,
-                ranges=str(cpath), ranges_sha256=rsha, method=cfg.method, settings=settings, created=now_iso())
+                tool="onnxruntime.quantization.quantize_static",
+                version=qz.ort_version(),
+                recipe=qz.recipe(),
+                preprocess="onnxruntime.quantization.shape_inference.quant_pre_process",
+                target=target,
+                ranges=str(cpath),
+                ranges_sha256=rsha,
+                method=cfg.method,
+                settings=settings,
+                created=now_iso(),
+            )
             ed.record_file(meta, dst)
             written.append(str(dst))
         dst = ed.onnx_path("fp16")
@@ -131,13 +162,26 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
         else:
             settings = qz.write_fp16(src, dst)
             meta.quantization[dst.name] = QuantizationEntry(
-                tool="edge_app.compile.quantize.cast_fp16", version=qz.RECIPE_VERSION, recipe=qz.recipe(),
-                source_sha256=model_sha, settings=settings, created=now_iso())
+                tool="edge_app.compile.quantize.cast_fp16",
+                version=qz.RECIPE_VERSION,
+                recipe=qz.recipe(),
+                source_sha256=model_sha,
+                settings=settings,
+                created=now_iso(),
+            )
             ed.record_file(meta, dst)
             written.append(str(dst))
-    meta.calibration = {"method": cfg.method, "settings": cal.METHOD_SETTINGS[cfg.method], "images": rec["images"],
-                        "cache": str(cpath), "cache_sha256": sha256_file(cpath), "model_sha256": model_sha,
-                        "images_sha256": plan.sha256, "ranges_sha256": rsha, "tensors": len(rec["ranges"])}
+    meta.calibration = {
+        "method": cfg.method,
+        "settings": cal.METHOD_SETTINGS[cfg.method],
+        "images": rec["images"],
+        "cache": str(cpath),
+        "cache_sha256": sha256_file(cpath),
+        "model_sha256": model_sha,
+        "images_sha256": plan.sha256,
+        "ranges_sha256": rsha,
+        "tensors": len(rec["ranges"]),
+    }
     ed.save_meta(meta)
     for precision in ("fp32", "fp16", "int8"):  # the files `build` uses; model.int8.cpu.onnx is for ONNX Runtime only
         require_trt_onnx(ed.onnx_path(precision, "trt"))
@@ -161,11 +205,20 @@ def run_calibrate(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
     for w in warnings:
         say(w)
     say("wrote: " + ", ".join(written))
-    return CalibrateResult(engine=ed.path, cache=cpath, report=report, speed=speed, warnings=tuple(warnings),
-                           written=tuple(written), seconds=time.perf_counter() - t0)
+    return CalibrateResult(
+        engine=ed.path,
+        cache=cpath,
+        report=report,
+        speed=speed,
+        warnings=tuple(warnings),
+        written=tuple(written),
+        seconds=time.perf_counter() - t0,
+    )
 
 
-def _up_to_date(meta: EngineMeta, path: Path, *, ranges_sha256: str | None = None, source_sha256: str | None = None) -> bool:
+def _up_to_date(
+    meta: EngineMeta, path: Path, *, ranges_sha256: str | None = None, source_sha256: str | None = None
+) -> bool:
     """True when ``path`` is intact and was made from these ranges (INT8) or this model.onnx (FP16) by this
     version of the recipe and of ORT."""
     q = meta.quantization.get(path.name)
@@ -182,7 +235,9 @@ def _validation_set(val: str | None, meta: EngineMeta) -> tuple[ImageSet | None,
         return None, "the checkpoint names no training data; pass --val DIR"
     if not Path(root).is_dir():
         if val:
-            raise UserError(f"validation folder '{val}' does not exist; pass --val with a folder of <class>/ image folders")
+            raise UserError(
+                f"validation folder '{val}' does not exist; pass --val with a folder of <class>/ image folders"
+            )
         return None, f"the training data '{root}' is gone; pass --val DIR"
     _, vs, rep = load_image_folder(root, meta.input)
     if rep.classes != meta.labels:
@@ -204,11 +259,19 @@ def _session(path: Path) -> Any:
 
 def _logits(sess: Any, images: np.ndarray, batch: int = 64) -> np.ndarray:
     name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: images[s:s + batch]})[0] for s in range(0, len(images), batch)]).astype(np.float32)
+    return np.concatenate(
+        [sess.run(None, {name: images[s : s + batch]})[0] for s in range(0, len(images), batch)]
+    ).astype(np.float32)
 
 
-def accuracy_report(ed: EngineDir, meta: EngineMeta, val: ImageSet | None, calib: np.ndarray | None,
-                    data_note: str, progress: bool = True) -> dict[str, AccuracyEntry]:
+def accuracy_report(
+    ed: EngineDir,
+    meta: EngineMeta,
+    val: ImageSet | None,
+    calib: np.ndarray | None,
+    data_note: str,
+    progress: bool = True,
+) -> dict[str, AccuracyEntry]:
     """Top-1 (with labels), top-1 agreement with fp32 and logit deviation of every model, via ONNX Runtime on the CPU.
 
     ORT's CPU provider runs all four files: the s8s8 TensorRT model and the FP16 model slowly (they are meant
@@ -231,12 +294,16 @@ def accuracy_report(ed: EngineDir, meta: EngineMeta, val: ImageSet | None, calib
     for key, prec, target in MODELS:
         vs_fp32 = compare(logits[key], ref) if key != "fp32" else None
         report[key] = AccuracyEntry(
-            file=ed.onnx_path(prec, target).name, runtime=f"onnxruntime {qz.ort_version()} CPU", n=int(len(images)),
+            file=ed.onnx_path(prec, target).name,
+            runtime=f"onnxruntime {qz.ort_version()} CPU",
+            n=int(len(images)),
             data=data_note if val is not None else "calibration images (unlabelled)",
             top1=top1(logits[key], val.labels) if val is not None else None,
-            agreement=vs_fp32.agreement if vs_fp32 else None, max_abs_dev=vs_fp32.max_abs_dev if vs_fp32 else None,
+            agreement=vs_fp32.agreement if vs_fp32 else None,
+            max_abs_dev=vs_fp32.max_abs_dev if vs_fp32 else None,
             mean_abs_dev=vs_fp32.mean_abs_dev if vs_fp32 else None,
-            training_top1=training_top1 if key == "fp32" else None)
+            training_top1=training_top1 if key == "fp32" else None,
+        )
     return report
 
 
@@ -247,13 +314,16 @@ def int8_warnings(report: AccuracyReport) -> list[str]:
     for key in ("int8.trt", "int8.cpu"):
         t = report[key].top1
         if base is not None and t is not None and base - t > MAX_TOP1_DROP:
-            out.append(f"WARNING: {report[key].file} top-1 {t:.4f} is {100 * (base - t):.1f} points below fp32 {base:.4f}; "
-                       "calibrate with more representative images (--images, --num) or another --method")
+            out.append(
+                f"WARNING: {report[key].file} top-1 {t:.4f} is {100 * (base - t):.1f} points below fp32 {base:.4f}; "
+                "calibrate with more representative images (--images, --num) or another --method"
+            )
     return out
 
 
-def cpu_latency_ratio(ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: int = 10, settle: int = 3,
-                      threads: int | None = None) -> CpuSpeed:
+def cpu_latency_ratio(
+    ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: int = 10, settle: int = 3, threads: int | None = None
+) -> CpuSpeed:
     """Median batch-1 latency of model.int8.cpu.onnx and model.onnx on ORT CPU, measured side by side in one run.
 
     The two models alternate in blocks of ``block`` timed calls, each after ``settle`` untimed ones: load
@@ -265,7 +335,10 @@ def cpu_latency_ratio(ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: i
 
     x = np.random.default_rng(0).integers(0, 256, (1, meta.input.height, meta.input.width, 3), dtype=np.uint8)
     times: dict[str, list[float]] = {"fp32": [], "int8": []}
-    with OnnxRuntimeEngine(ed, meta, "fp32", threads=threads) as f32, OnnxRuntimeEngine(ed, meta, "int8", threads=threads) as i8:
+    with (
+        OnnxRuntimeEngine(ed, meta, "fp32", threads=threads) as f32,
+        OnnxRuntimeEngine(ed, meta, "int8", threads=threads) as i8,
+    ):
         engines = {"fp32": f32, "int8": i8}
         for _ in range(rounds):
             for k, e in engines.items():
@@ -276,22 +349,36 @@ def cpu_latency_ratio(ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: i
                     e.infer(x)
                     times[k].append((time.perf_counter() - t) * 1e3)
     p50 = {k: float(np.median(v)) for k, v in times.items()}
-    return CpuSpeed(fp32_ms=p50["fp32"], int8_ms=p50["int8"], ratio=p50["int8"] / p50["fp32"], batch=1,
-                    runs=rounds * block, threads=threads or os.cpu_count(), input=f"{meta.input.width}x{meta.input.height}",
-                    runtime=f"onnxruntime {qz.ort_version()} CPUExecutionProvider")
+    return CpuSpeed(
+        fp32_ms=p50["fp32"],
+        int8_ms=p50["int8"],
+        ratio=p50["int8"] / p50["fp32"],
+        batch=1,
+        runs=rounds * block,
+        threads=threads or os.cpu_count(),
+        input=f"{meta.input.width}x{meta.input.height}",
+        runtime=f"onnxruntime {qz.ort_version()} CPUExecutionProvider",
+    )
 
 
 def format_report(report: AccuracyReport, speed: CpuSpeed | None) -> list[str]:
     """The accuracy table (and the CPU speed line) as printed by ``calibrate`` and the demo."""
+
     def f(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
-    lines = [f"accuracy on {report['fp32'].data} (n={report['fp32'].n}, ONNX Runtime CPU):",
-             f"  {'model':<22} {'top-1':>7} {'agree':>7} {'max|dlogit|':>12} {'mean|dlogit|':>13}"]
+    lines = [
+        f"accuracy on {report['fp32'].data} (n={report['fp32'].n}, ONNX Runtime CPU):",
+        f"  {'model':<22} {'top-1':>7} {'agree':>7} {'max|dlogit|':>12} {'mean|dlogit|':>13}",
+    ]
     for r in report.values():
-        lines.append(f"  {r.file:<22} {f(r.top1, '.4f'):>7} {f(r.agreement, '.4f'):>7} "
-                     f"{f(r.max_abs_dev, '.3e'):>12} {f(r.mean_abs_dev, '.3e'):>13}")
+        lines.append(
+            f"  {r.file:<22} {f(r.top1, '.4f'):>7} {f(r.agreement, '.4f'):>7} "
+            f"{f(r.max_abs_dev, '.3e'):>12} {f(r.mean_abs_dev, '.3e'):>13}"
+        )
     if speed:
-        lines.append(f"CPU latency, batch 1, {speed.input}, {speed.threads} threads (median of {speed.runs}): "
-                     f"fp32 {speed.fp32_ms:.2f} ms, int8 u8s8 {speed.int8_ms:.2f} ms, ratio {speed.ratio:.2f}x")
+        lines.append(
+            f"CPU latency, batch 1, {speed.input}, {speed.threads} threads (median of {speed.runs}): "
+            f"fp32 {speed.fp32_ms:.2f} ms, int8 u8s8 {speed.int8_ms:.2f} ms, ratio {speed.ratio:.2f}x"
+        )
     return lines

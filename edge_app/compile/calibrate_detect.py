@@ -61,8 +61,9 @@ def head_and_decode_nodes(model: onnx.ModelProto, output: str = "dets") -> list[
     return names
 
 
-def quantize_detector_int8(pre_model: Path, ranges: dict[str, list[float]], target: str, dst: Path, work_dir: Path,
-                           exclude: list[str]) -> dict[str, Any]:
+def quantize_detector_int8(
+    pre_model: Path, ranges: dict[str, list[float]], target: str, dst: Path, work_dir: Path, exclude: list[str]
+) -> dict[str, Any]:
     """:func:`quantize.quantize_int8`'s recipe with extra ``exclude`` nodes; writes ``dst`` atomically.
 
     Same settings object by object (imported from quantize.py); only ``nodes_to_exclude`` grows. If
@@ -77,12 +78,22 @@ def quantize_detector_int8(pre_model: Path, ranges: dict[str, list[float]], targ
     nodes = {n.name for n in model.graph.node}
     excl = qz.preprocessing_nodes(model) + [n for n in exclude if n in nodes]
     if target == "trt":
-        kw: dict[str, Any] = {"activation_type": QuantType.QInt8, "weight_type": QuantType.QInt8,
-                              "op_types_to_quantize": qz.TRT_OP_TYPES, "extra_options": dict(qz.TRT_EXTRA_OPTIONS)}
+        kw: dict[str, Any] = {
+            "activation_type": QuantType.QInt8,
+            "weight_type": QuantType.QInt8,
+            "op_types_to_quantize": qz.TRT_OP_TYPES,
+            "extra_options": dict(qz.TRT_EXTRA_OPTIONS),
+        }
     else:
-        kw = {"activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8, "extra_options": dict(qz.CPU_EXTRA_OPTIONS)}
-    tensors = TensorsData(CalibrationMethod.MinMax, {
-        k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()})
+        kw = {
+            "activation_type": QuantType.QUInt8,
+            "weight_type": QuantType.QInt8,
+            "extra_options": dict(qz.CPU_EXTRA_OPTIONS),
+        }
+    tensors = TensorsData(
+        CalibrationMethod.MinMax,
+        {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()},
+    )
     cache = work_dir / f"ranges.{target}.json"
     cache.unlink(missing_ok=True)
     save_tensors_data(tensors, cache)
@@ -91,8 +102,18 @@ def quantize_detector_int8(pre_model: Path, ranges: dict[str, list[float]], targ
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        quantize_static(str(pre_model), str(raw), None, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-                        nodes_to_exclude=excl, calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=cache, **kw)
+        quantize_static(
+            str(pre_model),
+            str(raw),
+            None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=False,
+            nodes_to_exclude=excl,
+            calibrate_method=CalibrationMethod.MinMax,
+            calibration_cache_path=cache,
+            **kw,
+        )
     finally:
         root.setLevel(level)
     q = onnx.load(str(raw))
@@ -100,11 +121,17 @@ def quantize_detector_int8(pre_model: Path, ranges: dict[str, list[float]], targ
     qz._drop_unused_opsets(q)
     onnx.checker.check_model(q)
     atomic_write(dst, lambda p: onnx.save(q, str(p)))
-    settings = {"format": "QDQ", "per_channel": True, "reduce_range": False,
-                "activations": "int8 symmetric" if target == "trt" else "uint8 asymmetric",
-                "weights": "int8 symmetric per-channel (Conv axis 0)", "op_types": kw.get("op_types_to_quantize", "all supported"),
-                "excluded_nodes": excl, "kept_float": "preprocessing, head last convs, sigmoid, decode",
-                "extra_options": kw["extra_options"]}
+    settings = {
+        "format": "QDQ",
+        "per_channel": True,
+        "reduce_range": False,
+        "activations": "int8 symmetric" if target == "trt" else "uint8 asymmetric",
+        "weights": "int8 symmetric per-channel (Conv axis 0)",
+        "op_types": kw.get("op_types_to_quantize", "all supported"),
+        "excluded_nodes": excl,
+        "kept_float": "preprocessing, head last convs, sigmoid, decode",
+        "extra_options": kw["extra_options"],
+    }
     if target == "trt":
         settings["residual_add_qdq_removed"] = removed
     return settings
@@ -138,12 +165,16 @@ def eval_set(val: str | None, meta: EngineMeta, n_scenes: int = 300) -> tuple[De
         from edge_app.data.scenes import CLASSES, SceneConfig, make_scenes
 
         if list(meta.labels) != list(CLASSES):
-            raise UserError(f"the engine's classes ({', '.join(meta.labels)}) are not the built-in shapes; pass --val with its COCO/YOLO data")
+            raise UserError(
+                f"the engine's classes ({', '.join(meta.labels)}) are not the built-in shapes; pass --val with its COCO/YOLO data"
+            )
         ds = make_scenes(n_scenes, SceneConfig(meta.input.height, meta.input.width), seed=0, split="val")
         return ds, f"{n_scenes} built-in validation scenes (seed 0)"
     _, va, _ = load_detection_data(root, meta.input)
     if list(va.names) != list(meta.labels):
-        raise UserError(f"the classes of '{root}' ({', '.join(va.names)}) differ from the engine's ({', '.join(meta.labels)})")
+        raise UserError(
+            f"the classes of '{root}' ({', '.join(va.names)}) differ from the engine's ({', '.join(meta.labels)})"
+        )
     if not len(va):
         raise UserError(f"'{root}' has no validation images; pass --val with labelled data")
     return va, f"{len(va)} validation images of '{root}'"
@@ -158,24 +189,34 @@ def map_report(ed: EngineDir, meta: EngineMeta, data: DetectionSet, note: str) -
         if not path.is_file():
             continue
         sess = _session(path)
-        dets = dm.predict(lambda x: sess.run(None, {"images": x})[0], data.images, batch=32)
+        dets = dm.predict(lambda x, s=sess: s.run(None, {"images": x})[0], data.images, batch=32)
         acc = dm.evaluate_dets(dets, data.boxes, data.classes, data.names, threshold=thr)
-        report[key] = {"file": path.name, "runtime": f"onnxruntime {qz.ort_version()} CPU", "data": note, **acc.to_dict()}
+        report[key] = {
+            "file": path.name,
+            "runtime": f"onnxruntime {qz.ort_version()} CPU",
+            "data": note,
+            **acc.to_dict(),
+        }
     return report
 
 
 def format_map_report(report: dict[str, dict[str, Any]]) -> list[str]:
     """The table ``calibrate`` prints for a detector."""
     first = next(iter(report.values()))
-    lines = [f"accuracy on {first['data']} (ONNX Runtime CPU, P/R at score >= {first['threshold']:.2f}, IoU 0.5):",
-             f"  {'model':<22} {'mAP@.5':>7} {'mAP@.5:.95':>10} {'P':>6} {'R':>6}"]
+    lines = [
+        f"accuracy on {first['data']} (ONNX Runtime CPU, P/R at score >= {first['threshold']:.2f}, IoU 0.5):",
+        f"  {'model':<22} {'mAP@.5':>7} {'mAP@.5:.95':>10} {'P':>6} {'R':>6}",
+    ]
     for r in report.values():
-        lines.append(f"  {r['file']:<22} {r['map50']:>7.4f} {r['map50_95']:>10.4f} {r['precision']:>6.3f} {r['recall']:>6.3f}")
+        lines.append(
+            f"  {r['file']:<22} {r['map50']:>7.4f} {r['map50_95']:>10.4f} {r['precision']:>6.3f} {r['recall']:>6.3f}"
+        )
     return lines
 
 
-def run_calibrate_detect(engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(),
-                         say: Callable[[str], None] = print) -> dict[str, Any]:
+def run_calibrate_detect(
+    engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(), say: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Calibrate a detector engine and write its INT8/FP16 models and mAP report; returns a summary."""
     if cfg.method not in cal.METHODS:
         raise UserError(f"unknown calibration method '{cfg.method}'; choose one of {', '.join(cal.METHODS)}")
@@ -184,7 +225,9 @@ def run_calibrate_detect(engine: str | Path, cfg: CalibrateConfig = CalibrateCon
     ed = EngineDir(engine).require()
     meta = ed.load_meta()
     if meta.extra.get("task") != "detect":
-        raise UserError(f"'{ed.path}' is not a detector engine (task {meta.extra.get('task', 'classify')}); use `calibrate`")
+        raise UserError(
+            f"'{ed.path}' is not a detector engine (task {meta.extra.get('task', 'classify')}); use `calibrate`"
+        )
     spec = meta.input
     source = str(calibration_scenes(spec, cfg.num)) if cfg.images == cal.SYNTHETIC else cfg.images
     plan = cal.plan_images(source, spec, cfg.num)
@@ -207,7 +250,9 @@ def run_calibrate_detect(engine: str | Path, cfg: CalibrateConfig = CalibrateCon
             t = time.perf_counter()
             ranges = cal.compute_ranges(pre, imgs.images, cfg.method, work, cfg.progress)
             rec = cal.write_cache(cpath, key, plan, imgs, ranges, time.perf_counter() - t)
-            say(f"calibrated {len(imgs.images)} images ({cfg.method}) in {rec['seconds']:.1f}s: {len(ranges)} tensor ranges -> {cpath}")
+            say(
+                f"calibrated {len(imgs.images)} images ({cfg.method}) in {rec['seconds']:.1f}s: {len(ranges)} tensor ranges -> {cpath}"
+            )
             written.append(str(cpath))
         rsha = qz.ranges_sha256(rec["ranges"])
         exclude = head_and_decode_nodes(onnx.load(str(pre)))
@@ -217,10 +262,20 @@ def run_calibrate_detect(engine: str | Path, cfg: CalibrateConfig = CalibrateCon
                 say(f"{dst.name} is up to date")
                 continue
             settings = quantize_detector_int8(pre, rec["ranges"], target, dst, work, exclude)
-            meta.quantization[dst.name] = QuantizationEntry.from_dict({"tool": "onnxruntime.quantization.quantize_static", "version": qz.ort_version(),
-                                           "recipe": qz.recipe(), "preprocess": "quant_pre_process", "target": target,
-                                           "ranges": str(cpath), "ranges_sha256": rsha, "method": cfg.method,
-                                           "settings": settings, "created": now_iso()})
+            meta.quantization[dst.name] = QuantizationEntry.from_dict(
+                {
+                    "tool": "onnxruntime.quantization.quantize_static",
+                    "version": qz.ort_version(),
+                    "recipe": qz.recipe(),
+                    "preprocess": "quant_pre_process",
+                    "target": target,
+                    "ranges": str(cpath),
+                    "ranges_sha256": rsha,
+                    "method": cfg.method,
+                    "settings": settings,
+                    "created": now_iso(),
+                }
+            )
             ed.record_file(meta, dst)
             written.append(str(dst))
         dst = ed.onnx_path("fp16")
@@ -228,14 +283,29 @@ def run_calibrate_detect(engine: str | Path, cfg: CalibrateConfig = CalibrateCon
             say(f"{dst.name} is up to date")
         else:
             settings = qz.write_fp16(src, dst)
-            meta.quantization[dst.name] = QuantizationEntry.from_dict({"tool": "edge_app.compile.quantize.cast_fp16", "version": qz.RECIPE_VERSION,
-                                           "recipe": qz.recipe(), "source_sha256": model_sha, "settings": settings,
-                                           "created": now_iso()})
+            meta.quantization[dst.name] = QuantizationEntry.from_dict(
+                {
+                    "tool": "edge_app.compile.quantize.cast_fp16",
+                    "version": qz.RECIPE_VERSION,
+                    "recipe": qz.recipe(),
+                    "source_sha256": model_sha,
+                    "settings": settings,
+                    "created": now_iso(),
+                }
+            )
             ed.record_file(meta, dst)
             written.append(str(dst))
-    meta.calibration = {"method": cfg.method, "settings": cal.METHOD_SETTINGS[cfg.method], "images": rec["images"],
-                        "cache": str(cpath), "cache_sha256": sha256_file(cpath), "model_sha256": model_sha,
-                        "images_sha256": plan.sha256, "ranges_sha256": rsha, "tensors": len(rec["ranges"])}
+    meta.calibration = {
+        "method": cfg.method,
+        "settings": cal.METHOD_SETTINGS[cfg.method],
+        "images": rec["images"],
+        "cache": str(cpath),
+        "cache_sha256": sha256_file(cpath),
+        "model_sha256": model_sha,
+        "images_sha256": plan.sha256,
+        "ranges_sha256": rsha,
+        "tensors": len(rec["ranges"]),
+    }
     data, note = eval_set(cfg.val, meta)
     report = map_report(ed, meta, data, note)
     meta.accuracy.update({k: AccuracyEntry.from_dict(v) for k, v in report.items()})
@@ -251,10 +321,19 @@ def run_calibrate_detect(engine: str | Path, cfg: CalibrateConfig = CalibrateCon
     base = report["fp32"]["map50"]
     for k in ("int8.trt", "int8.cpu"):
         if k in report and base - report[k]["map50"] > MAX_MAP_DROP:
-            warnings.append(f"WARNING: {report[k]['file']} mAP@0.5 {report[k]['map50']:.4f} is {100 * (base - report[k]['map50']):.1f} "
-                            f"points below fp32 {base:.4f}; calibrate with more representative images (--images, --num) or another --method")
+            warnings.append(
+                f"WARNING: {report[k]['file']} mAP@0.5 {report[k]['map50']:.4f} is {100 * (base - report[k]['map50']):.1f} "
+                f"points below fp32 {base:.4f}; calibrate with more representative images (--images, --num) or another --method"
+            )
     for w in warnings:
         say(w)
     say("wrote: " + ", ".join(written))
-    return {"engine": str(ed.path), "cache": str(cpath), "report": report, "speed": speed, "warnings": warnings,
-            "written": written, "seconds": time.perf_counter() - t0}
+    return {
+        "engine": str(ed.path),
+        "cache": str(cpath),
+        "report": report,
+        "speed": speed,
+        "warnings": warnings,
+        "written": written,
+        "seconds": time.perf_counter() - t0,
+    }

@@ -52,7 +52,7 @@ class Parity:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Parity":
+    def from_dict(cls, d: Mapping[str, Any]) -> Parity:
         """From meta.json's ``parity`` (extra keys ignored; a missing one is a KeyError, i.e. a damaged file)."""
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
@@ -77,15 +77,22 @@ def onnx_bytes(model: torch.nn.Module, height: int, width: int) -> bytes:
         # is the classic opset-17 graph TensorRT 8.6 (JetPack 5) still parses.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            model,
+            (example,),
+            buf,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
         )
     return buf.getvalue()
 
 
-def check_parity(model: torch.nn.Module, onnx_model: bytes, height: int, width: int, batch: int = 4,
-                 seed: int = 0) -> Parity:
+def check_parity(
+    model: torch.nn.Module, onnx_model: bytes, height: int, width: int, batch: int = 4, seed: int = 0
+) -> Parity:
     """Max/mean abs logit difference between PyTorch and ONNX Runtime (CPU) on a random uint8 batch."""
     import onnxruntime as ort
 
@@ -95,13 +102,20 @@ def check_parity(model: torch.nn.Module, onnx_model: bytes, height: int, width: 
     sess = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
     got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     diff = np.abs(ref - got)
-    return Parity(max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()), batch=batch,
-                  tolerance=PARITY_TOLERANCE, reference=f"torch {torch.__version__} cpu fp32",
-                  runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider",
-                  top1_agree=float((ref.argmax(1) == got.argmax(1)).mean()))
+    return Parity(
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        batch=batch,
+        tolerance=PARITY_TOLERANCE,
+        reference=f"torch {torch.__version__} cpu fp32",
+        runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider",
+        top1_agree=float((ref.argmax(1) == got.argmax(1)).mean()),
+    )
 
 
-def export(checkpoint: str | Path, name: str, engines_root: str | Path = "engines", force: bool = False) -> ExportResult:
+def export(
+    checkpoint: str | Path, name: str, engines_root: str | Path = "engines", force: bool = False
+) -> ExportResult:
     """Export ``checkpoint`` to ``engines_root/name``; returns the paths, the parity check and whether it was cached."""
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"engine name '{name}' is not a plain folder name; use letters, digits, '-' or '_'")
@@ -143,8 +157,14 @@ def export(checkpoint: str | Path, name: str, engines_root: str | Path = "engine
     slim = {k: ckpt[k] for k in ("format", "arch", "labels", "input", "model", "top1", "epoch")}
     atomic_write(ed.checkpoint_path, lambda p: torch.save(slim, p))
     meta = EngineMeta(
-        name=name, arch=ckpt["arch"], labels=labels, input=spec, outputs=[OUTPUT_NAME],
-        checkpoint_sha256=ckpt_sha, created=now_iso(), parity=parity.to_dict(),
+        name=name,
+        arch=ckpt["arch"],
+        labels=labels,
+        input=spec,
+        outputs=[OUTPUT_NAME],
+        checkpoint_sha256=ckpt_sha,
+        created=now_iso(),
+        parity=parity.to_dict(),
         accuracy={"fp32": AccuracyEntry.from_training(ckpt.get("top1"), ckpt.get("data_root"))},
         extra={"checkpoint": str(checkpoint), "opset": OPSET, "data_root": ckpt.get("data_root")},
     )

@@ -32,11 +32,41 @@ from edge_app.training.train_detect import TASK, detector_from_checkpoint
 INPUT_NAME, OUTPUT_NAME = "images", "dets"
 PARITY_TOLERANCE = 1e-3  # scores are probabilities, boxes input pixels: 1e-3 of either is invisible
 # Standard ops the detector may use: what ONNX Runtime, OpenVINO and TensorRT's ONNX parser all run.
-ALLOWED_OPS = frozenset({
-    "Cast", "Transpose", "Slice", "Mul", "Add", "Sub", "Div", "Conv", "Relu", "MaxPool", "Resize", "Sigmoid", "Equal",
-    "TopK", "GatherElements", "Gather", "Flatten", "Reshape", "Unsqueeze", "Squeeze", "Expand", "Concat", "Clip",
-    "Constant", "ConstantOfShape", "Shape", "Identity", "Where", "Floor", "QuantizeLinear", "DequantizeLinear",
-})
+ALLOWED_OPS = frozenset(
+    {
+        "Cast",
+        "Transpose",
+        "Slice",
+        "Mul",
+        "Add",
+        "Sub",
+        "Div",
+        "Conv",
+        "Relu",
+        "MaxPool",
+        "Resize",
+        "Sigmoid",
+        "Equal",
+        "TopK",
+        "GatherElements",
+        "Gather",
+        "Flatten",
+        "Reshape",
+        "Unsqueeze",
+        "Squeeze",
+        "Expand",
+        "Concat",
+        "Clip",
+        "Constant",
+        "ConstantOfShape",
+        "Shape",
+        "Identity",
+        "Where",
+        "Floor",
+        "QuantizeLinear",
+        "DequantizeLinear",
+    }
+)
 FORBIDDEN_OPS = frozenset({"NonZero", "ConvTranspose", "DeformConv", "NonMaxSuppression", "Loop", "If", "Scan"})
 
 
@@ -48,9 +78,17 @@ def onnx_bytes(model: torch.nn.Module, height: int, width: int) -> bytes:
         # TorchScript exporter, as the classifier: one self-contained file (the dynamo exporter writes the
         # weights beside it, which quant_pre_process then cannot read; FACTS.md).
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buf, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            buf,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     # The tracer leaves the output's K and 6 symbolic; they are fixed by construction, so say so in the graph
     # (TensorRT then allocates the output statically, consumers can check it without running the model).
     import onnx
@@ -73,8 +111,10 @@ def check_ops(model: Any) -> set[str]:
     ops = {n.op_type for n in model.graph.node}
     bad = ops - ALLOWED_OPS
     if bad:
-        raise ExportError(f"the detector graph uses {', '.join(sorted(bad))}, outside the standard ops every runtime "
-                          f"takes ({', '.join(sorted(ALLOWED_OPS))}); report this with the checkpoint's arch")
+        raise ExportError(
+            f"the detector graph uses {', '.join(sorted(bad))}, outside the standard ops every runtime "
+            f"takes ({', '.join(sorted(ALLOWED_OPS))}); report this with the checkpoint's arch"
+        )
     return ops
 
 
@@ -83,7 +123,9 @@ def parity_images(height: int, width: int, n: int = 4, seed: int = 0) -> np.ndar
     from edge_app.data.scenes import SceneConfig, render_scene, scene_rng
 
     rng = np.random.default_rng(seed)
-    scenes = [render_scene(SceneConfig(height, width), scene_rng(seed, "val", 1_000_000 + i))[0] for i in range(n - n // 2)]
+    scenes = [
+        render_scene(SceneConfig(height, width), scene_rng(seed, "val", 1_000_000 + i))[0] for i in range(n - n // 2)
+    ]
     noise = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n // 2)]
     return np.stack(scenes + noise)
 
@@ -98,8 +140,14 @@ def compare_dets(ref: np.ndarray, got: np.ndarray, tie: float = 1e-4) -> dict[st
     sep = gap > tie
     db = float(np.abs(ref[..., :4] - got[..., :4])[sep].max()) if sep.any() else 0.0
     cls = float((ref[..., 5][sep] == got[..., 5][sep]).mean()) if sep.any() else 1.0
-    return {"max_abs_diff": max(ds, db), "score_max_abs_diff": ds, "box_max_abs_diff": db, "class_agree": cls,
-            "rows_compared": int(sep.sum()), "rows": int(s.size)}
+    return {
+        "max_abs_diff": max(ds, db),
+        "score_max_abs_diff": ds,
+        "box_max_abs_diff": db,
+        "class_agree": cls,
+        "rows_compared": int(sep.sum()),
+        "rows": int(s.size),
+    }
 
 
 def check_parity(model: torch.nn.Module, onnx_model: bytes, height: int, width: int) -> dict[str, Any]:
@@ -111,19 +159,33 @@ def check_parity(model: torch.nn.Module, onnx_model: bytes, height: int, width: 
         ref = model(torch.from_numpy(x)).float().numpy()
     sess = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
     got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-    return {**compare_dets(ref, got), "batch": len(x), "tolerance": PARITY_TOLERANCE,
-            "reference": f"torch {torch.__version__} cpu fp32", "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider"}
+    return {
+        **compare_dets(ref, got),
+        "batch": len(x),
+        "tolerance": PARITY_TOLERANCE,
+        "reference": f"torch {torch.__version__} cpu fp32",
+        "runtime": f"onnxruntime {ort.__version__} CPUExecutionProvider",
+    }
 
 
 def output_layout(k: int) -> dict[str, Any]:
     """meta.json's description of ``dets``, for the frame loop and any other consumer."""
-    return {OUTPUT_NAME: {"shape": ["batch", k, len(DETS_COLUMNS)], "dtype": "float32", "columns": list(DETS_COLUMNS),
-                          "coordinates": "model input pixels (map to the frame with input.resize)",
-                          "order": "score descending", "class": "index into labels, stored as float",
-                          "padding": "rows past the real detections have low scores: keep score >= threshold"}}
+    return {
+        OUTPUT_NAME: {
+            "shape": ["batch", k, len(DETS_COLUMNS)],
+            "dtype": "float32",
+            "columns": list(DETS_COLUMNS),
+            "coordinates": "model input pixels (map to the frame with input.resize)",
+            "order": "score descending",
+            "class": "index into labels, stored as float",
+            "padding": "rows past the real detections have low scores: keep score >= threshold",
+        }
+    }
 
 
-def export_detector(checkpoint: str | Path, name: str, engines_root: str | Path = "engines", force: bool = False) -> dict[str, Any]:
+def export_detector(
+    checkpoint: str | Path, name: str, engines_root: str | Path = "engines", force: bool = False
+) -> dict[str, Any]:
     """Export a detector checkpoint to ``engines_root/name``; returns paths, parity and whether it was cached."""
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"engine name '{name}' is not a plain folder name; use letters, digits, '-' or '_'")
@@ -154,19 +216,46 @@ def export_detector(checkpoint: str | Path, name: str, engines_root: str | Path 
     ops = check_ops(proto)
     parity = check_parity(model, data, spec.height, spec.width)
     if not parity["max_abs_diff"] <= PARITY_TOLERANCE or parity["class_agree"] < 1.0:
-        raise ExportError(f"ONNX export of '{checkpoint}' differs from PyTorch (max |diff| {parity['max_abs_diff']:.2e}, "
-                          f"class agreement {parity['class_agree']:.3f}; tolerance {PARITY_TOLERANCE:.0e}); nothing was written")
+        raise ExportError(
+            f"ONNX export of '{checkpoint}' differs from PyTorch (max |diff| {parity['max_abs_diff']:.2e}, "
+            f"class agreement {parity['class_agree']:.3f}; tolerance {PARITY_TOLERANCE:.0e}); nothing was written"
+        )
     atomic_write_bytes(onnx_path, data)
-    slim = {k: ckpt[k] for k in ("format", "task", "arch", "labels", "input", "detector", "model", "map50", "epoch", "threshold")}
+    slim = {
+        k: ckpt[k]
+        for k in ("format", "task", "arch", "labels", "input", "detector", "model", "map50", "epoch", "threshold")
+    }
     atomic_write(ed.checkpoint_path, lambda p: torch.save(slim, p))
     meta = EngineMeta(
-        name=name, arch=ckpt["arch"], labels=labels, input=spec, outputs=[OUTPUT_NAME],
-        checkpoint_sha256=ckpt_sha, created=now_iso(), parity=parity,
-        accuracy={"fp32": AccuracyEntry.from_dict({"map50": ckpt.get("map50"), "map50_95": ckpt.get("map50_95"), "threshold": ckpt.get("threshold"),
-                           "source": "training validation (PyTorch)", "data": ckpt.get("data_root")})},
-        extra={"task": TASK, "output_layout": output_layout(net.max_dets), "threshold": ckpt.get("threshold"),
-               "detector": dict(ckpt["detector"]), "checkpoint": str(checkpoint), "opset": OPSET,
-               "ops": sorted(ops), "data_root": ckpt.get("data_root")},
+        name=name,
+        arch=ckpt["arch"],
+        labels=labels,
+        input=spec,
+        outputs=[OUTPUT_NAME],
+        checkpoint_sha256=ckpt_sha,
+        created=now_iso(),
+        parity=parity,
+        accuracy={
+            "fp32": AccuracyEntry.from_dict(
+                {
+                    "map50": ckpt.get("map50"),
+                    "map50_95": ckpt.get("map50_95"),
+                    "threshold": ckpt.get("threshold"),
+                    "source": "training validation (PyTorch)",
+                    "data": ckpt.get("data_root"),
+                }
+            )
+        },
+        extra={
+            "task": TASK,
+            "output_layout": output_layout(net.max_dets),
+            "threshold": ckpt.get("threshold"),
+            "detector": dict(ckpt["detector"]),
+            "checkpoint": str(checkpoint),
+            "opset": OPSET,
+            "ops": sorted(ops),
+            "data_root": ckpt.get("data_root"),
+        },
     )
     ed.record_file(meta, onnx_path)
     ed.record_file(meta, ed.checkpoint_path)

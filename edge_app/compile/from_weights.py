@@ -45,7 +45,9 @@ class WeightsSource:
         if self.arch not in list_models():
             raise UserError(f"arch '{self.arch}' is unknown; choose one of {', '.join(list_models())}")
         if self.img < 32 or self.img % 32:
-            raise UserError(f"img {self.img} must be a multiple of 32 and at least 32 (a ResNet halves the size 5 times); e.g. 224")
+            raise UserError(
+                f"img {self.img} must be a multiple of 32 and at least 32 (a ResNet halves the size 5 times); e.g. 224"
+            )
         for what, v in (("mean", self.mean), ("std", self.std)):
             if len(v) != 3:
                 raise UserError(f"{what} {','.join(map(str, v))} needs 3 values (R,G,B), e.g. 0.485,0.456,0.406")
@@ -56,7 +58,9 @@ class WeightsSource:
         """The engine's input spec; InputSpec validates resize_size against the crop."""
         if self.resize_size is None:
             return InputSpec(self.img, self.img, mean=self.mean, std=self.std, resize="stretch")
-        return InputSpec(self.img, self.img, mean=self.mean, std=self.std, resize="center_crop", resize_size=self.resize_size)
+        return InputSpec(
+            self.img, self.img, mean=self.mean, std=self.std, resize="center_crop", resize_size=self.resize_size
+        )
 
 
 def checkpoint_from_weights(src: WeightsSource) -> dict:
@@ -70,11 +74,20 @@ def checkpoint_from_weights(src: WeightsSource) -> dict:
     model = create_model(src.arch, num_classes=n)
     check_fits(state, model.state_dict(), src.arch, str(src.weights))
     model.load_state_dict(state)
-    return {"format": CHECKPOINT_FORMAT, "arch": src.arch, "labels": labels, "input": asdict(src.input_spec()),
-            "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, "top1": None, "epoch": 0}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "arch": src.arch,
+        "labels": labels,
+        "input": asdict(src.input_spec()),
+        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "top1": None,
+        "epoch": 0,
+    }
 
 
-def export_weights(src: WeightsSource, name: str, engines_root: str | Path = "engines", force: bool = False) -> ExportResult:
+def export_weights(
+    src: WeightsSource, name: str, engines_root: str | Path = "engines", force: bool = False
+) -> ExportResult:
     """Export ``src`` to ``engines_root/name`` (export's result); up to date, nothing written, when weights and settings match."""
     import torch
 
@@ -87,8 +100,14 @@ def export_weights(src: WeightsSource, name: str, engines_root: str | Path = "en
             old = ed.load_meta()
         except UserError:
             old = None
-        if old and old.extra.get("weights_sha256") == weights_sha and old.input == src.input_spec() and old.arch == src.arch \
-                and old.labels == resolve_labels(src.labels) and old.files.get(ed.onnx_path().name) == sha256_file(ed.onnx_path()):
+        if (
+            old
+            and old.extra.get("weights_sha256") == weights_sha
+            and old.input == src.input_spec()
+            and old.arch == src.arch
+            and old.labels == resolve_labels(src.labels)
+            and old.files.get(ed.onnx_path().name) == sha256_file(ed.onnx_path())
+        ):
             return ExportResult(ed.path, ed.onnx_path(), Parity.from_dict(old.parity), True, old)
     ckpt = checkpoint_from_weights(src)
     with tempfile.TemporaryDirectory(prefix="edge_app-weights-") as tmp:
@@ -96,8 +115,14 @@ def export_weights(src: WeightsSource, name: str, engines_root: str | Path = "en
         torch.save(ckpt, path)
         result = export(path, name, engines_root, force=force)
     meta = ed.load_meta()
-    meta.extra.update({"checkpoint": str(ed.checkpoint_path), "weights": str(src.weights), "weights_sha256": weights_sha,
-                       "data_root": None})
+    meta.extra.update(
+        {
+            "checkpoint": str(ed.checkpoint_path),
+            "weights": str(src.weights),
+            "weights_sha256": weights_sha,
+            "data_root": None,
+        }
+    )
     meta.accuracy.pop("fp32", None)  # no validation set came with the weights: nothing measured yet
     ed.save_meta(meta)
     return dataclasses.replace(result, meta=meta)

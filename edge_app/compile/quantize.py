@@ -104,7 +104,9 @@ def tensor_names(model: onnx.ModelProto) -> set[str]:
 
 
 # ----------------------------------------------------------------------------------------- INT8
-def quantize_int8(pre_model: Path, ranges: dict[str, list[float]], target: str, dst: Path, work_dir: Path) -> dict[str, Any]:
+def quantize_int8(
+    pre_model: Path, ranges: dict[str, list[float]], target: str, dst: Path, work_dir: Path
+) -> dict[str, Any]:
     """Write ``dst`` (atomically) as the ``target`` ('trt' or 'cpu') Q/DQ model; returns the settings used."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
@@ -114,14 +116,24 @@ def quantize_int8(pre_model: Path, ranges: dict[str, list[float]], target: str, 
     model = onnx.load(str(pre_model))
     exclude = preprocessing_nodes(model)
     if target == "trt":
-        kw: dict[str, Any] = {"activation_type": QuantType.QInt8, "weight_type": QuantType.QInt8,
-                              "op_types_to_quantize": TRT_OP_TYPES, "extra_options": dict(TRT_EXTRA_OPTIONS)}
+        kw: dict[str, Any] = {
+            "activation_type": QuantType.QInt8,
+            "weight_type": QuantType.QInt8,
+            "op_types_to_quantize": TRT_OP_TYPES,
+            "extra_options": dict(TRT_EXTRA_OPTIONS),
+        }
     else:
-        kw = {"activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8, "extra_options": dict(CPU_EXTRA_OPTIONS)}
+        kw = {
+            "activation_type": QuantType.QUInt8,
+            "weight_type": QuantType.QInt8,
+            "extra_options": dict(CPU_EXTRA_OPTIONS),
+        }
     # quantize_static takes precomputed ranges through its calibration cache; a fresh TensorsData per call,
     # because the quantizer adjusts ranges in place (e.g. Relu inputs).
-    tensors = TensorsData(CalibrationMethod.MinMax, {
-        k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()})
+    tensors = TensorsData(
+        CalibrationMethod.MinMax,
+        {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()},
+    )
     ort_cache = work_dir / f"ranges.{target}.json"
     ort_cache.unlink(missing_ok=True)
     save_tensors_data(tensors, ort_cache)
@@ -130,9 +142,18 @@ def quantize_int8(pre_model: Path, ranges: dict[str, list[float]], target: str, 
     level = ort_log.level
     ort_log.setLevel(logging.ERROR)  # quantize_static logs advice we have already followed
     try:
-        quantize_static(str(pre_model), str(raw), None, quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=False, nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax,
-                        calibration_cache_path=ort_cache, **kw)
+        quantize_static(
+            str(pre_model),
+            str(raw),
+            None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=False,
+            nodes_to_exclude=exclude,
+            calibrate_method=CalibrationMethod.MinMax,
+            calibration_cache_path=ort_cache,
+            **kw,
+        )
     finally:
         ort_log.setLevel(level)
     qmodel = onnx.load(str(raw))
@@ -141,11 +162,14 @@ def quantize_int8(pre_model: Path, ranges: dict[str, list[float]], target: str, 
     onnx.checker.check_model(qmodel)
     atomic_write(dst, lambda p: onnx.save(qmodel, str(p)))
     settings = {
-        "format": "QDQ", "per_channel": True, "reduce_range": False,
+        "format": "QDQ",
+        "per_channel": True,
+        "reduce_range": False,
         "activations": "int8 symmetric" if target == "trt" else "uint8 asymmetric",
         "weights": "int8 symmetric per-channel (Conv axis 0)",
         "op_types": kw.get("op_types_to_quantize", "all supported"),
-        "excluded_nodes": exclude, "extra_options": kw["extra_options"],
+        "excluded_nodes": exclude,
+        "extra_options": kw["extra_options"],
     }
     if target == "trt":
         settings["residual_add_qdq_removed"] = removed
@@ -243,7 +267,9 @@ def cast_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
     for t in g.initializer:
         if t.data_type == TensorProto.FLOAT and t.name in main_inputs:
             if t.name in pre_inputs:
-                raise UserError(f"initializer '{t.name}' is shared by preprocessing and the network; re-export the model")
+                raise UserError(
+                    f"initializer '{t.name}' is shared by preprocessing and the network; re-export the model"
+                )
             a = numpy_helper.to_array(t)
             overflow += int((np.abs(a) > 65504).sum())
             t.CopyFrom(numpy_helper.from_array(np.clip(a, -65504, 65504).astype(np.float16), t.name))
@@ -261,7 +287,9 @@ def cast_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
                 n.input[k] = boundary + "_fp16"
     nodes = list(g.node)
     cut = max(i for i, n in enumerate(nodes) if n.name in pre) + 1
-    nodes.insert(cut, helper.make_node("Cast", [boundary], [boundary + "_fp16"], name="to_fp16", to=TensorProto.FLOAT16))
+    nodes.insert(
+        cut, helper.make_node("Cast", [boundary], [boundary + "_fp16"], name="to_fp16", to=TensorProto.FLOAT16)
+    )
     for out in g.output:
         if out.type.tensor_type.elem_type != TensorProto.FLOAT:
             continue
@@ -269,14 +297,20 @@ def cast_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
             for k, o in enumerate(n.output):
                 if o == out.name:
                     n.output[k] = out.name + "_fp16"
-        nodes.append(helper.make_node("Cast", [out.name + "_fp16"], [out.name], name=f"{out.name}_to_fp32", to=TensorProto.FLOAT))
+        nodes.append(
+            helper.make_node("Cast", [out.name + "_fp16"], [out.name], name=f"{out.name}_to_fp32", to=TensorProto.FLOAT)
+        )
     del g.node[:]
     g.node.extend(nodes)
     del g.value_info[:]
     m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
     onnx.checker.check_model(m)
-    return m, {"compute": "float16", "io": "uint8 images in, float32 logits out",
-               "kept_fp32": sorted(pre), "weights_clipped_to_fp16_range": overflow}
+    return m, {
+        "compute": "float16",
+        "io": "uint8 images in, float32 logits out",
+        "kept_fp32": sorted(pre),
+        "weights_clipped_to_fp16_range": overflow,
+    }
 
 
 def write_fp16(src: Path, dst: Path) -> dict[str, Any]:

@@ -23,8 +23,8 @@ import numpy as np
 from edge_app.data.folder import IMAGE_EXTS, list_images, read_image
 from edge_app.engine_dir import InputSpec, now_iso
 from edge_app.errors import UserError
-from edge_app.fsutil import atomic_write_json, sha256_bytes
 from edge_app.frames.preprocess import resize_to_input
+from edge_app.fsutil import atomic_write_json, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,13 @@ MIN_RECOMMENDED = 100
 # (ONNX Runtime's own entropy search works on the signed histogram without masking empty bins; on the demo
 # model it cut INT8 top-1 by 6-14 points where this recipe, minmax and percentile stay within 1.)
 METHOD_SETTINGS: dict[str, dict[str, Any]] = {
-    "entropy": {"histogram": "abs", "num_bins": 2048, "num_quantized_bins": 128, "start_bin": 128, "clip_outputs": False},
+    "entropy": {
+        "histogram": "abs",
+        "num_bins": 2048,
+        "num_quantized_bins": 128,
+        "start_bin": 128,
+        "clip_outputs": False,
+    },
     "percentile": {"num_bins": 2048, "percentile": 99.999, "symmetric": True},
     "minmax": {},
 }
@@ -105,9 +111,15 @@ def plan_images(source: str, spec: InputSpec, num: int, synthetic_root: str | Pa
         elif path.is_file():
             plan = _plan_video(path, num)
         else:
-            raise UserError(f"calibration images '{source}' do not exist; pass --images with a folder of images, a video file or 'synthetic'")
-    key = {"kind": plan.kind, "num": num, "input": asdict(spec),
-           "items": [_stat_key(f) for f in plan.files] if plan.files else [_stat_key(Path(plan.source)), plan.frames]}
+            raise UserError(
+                f"calibration images '{source}' do not exist; pass --images with a folder of images, a video file or 'synthetic'"
+            )
+    key = {
+        "kind": plan.kind,
+        "num": num,
+        "input": asdict(spec),
+        "items": [_stat_key(f) for f in plan.files] if plan.files else [_stat_key(Path(plan.source)), plan.frames],
+    }
     plan.sha256 = sha256_bytes(json.dumps(key, sort_keys=True).encode())
     return plan
 
@@ -115,8 +127,10 @@ def plan_images(source: str, spec: InputSpec, num: int, synthetic_root: str | Pa
 def _plan_folder(root: Path, num: int, kind: str) -> ImagePlan:
     files = list_images(root)
     if not files:
-        raise UserError(f"calibration folder '{root}' holds no images ({', '.join(sorted(IMAGE_EXTS))}); "
-                        "point --images at a folder of representative images, a video file, or 'synthetic'")
+        raise UserError(
+            f"calibration folder '{root}' holds no images ({', '.join(sorted(IMAGE_EXTS))}); "
+            "point --images at a folder of representative images, a video file, or 'synthetic'"
+        )
     return ImagePlan(source=str(root), kind=kind, files=[files[i] for i in _even(len(files), num)], total=len(files))
 
 
@@ -124,12 +138,16 @@ def _plan_video(path: Path, num: int) -> ImagePlan:
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise UserError(f"cannot open '{path}' as a video; pass --images with a readable video file, a folder of images, or 'synthetic'")
+            raise UserError(
+                f"cannot open '{path}' as a video; pass --images with a readable video file, a folder of images, or 'synthetic'"
+            )
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     finally:
         cap.release()
     if n <= 0:
-        raise UserError(f"video '{path}' reports no frames; re-encode it (e.g. `ffmpeg -i in -c:v libx264 out.mp4`) or use a folder of images")
+        raise UserError(
+            f"video '{path}' reports no frames; re-encode it (e.g. `ffmpeg -i in -c:v libx264 out.mp4`) or use a folder of images"
+        )
     return ImagePlan(source=str(path), kind="video", frames=_even(n, num), total=n)
 
 
@@ -155,8 +173,11 @@ def load_images(plan: ImagePlan, spec: InputSpec, progress: bool = False) -> Cal
     if skipped:
         log.warning("skipped %d unreadable calibration image(s), e.g. %s", len(skipped), skipped[0])
     if not out:
-        what = f"none of the {len(skipped)} file(s) in '{plan.source}' could be decoded as an image" if plan.kind != "video" \
+        what = (
+            f"none of the {len(skipped)} file(s) in '{plan.source}' could be decoded as an image"
+            if plan.kind != "video"
             else f"no frame of '{plan.source}' could be decoded"
+        )
         raise UserError(f"{what}; pass --images with readable images (png/jpg/...), a video file, or 'synthetic'")
     return CalibrationImages(np.stack(out), skipped)
 
@@ -193,8 +214,13 @@ def cache_key(model_sha256: str, plan: ImagePlan, method: str) -> dict[str, Any]
     """Everything the ranges depend on; a cache whose key differs in any field is recalibrated."""
     import onnxruntime as ort
 
-    return {"model_sha256": model_sha256, "images_sha256": plan.sha256, "method": method,
-            "settings": METHOD_SETTINGS[method], "onnxruntime": ort.__version__}
+    return {
+        "model_sha256": model_sha256,
+        "images_sha256": plan.sha256,
+        "method": method,
+        "settings": METHOD_SETTINGS[method],
+        "onnxruntime": ort.__version__,
+    }
 
 
 def read_cache(path: Path, key: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -204,27 +230,52 @@ def read_cache(path: Path, key: dict[str, Any]) -> tuple[dict[str, Any] | None, 
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
         ranges = rec["ranges"]
-        ok = rec.get("format") == CACHE_FORMAT and isinstance(ranges, dict) and ranges and all(
-            isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v) for v in ranges.values())
+        ok = (
+            rec.get("format") == CACHE_FORMAT
+            and isinstance(ranges, dict)
+            and ranges
+            and all(
+                isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+                for v in ranges.values()
+            )
+        )
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
         ok = False
     if not ok:
         return None, f"cache {path} is damaged or truncated; recalibrating"
     for k, want in key.items():
         if rec.get("key", {}).get(k) != want:
-            what = {"model_sha256": "the model changed", "images_sha256": "the calibration images changed"}.get(k, f"{k} changed")
+            what = {"model_sha256": "the model changed", "images_sha256": "the calibration images changed"}.get(
+                k, f"{k} changed"
+            )
             return None, f"cache {path} is stale ({what}); recalibrating"
     return rec, f"reusing cached ranges {path} (same model and images)"
 
 
-def write_cache(path: Path, key: dict[str, Any], plan: ImagePlan, images: CalibrationImages,
-                ranges: dict[str, tuple[float, float]], seconds: float) -> dict[str, Any]:
+def write_cache(
+    path: Path,
+    key: dict[str, Any],
+    plan: ImagePlan,
+    images: CalibrationImages,
+    ranges: dict[str, tuple[float, float]],
+    seconds: float,
+) -> dict[str, Any]:
     """Write the ranges and their provenance atomically; returns the record."""
-    rec = {"format": CACHE_FORMAT, "created": now_iso(), "key": key,
-           "images": {"source": plan.source, "kind": plan.kind, "count": int(len(images.images)),
-                      "available": plan.total, "skipped": len(images.skipped), "skipped_examples": images.skipped[:5]},
-           "seconds": round(seconds, 2),
-           "ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in sorted(ranges.items())}}
+    rec = {
+        "format": CACHE_FORMAT,
+        "created": now_iso(),
+        "key": key,
+        "images": {
+            "source": plan.source,
+            "kind": plan.kind,
+            "count": int(len(images.images)),
+            "available": plan.total,
+            "skipped": len(images.skipped),
+            "skipped_examples": images.skipped[:5],
+        },
+        "seconds": round(seconds, 2),
+        "ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in sorted(ranges.items())},
+    }
     atomic_write_json(path, rec)
     return rec
 
@@ -232,7 +283,7 @@ def write_cache(path: Path, key: dict[str, Any], plan: ImagePlan, images: Calibr
 # ----------------------------------------------------------------------------------------- calibration
 def _chunks(images: np.ndarray, size: int) -> Iterator[np.ndarray]:
     for s in range(0, len(images), size):
-        yield images[s:s + size]
+        yield images[s : s + size]
 
 
 class _OneBatch:
@@ -246,8 +297,9 @@ class _OneBatch:
         return item
 
 
-def compute_ranges(model_path: Path, images: np.ndarray, method: str, work_dir: Path,
-                   progress: bool = True) -> dict[str, tuple[float, float]]:
+def compute_ranges(
+    model_path: Path, images: np.ndarray, method: str, work_dir: Path, progress: bool = True
+) -> dict[str, tuple[float, float]]:
     """Per-tensor (min, max) ranges of every float activation of ``model_path`` over ``images``.
 
     ONNX Runtime's calibrator collects the statistics (min/max or histograms); for entropy the clip is then
@@ -258,11 +310,15 @@ def compute_ranges(model_path: Path, images: np.ndarray, method: str, work_dir: 
     if method not in METHODS:
         raise UserError(f"unknown calibration method '{method}'; choose one of {', '.join(METHODS)}")
     # Entropy uses the same |x| histogram as symmetric percentile, then TensorRT's KL search on it.
-    cm = {"entropy": CalibrationMethod.Percentile, "percentile": CalibrationMethod.Percentile,
-          "minmax": CalibrationMethod.MinMax}[method]
+    cm = {
+        "entropy": CalibrationMethod.Percentile,
+        "percentile": CalibrationMethod.Percentile,
+        "minmax": CalibrationMethod.MinMax,
+    }[method]
     opts = dict(METHOD_SETTINGS[method]) if method != "entropy" else {"num_bins": 2048, "symmetric": True}
-    calibrator = create_calibrator(model_path, None, augmented_model_path=str(work_dir / "augmented.onnx"),
-                                   calibrate_method=cm, extra_options=opts)
+    calibrator = create_calibrator(
+        model_path, None, augmented_model_path=str(work_dir / "augmented.onnx"), calibrate_method=cm, extra_options=opts
+    )
     input_name = calibrator.infer_session.get_inputs()[0].name
     h, w = images.shape[1:3]
     # All intermediate tensors of a chunk are held at once; keep a chunk near 32 images at 64x64.
@@ -288,12 +344,18 @@ def compute_ranges(model_path: Path, images: np.ndarray, method: str, work_dir: 
         ranges = {}
         for name, (hist, edges, lo, hi) in calibrator.collector.histogram_dict.items():
             # Never clip the model's outputs: clipped logits tie the top classes, which is all that matters.
-            amax = float(edges[-1]) if name in outputs else entropy_amax(hist, edges, st["num_quantized_bins"], st["start_bin"])
+            amax = (
+                float(edges[-1])
+                if name in outputs
+                else entropy_amax(hist, edges, st["num_quantized_bins"], st["start_bin"])
+            )
             ranges[name] = (max(-amax, float(lo)), min(amax, float(hi)))
     else:
         with contextlib.redirect_stdout(io.StringIO()):
             data = calibrator.compute_data()
-        ranges = {name: (float(np.min(td.range_value[0])), float(np.max(td.range_value[1]))) for name, td in data.items()}
+        ranges = {
+            name: (float(np.min(td.range_value[0])), float(np.max(td.range_value[1]))) for name, td in data.items()
+        }
     del calibrator
     return ranges
 

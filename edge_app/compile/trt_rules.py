@@ -42,9 +42,20 @@ TABLE_FILE = "onnx_trt_ops_10x.json"
 # TensorRT's ITopKLayer: "Currently only values up to 3840 are supported." (operators.md says "less than").
 TOPK_MAX_K = 3840
 # convertDtype (importerUtils.cpp): the ONNX element types the parser turns into TensorRT types.
-TRT_DTYPES = {TensorProto.DOUBLE, TensorProto.FLOAT, TensorProto.INT8, TensorProto.UINT8, TensorProto.FLOAT16,
-              TensorProto.BFLOAT16, TensorProto.BOOL, TensorProto.INT32, TensorProto.INT64, TensorProto.FLOAT8E4M3FN,
-              TensorProto.INT4, getattr(TensorProto, "FLOAT4E2M1", -1)}
+TRT_DTYPES = {
+    TensorProto.DOUBLE,
+    TensorProto.FLOAT,
+    TensorProto.INT8,
+    TensorProto.UINT8,
+    TensorProto.FLOAT16,
+    TensorProto.BFLOAT16,
+    TensorProto.BOOL,
+    TensorProto.INT32,
+    TensorProto.INT64,
+    TensorProto.FLOAT8E4M3FN,
+    TensorProto.INT4,
+    getattr(TensorProto, "FLOAT4E2M1", -1),
+}
 RESIZE_MODES = ("nearest", "linear", "cubic")  # the parser's checker accepts cubic too; docs list nearest, linear
 RESIZE_CTM = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners")
 RESIZE_NEAREST = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
@@ -146,12 +157,19 @@ def _opset(gr: _Graph, table: dict[str, Any]) -> list[Violation]:
     lo, hi = table["opset"]["min"], table["opset"]["max"]
     versions = [o.version for o in gr.model.opset_import if o.domain in ("", "ai.onnx")]
     if not versions:
-        return [Violation("OPSET_RANGE", "graph", "the model declares no ai.onnx opset; TensorRT needs opset "
-                                                  f"{lo} to {hi}")]
+        return [
+            Violation("OPSET_RANGE", "graph", f"the model declares no ai.onnx opset; TensorRT needs opset {lo} to {hi}")
+        ]
     v = max(versions)
     if not lo <= v <= hi:
-        return [Violation("OPSET_RANGE", "graph", f"the model uses ai.onnx opset {v}, outside the {lo} to {hi} that "
-                                                  f"TensorRT 10.x documents; re-export with opset {min(max(v, lo), hi)}")]
+        return [
+            Violation(
+                "OPSET_RANGE",
+                "graph",
+                f"the model uses ai.onnx opset {v}, outside the {lo} to {hi} that "
+                f"TensorRT 10.x documents; re-export with opset {min(max(v, lo), hi)}",
+            )
+        ]
     return []
 
 
@@ -162,17 +180,27 @@ def _uint8(gr: _Graph) -> list[Violation]:
             continue
         for c in gr.consumers.get(i.name, []):
             if c.op_type != "Cast" or _attr(c, "to") == TensorProto.UINT8:
-                out.append(Violation("UINT8_INPUT_CAST", c.name or c.output[0],
-                                     f"{_who(c)} consumes the uint8 input '{i.name}' directly; TensorRT only accepts "
-                                     "uint8 straight into a Cast to float, so cast before any other op"))
+                out.append(
+                    Violation(
+                        "UINT8_INPUT_CAST",
+                        c.name or c.output[0],
+                        f"{_who(c)} consumes the uint8 input '{i.name}' directly; TensorRT only accepts "
+                        "uint8 straight into a Cast to float, so cast before any other op",
+                    )
+                )
     for n in gr.g.node:
         if n.op_type in ("Constant", "QuantizeLinear"):  # constants are weights; Q output is judged by the Q/DQ rules
             continue
         for o in n.output:
             if o and o not in gr.outputs and gr.type_of(o) == TensorProto.UINT8:
-                out.append(Violation("UINT8_INTERMEDIATE", n.name or o,
-                                     f"{_who(n)} outputs the UINT8 tensor '{o}'; TensorRT does not support UINT8 "
-                                     "intermediate tensors (only as network input or output)"))
+                out.append(
+                    Violation(
+                        "UINT8_INTERMEDIATE",
+                        n.name or o,
+                        f"{_who(n)} outputs the UINT8 tensor '{o}'; TensorRT does not support UINT8 "
+                        "intermediate tensors (only as network input or output)",
+                    )
+                )
     return out
 
 
@@ -182,9 +210,14 @@ def _ops(gr: _Graph, table: dict[str, Any]) -> list[Violation]:
         entry = ops.get(n.op_type)
         if entry is None or not entry.get("supported"):
             why = "is not in" if entry is None else "is marked unsupported in"
-            out.append(Violation("UNSUPPORTED_OR_UNKNOWN_OP", n.name or n.output[0],
-                                 f"{_who(n)}: op type {n.op_type} {why} the TensorRT 10.x ONNX operator table, so the "
-                                 "parser would need a plugin for it"))
+            out.append(
+                Violation(
+                    "UNSUPPORTED_OR_UNKNOWN_OP",
+                    n.name or n.output[0],
+                    f"{_who(n)}: op type {n.op_type} {why} the TensorRT 10.x ONNX operator table, so the "
+                    "parser would need a plugin for it",
+                )
+            )
     return out
 
 
@@ -194,20 +227,42 @@ def _io(gr: _Graph) -> list[Violation]:
         for v in values:
             tt = v.type.tensor_type
             if tt.elem_type not in TRT_DTYPES:
-                out.append(Violation("IO_DTYPE", v.name, f"graph {kind} '{v.name}' has type {_dtype_name(tt.elem_type)}, "
-                                                         "which TensorRT cannot convert"))
+                out.append(
+                    Violation(
+                        "IO_DTYPE",
+                        v.name,
+                        f"graph {kind} '{v.name}' has type {_dtype_name(tt.elem_type)}, which TensorRT cannot convert",
+                    )
+                )
             if not tt.HasField("shape"):
-                out.append(Violation("DYNAMIC_DIMS", v.name, f"graph {kind} '{v.name}' has no shape; TensorRT needs every "
-                                                             "dimension but the batch to be fixed"))
+                out.append(
+                    Violation(
+                        "DYNAMIC_DIMS",
+                        v.name,
+                        f"graph {kind} '{v.name}' has no shape; TensorRT needs every "
+                        "dimension but the batch to be fixed",
+                    )
+                )
                 continue
             dyn = [k for k, d in enumerate(tt.shape.dim) if k > 0 and not (d.HasField("dim_value") and d.dim_value > 0)]
             if dyn:
-                out.append(Violation("DYNAMIC_DIMS", v.name, f"graph {kind} '{v.name}' has dynamic dimension(s) {dyn}; only "
-                                                             "the batch dimension (0) may be dynamic, re-export with a fixed image size"))
+                out.append(
+                    Violation(
+                        "DYNAMIC_DIMS",
+                        v.name,
+                        f"graph {kind} '{v.name}' has dynamic dimension(s) {dyn}; only "
+                        "the batch dimension (0) may be dynamic, re-export with a fixed image size",
+                    )
+                )
     for n in gr.g.node:
         if n.op_type == "Cast" and _attr(n, "to") not in TRT_DTYPES:
-            out.append(Violation("CAST_TO", n.name or n.output[0], f"{_who(n)} casts to {_dtype_name(_attr(n, 'to'))}, "
-                                                                    "a type TensorRT does not have"))
+            out.append(
+                Violation(
+                    "CAST_TO",
+                    n.name or n.output[0],
+                    f"{_who(n)} casts to {_dtype_name(_attr(n, 'to'))}, a type TensorRT does not have",
+                )
+            )
     return out
 
 
@@ -217,13 +272,28 @@ def _topk(gr: _Graph, n: onnx.NodeProto) -> list[Violation]:
     if len(n.input) > 1 and n.input[1]:
         k = gr.value(n.input[1])
         if k is None:
-            out.append(Violation("TOPK_K_LIMIT", who, f"{_who(n)} takes K from the computed tensor '{n.input[1]}'; make K "
-                                                      f"an initializer or Constant so its limit of {TOPK_MAX_K} can be checked"))
+            out.append(
+                Violation(
+                    "TOPK_K_LIMIT",
+                    who,
+                    f"{_who(n)} takes K from the computed tensor '{n.input[1]}'; make K "
+                    f"an initializer or Constant so its limit of {TOPK_MAX_K} can be checked",
+                )
+            )
         elif int(np.max(k)) > TOPK_MAX_K:
-            out.append(Violation("TOPK_K_LIMIT", who, f"{_who(n)} has K = {int(np.max(k))}; TensorRT's TopK supports K up "
-                                                      f"to {TOPK_MAX_K}"))
+            out.append(
+                Violation(
+                    "TOPK_K_LIMIT",
+                    who,
+                    f"{_who(n)} has K = {int(np.max(k))}; TensorRT's TopK supports K up to {TOPK_MAX_K}",
+                )
+            )
     elif _attr(n, "k") is not None and int(_attr(n, "k")) > TOPK_MAX_K:
-        out.append(Violation("TOPK_K_LIMIT", who, f"{_who(n)} has k = {_attr(n, 'k')}; TensorRT's TopK supports K up to {TOPK_MAX_K}"))
+        out.append(
+            Violation(
+                "TOPK_K_LIMIT", who, f"{_who(n)} has k = {_attr(n, 'k')}; TensorRT's TopK supports K up to {TOPK_MAX_K}"
+            )
+        )
     if _attr(n, "sorted", 1) != 1:
         out.append(Violation("TOPK_K_LIMIT", who, f"{_who(n)} has sorted = 0; TensorRT's TopK requires sorted = 1"))
     return out
@@ -234,29 +304,55 @@ def _pool(n: onnx.NodeProto) -> list[Violation]:
     who = n.name or n.output[0]
     dil = _attr(n, "dilations")
     if dil and any(d != 1 for d in dil):
-        out.append(Violation("POOL_DILATIONS_INDICES", who, f"{_who(n)} has dilations {list(dil)}; TensorRT pools only "
-                                                            "with dilations of 1"))
+        out.append(
+            Violation(
+                "POOL_DILATIONS_INDICES",
+                who,
+                f"{_who(n)} has dilations {list(dil)}; TensorRT pools only with dilations of 1",
+            )
+        )
     if n.op_type == "MaxPool" and len(n.output) > 1 and n.output[1]:
-        out.append(Violation("POOL_DILATIONS_INDICES", who, f"{_who(n)} asks for the Indices output '{n.output[1]}', "
-                                                            "which TensorRT does not support"))
+        out.append(
+            Violation(
+                "POOL_DILATIONS_INDICES",
+                who,
+                f"{_who(n)} asks for the Indices output '{n.output[1]}', which TensorRT does not support",
+            )
+        )
     return out
 
 
 def _resize(n: onnx.NodeProto) -> list[Violation]:
     out = []
     who = n.name or n.output[0]
-    checks = [("mode", "nearest", RESIZE_MODES), ("coordinate_transformation_mode", "half_pixel", RESIZE_CTM),
-              ("nearest_mode", "round_prefer_floor", RESIZE_NEAREST), ("keep_aspect_ratio_policy", "stretch", ("stretch",))]
+    checks = [
+        ("mode", "nearest", RESIZE_MODES),
+        ("coordinate_transformation_mode", "half_pixel", RESIZE_CTM),
+        ("nearest_mode", "round_prefer_floor", RESIZE_NEAREST),
+        ("keep_aspect_ratio_policy", "stretch", ("stretch",)),
+    ]
     for name, default, allowed in checks:
         v = _attr(n, name, default)
         if v not in allowed:
-            out.append(Violation("RESIZE_MODES", who, f"{_who(n)} has {name} '{v}'; TensorRT supports {', '.join(allowed)}"))
+            out.append(
+                Violation("RESIZE_MODES", who, f"{_who(n)} has {name} '{v}'; TensorRT supports {', '.join(allowed)}")
+            )
     if _attr(n, "antialias", 0):
-        out.append(Violation("RESIZE_MODES", who, f"{_who(n)} has antialias = 1; TensorRT does not support antialiasing"))
-    if (_attr(n, "coordinate_transformation_mode") == "tf_half_pixel_for_nn"
-            and _attr(n, "nearest_mode", "round_prefer_floor") != "round_prefer_floor"):
-        out.append(Violation("RESIZE_MODES", who, f"{_who(n)} uses tf_half_pixel_for_nn, which TensorRT supports only with "
-                                                  "nearest_mode round_prefer_floor"))
+        out.append(
+            Violation("RESIZE_MODES", who, f"{_who(n)} has antialias = 1; TensorRT does not support antialiasing")
+        )
+    if (
+        _attr(n, "coordinate_transformation_mode") == "tf_half_pixel_for_nn"
+        and _attr(n, "nearest_mode", "round_prefer_floor") != "round_prefer_floor"
+    ):
+        out.append(
+            Violation(
+                "RESIZE_MODES",
+                who,
+                f"{_who(n)} uses tf_half_pixel_for_nn, which TensorRT supports only with "
+                "nearest_mode round_prefer_floor",
+            )
+        )
     return out
 
 
@@ -266,7 +362,9 @@ def _is_weight(gr: _Graph, n: onnx.NodeProto) -> bool:
     if gr.is_const(x):
         return True
     p = gr.producer.get(x)
-    return n.op_type == "DequantizeLinear" and p is not None and p.op_type == "QuantizeLinear" and gr.is_const(p.input[0])
+    return (
+        n.op_type == "DequantizeLinear" and p is not None and p.op_type == "QuantizeLinear" and gr.is_const(p.input[0])
+    )
 
 
 def _qdq(gr: _Graph, n: onnx.NodeProto) -> list[Violation]:
@@ -275,26 +373,55 @@ def _qdq(gr: _Graph, n: onnx.NodeProto) -> list[Violation]:
     zp_name = n.input[2] if len(n.input) > 2 and n.input[2] else ""
     if not zp_name:
         if n.op_type == "QuantizeLinear" and _attr(n, "output_dtype", TensorProto.UINT8) != TensorProto.INT8:
-            out.append(Violation("QDQ_ZERO_POINT", who, f"{_who(n)} has no zero point, so it quantizes to uint8; TensorRT "
-                                                        "needs int8 with an explicit zero point of 0"))
+            out.append(
+                Violation(
+                    "QDQ_ZERO_POINT",
+                    who,
+                    f"{_who(n)} has no zero point, so it quantizes to uint8; TensorRT "
+                    "needs int8 with an explicit zero point of 0",
+                )
+            )
     else:
         zp_type = gr.type_of(zp_name)
         if zp_type not in (TensorProto.INT8, TensorProto.UNDEFINED):
-            out.append(Violation("QDQ_ZERO_POINT", who, f"{_who(n)} has a {_dtype_name(zp_type)} zero point '{zp_name}'; "
-                                                        "TensorRT needs int8 (symmetric) quantization"))
+            out.append(
+                Violation(
+                    "QDQ_ZERO_POINT",
+                    who,
+                    f"{_who(n)} has a {_dtype_name(zp_type)} zero point '{zp_name}'; "
+                    "TensorRT needs int8 (symmetric) quantization",
+                )
+            )
         zp = gr.value(zp_name, through=("Identity", "Cast"))
         if zp is not None and np.any(zp != 0):
-            out.append(Violation("QDQ_ZERO_POINT", who, f"{_who(n)} has a non-zero zero point '{zp_name}'; TensorRT supports "
-                                                        "only symmetric quantization (zero point 0)"))
+            out.append(
+                Violation(
+                    "QDQ_ZERO_POINT",
+                    who,
+                    f"{_who(n)} has a non-zero zero point '{zp_name}'; TensorRT supports "
+                    "only symmetric quantization (zero point 0)",
+                )
+            )
     scale = gr.value(n.input[1]) if len(n.input) > 1 else None
     if scale is not None:
         if not np.all(np.isfinite(scale) & (scale > 0)):
-            out.append(Violation("QDQ_SCALE", who, f"{_who(n)} has a scale '{n.input[1]}' that is not positive everywhere; "
-                                                   "TensorRT needs scales > 0"))
+            out.append(
+                Violation(
+                    "QDQ_SCALE",
+                    who,
+                    f"{_who(n)} has a scale '{n.input[1]}' that is not positive everywhere; TensorRT needs scales > 0",
+                )
+            )
         if scale.size > 1 and not _is_weight(gr, n):
-            out.append(Violation("QDQ_PER_AXIS", who, f"{_who(n)} quantizes the activation '{n.input[0]}' per axis "
-                                                      f"({scale.size} scales); use one scale per activation tensor, per-axis "
-                                                      "scales only for weights (initializers)"))
+            out.append(
+                Violation(
+                    "QDQ_PER_AXIS",
+                    who,
+                    f"{_who(n)} quantizes the activation '{n.input[0]}' per axis "
+                    f"({scale.size} scales); use one scale per activation tensor, per-axis "
+                    "scales only for weights (initializers)",
+                )
+            )
     return out
 
 
@@ -323,8 +450,10 @@ def require_trt_onnx(model_or_path: onnx.ModelProto | str | Path, name: str | No
         return
     what = name or (str(model_or_path) if isinstance(model_or_path, (str, Path)) else "the model")
     src = trt_table()["source"]
-    raise UserError(f"'{what}' breaks {len(found)} TensorRT ONNX rule(s) (onnx-tensorrt {src['path']} @ {src['commit'][:7]}): "
-                    + " ".join(f"{v}." for v in found))
+    raise UserError(
+        f"'{what}' breaks {len(found)} TensorRT ONNX rule(s) (onnx-tensorrt {src['path']} @ {src['commit'][:7]}): "
+        + " ".join(f"{v}." for v in found)
+    )
 
 
 def _load(model_or_path: onnx.ModelProto | str | Path) -> onnx.ModelProto:

@@ -45,7 +45,9 @@ class DetectionSet:
         if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (N,H,W,3), got {self.images.dtype} {self.images.shape}")
         if not len(self.images) == len(self.boxes) == len(self.classes):
-            raise ValueError(f"{len(self.images)} images but {len(self.boxes)} box lists and {len(self.classes)} class lists")
+            raise ValueError(
+                f"{len(self.images)} images but {len(self.boxes)} box lists and {len(self.classes)} class lists"
+            )
         self.boxes = [np.asarray(b, np.float32).reshape(-1, 4) for b in self.boxes]
         self.classes = [np.asarray(c, np.int64).reshape(-1) for c in self.classes]
         for b, c in zip(self.boxes, self.classes):
@@ -61,11 +63,16 @@ class DetectionSet:
     def num_boxes(self) -> int:
         return int(sum(len(b) for b in self.boxes))
 
-    def subset(self, idx: np.ndarray | list[int]) -> "DetectionSet":
+    def subset(self, idx: np.ndarray | list[int]) -> DetectionSet:
         """The images at ``idx`` (in that order)."""
         idx = [int(i) for i in idx]
-        return DetectionSet(self.images[idx], [self.boxes[i] for i in idx], [self.classes[i] for i in idx],
-                            list(self.names), self.source)
+        return DetectionSet(
+            self.images[idx],
+            [self.boxes[i] for i in idx],
+            [self.classes[i] for i in idx],
+            list(self.names),
+            self.source,
+        )
 
 
 @dataclass
@@ -116,7 +123,9 @@ def input_transform(frame_hw: tuple[int, int], spec: InputSpec) -> tuple[float, 
 def boxes_to_input(boxes: np.ndarray, frame_hw: tuple[int, int], spec: InputSpec) -> np.ndarray:
     """Frame-pixel boxes (M,4) -> model-input pixels (clipped to the input)."""
     sx, sy, ox, oy = input_transform(frame_hw, spec)
-    b = np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32) + np.array([ox, oy, ox, oy], np.float32)
+    b = np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32) + np.array(
+        [ox, oy, ox, oy], np.float32
+    )
     return np.clip(b, 0, [spec.width, spec.height, spec.width, spec.height]).astype(np.float32)
 
 
@@ -126,7 +135,9 @@ def boxes_to_frame(boxes: np.ndarray, frame_hw: tuple[int, int], spec: InputSpec
     The inverse of the host resize: what the frame loop applies to a detector's output.
     """
     sx, sy, ox, oy = input_transform(frame_hw, spec)
-    b = (np.asarray(boxes, np.float32) - np.array([ox, oy, ox, oy], np.float32)) / np.array([sx, sy, sx, sy], np.float32)
+    b = (np.asarray(boxes, np.float32) - np.array([ox, oy, ox, oy], np.float32)) / np.array(
+        [sx, sy, sx, sy], np.float32
+    )
     h, w = frame_hw
     return np.clip(b, 0, [w, h, w, h]).astype(np.float32)
 
@@ -151,8 +162,7 @@ def _clip_box(box: np.ndarray, w: int, h: int, report: DetectionReport, where: s
 Item = tuple[Path, list[np.ndarray], list[int], bool]  # image, boxes, class ids, boxes normalised to 0..1
 
 
-def _assemble(items: list[Item], names: list[str], spec: InputSpec,
-              report: DetectionReport) -> DetectionSet:
+def _assemble(items: list[Item], names: list[str], spec: InputSpec, report: DetectionReport) -> DetectionSet:
     """Decode, resize and map the boxes of ``items``; unreadable images are counted and skipped."""
     images, boxes, classes = [], [], []
     for path, bxs, cls, normalised in items:
@@ -189,8 +199,10 @@ def _coco_json(path: Path) -> Path:
     for cand in [path / "instances.json", *sorted((path / "annotations").glob("instances*.json"))]:
         if cand.is_file():
             return cand
-    raise UserError(f"no COCO annotations in '{path}': expected '{path}/instances.json' or '{path}/annotations/instances*.json'; "
-                    "pass the JSON file itself with --data FILE.json")
+    raise UserError(
+        f"no COCO annotations in '{path}': expected '{path}/instances.json' or '{path}/annotations/instances*.json'; "
+        "pass the JSON file itself with --data FILE.json"
+    )
 
 
 def read_coco(path: str | Path) -> tuple[list[Item], list[str], DetectionReport]:
@@ -204,13 +216,19 @@ def read_coco(path: str | Path) -> tuple[list[Item], list[str], DetectionReport]
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"'{jpath}' is not JSON ({type(e).__name__}: {e}); pass a COCO instances.json") from None
     if not isinstance(doc, dict):
-        raise UserError(f"'{jpath}' holds a JSON {type(doc).__name__}, not an object; pass a COCO instances.json with 'images' and 'annotations'")
+        raise UserError(
+            f"'{jpath}' holds a JSON {type(doc).__name__}, not an object; pass a COCO instances.json with 'images' and 'annotations'"
+        )
     for key in ("images", "annotations"):
         if not isinstance(doc.get(key), list):
-            raise UserError(f"'{jpath}' has no '{key}' list; a COCO instances file needs 'images', 'annotations' and 'categories'")
+            raise UserError(
+                f"'{jpath}' has no '{key}' list; a COCO instances file needs 'images', 'annotations' and 'categories'"
+            )
     cats = doc.get("categories")
     if not isinstance(cats, list) or not cats:
-        raise UserError(f"'{jpath}' has no 'categories' list; add [{{\"id\": 1, \"name\": \"...\"}}, ...] naming every class")
+        raise UserError(
+            f'\'{jpath}\' has no \'categories\' list; add [{{"id": 1, "name": "..."}}, ...] naming every class'
+        )
     try:
         cats = sorted(((int(c["id"]), str(c["name"])) for c in cats), key=lambda t: t[0])
     except (KeyError, TypeError, ValueError):
@@ -276,8 +294,9 @@ def _yolo_names(root: Path) -> list[str]:
     raise UserError(f"no class names file in '{root}': write one class name per line to '{root}/classes.txt'")
 
 
-def read_yolo(root: str | Path, images_sub: str = "images", labels_sub: str = "labels"
-              ) -> tuple[list[Item], list[str], DetectionReport]:
+def read_yolo(
+    root: str | Path, images_sub: str = "images", labels_sub: str = "labels"
+) -> tuple[list[Item], list[str], DetectionReport]:
     """Parse a YOLO folder: ([(image path, boxes xyxy in image px, class indices)], names, report).
 
     Boxes stay normalised (the item's last field is True) until the image is decoded.
@@ -286,7 +305,9 @@ def read_yolo(root: str | Path, images_sub: str = "images", labels_sub: str = "l
     names = _yolo_names(root)
     idir, ldir = root / images_sub, root / labels_sub
     if not idir.is_dir():
-        raise UserError(f"no '{images_sub}' folder in '{root}'; a YOLO set has images/ and labels/ with the same file stems")
+        raise UserError(
+            f"no '{images_sub}' folder in '{root}'; a YOLO set has images/ and labels/ with the same file stems"
+        )
     report = DetectionReport(source=str(root), classes=names)
     imgs = sorted(p for p in idir.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     stems = {p.relative_to(idir).with_suffix("") for p in imgs}
@@ -304,14 +325,18 @@ def read_yolo(root: str | Path, images_sub: str = "images", labels_sub: str = "l
                 if not f:
                     continue
                 if len(f) != 5:
-                    raise UserError(f"line {n} of '{lab}' has {len(f)} fields ('{line.strip()[:60]}'); a YOLO box line is "
-                                    "'class cx cy w h' (5 fields, coordinates 0..1); segmentation polygons are not supported")
+                    raise UserError(
+                        f"line {n} of '{lab}' has {len(f)} fields ('{line.strip()[:60]}'); a YOLO box line is "
+                        "'class cx cy w h' (5 fields, coordinates 0..1); segmentation polygons are not supported"
+                    )
                 try:
                     c = int(f[0])
                     vals = [float(v) for v in f[1:]]
                 except ValueError:
-                    raise UserError(f"line {n} of '{lab}' is not numbers ('{line.strip()[:60]}'); write 'class cx cy w h' "
-                                    "with an integer class and coordinates 0..1") from None
+                    raise UserError(
+                        f"line {n} of '{lab}' is not numbers ('{line.strip()[:60]}'); write 'class cx cy w h' "
+                        "with an integer class and coordinates 0..1"
+                    ) from None
                 rows.append((c, vals))
         bxs, cls = [], []
         for c, (cx, cy, bw, bh) in rows:
@@ -335,12 +360,15 @@ def detect_format(path: Path) -> str:
             return "coco"
         if (path / "images").is_dir():
             return "yolo"
-    raise UserError(f"'{path}' is neither a COCO set (instances.json + images) nor a YOLO set (images/, labels/, classes.txt); "
-                    "pass one of those, or 'synthetic' for the built-in scenes")
+    raise UserError(
+        f"'{path}' is neither a COCO set (instances.json + images) nor a YOLO set (images/, labels/, classes.txt); "
+        "pass one of those, or 'synthetic' for the built-in scenes"
+    )
 
 
-def load_detection_data(path: str | Path, spec: InputSpec, val_fraction: float = 0.15, seed: int = 0
-                        ) -> tuple[DetectionSet, DetectionSet, DetectionReport]:
+def load_detection_data(
+    path: str | Path, spec: InputSpec, val_fraction: float = 0.15, seed: int = 0
+) -> tuple[DetectionSet, DetectionSet, DetectionReport]:
     """Read a COCO or YOLO set at the model resolution and split it into train and val.
 
     YOLO sets with ``images/train`` and ``images/val`` keep that split; otherwise a seeded random
@@ -348,9 +376,11 @@ def load_detection_data(path: str | Path, spec: InputSpec, val_fraction: float =
     """
     text = str(path)
     given = next((f for f in ("coco", "yolo") if text.startswith(f + ":")), None)  # --data coco:PATH / yolo:PATH
-    p = Path(text[len(given) + 1:]) if given else Path(text)
+    p = Path(text[len(given) + 1 :]) if given else Path(text)
     if given and not p.exists():
-        raise UserError(f"--data {text}: '{p}' does not exist; pass the folder (or instances.json) of the {given.upper()} set")
+        raise UserError(
+            f"--data {text}: '{p}' does not exist; pass the folder (or instances.json) of the {given.upper()} set"
+        )
     fmt = given or detect_format(p)
     if fmt == "yolo" and (p / "images" / "train").is_dir() and (p / "images" / "val").is_dir():
         tr_items, names, report = read_yolo(p, "images/train", "labels/train")
@@ -369,7 +399,9 @@ def load_detection_data(path: str | Path, spec: InputSpec, val_fraction: float =
     train = _assemble(tr_items, names, spec, report)
     val = _assemble(va_items, names, spec, report)
     if not len(train):
-        raise UserError(f"no usable training image in '{p}' ({report.summary()}); check the image paths and annotations")
+        raise UserError(
+            f"no usable training image in '{p}' ({report.summary()}); check the image paths and annotations"
+        )
     if train.num_boxes == 0:
         raise UserError(f"no usable box in '{p}' ({report.summary()}); check the class ids and box coordinates")
     return train, val, report

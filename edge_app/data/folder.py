@@ -104,7 +104,9 @@ def load_image_folder(
     """Load a classification dataset; split ``val_fraction`` off (stratified, seeded) when there is no val/."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"dataset folder '{root}' does not exist; pass --data synthetic or a folder of <class>/ image folders")
+        raise UserError(
+            f"dataset folder '{root}' does not exist; pass --data synthetic or a folder of <class>/ image folders"
+        )
     train_root = root / "train" if (root / "train").is_dir() else root
     val_root = root / "val" if (root / "val").is_dir() and train_root != root else None
     classes = [d.name for d in _class_dirs(train_root)]
@@ -117,7 +119,9 @@ def load_image_folder(
     report = LoadReport(classes=classes, split="folders" if val_root else "random")
     train_items = _scan(train_root, classes)
     if not train_items:
-        raise UserError(f"dataset folder '{train_root}' has class folders but no images ({', '.join(sorted(IMAGE_EXTS))})")
+        raise UserError(
+            f"dataset folder '{train_root}' has class folders but no images ({', '.join(sorted(IMAGE_EXTS))})"
+        )
     if val_root is not None:
         val_items = _scan(val_root, classes)
     else:
@@ -138,7 +142,9 @@ def load_image_folder(
     present = set(np.unique(train.labels).tolist())
     empty = [c for i, c in enumerate(classes) if i not in present]
     if empty:
-        raise UserError(f"class folder(s) {', '.join(repr(c) for c in empty)} have no readable training images; add images or remove the folder")
+        raise UserError(
+            f"class folder(s) {', '.join(repr(c) for c in empty)} have no readable training images; add images or remove the folder"
+        )
     if len(val) == 0:
         raise UserError(f"dataset '{root}' leaves no validation images; add a val/ folder or more images per class")
     return train, val, report
@@ -155,7 +161,7 @@ def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     dy = rng.integers(0, 2 * pad + 1, n)
     dx = rng.integers(0, 2 * pad + 1, n)
     for i in range(n):
-        out[i] = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        out[i] = padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
     gain = rng.uniform(0.8, 1.2, (n, 1, 1, 1)).astype(np.float32)
     bias = rng.uniform(-20, 20, (n, 1, 1, 1)).astype(np.float32)
     return np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)

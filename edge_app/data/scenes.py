@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge_app.data.synthetic import SHAPES, VideoConfig, contrasting_colour, photometric, shape_polygon, textured_background
+from edge_app.data.synthetic import (
+    SHAPES,
+    VideoConfig,
+    contrasting_colour,
+    photometric,
+    shape_polygon,
+    textured_background,
+)
 
 CLASSES = SHAPES  # a detector has no "background" class: background is the absence of a box
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -66,7 +73,7 @@ def _background(kind: str, rng: np.random.Generator, h: int, w: int) -> np.ndarr
     if kind == "gradient":
         a = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        t = (np.cos(a) * xx / w + np.sin(a) * yy / h)
+        t = np.cos(a) * xx / w + np.sin(a) * yy / h
         t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
         if rng.random() < 0.4:  # radial
             t = np.hypot(xx / w - rng.uniform(), yy / h - rng.uniform()).astype(np.float32)
@@ -138,8 +145,16 @@ def _fill_image(kind: str, rng: np.random.Generator, patch: np.ndarray) -> np.nd
     return (base + tex[..., None] * rng.uniform(10, 45)).astype(np.float32)
 
 
-def draw_object(img: np.ndarray, cls: str, cx: float, cy: float, size: float, angle: float,
-                rng: np.random.Generator, fill: str = "contrast") -> tuple[float, float, float, float]:
+def draw_object(
+    img: np.ndarray,
+    cls: str,
+    cx: float,
+    cy: float,
+    size: float,
+    angle: float,
+    rng: np.random.Generator,
+    fill: str = "contrast",
+) -> tuple[float, float, float, float]:
     """Draw one class shape (anti-aliased, alpha-blended fill, sometimes an outline) into ``img`` in place.
 
     Returns the polygon's bounding box clipped to the image (x1, y1, x2, y2 in pixels, float).
@@ -165,7 +180,12 @@ def draw_object(img: np.ndarray, cls: str, cx: float, cy: float, size: float, an
             mask = np.maximum(mask, edge)
         a = (mask.astype(np.float32) / 255.0)[..., None]
         patch[:] = np.clip(patch.astype(np.float32) * (1 - a) + colour * a, 0, 255).astype(np.uint8)
-    return (float(np.clip(lo[0], 0, w)), float(np.clip(lo[1], 0, h)), float(np.clip(hi[0], 0, w)), float(np.clip(hi[1], 0, h)))
+    return (
+        float(np.clip(lo[0], 0, w)),
+        float(np.clip(lo[1], 0, h)),
+        float(np.clip(hi[0], 0, w)),
+        float(np.clip(hi[1], 0, h)),
+    )
 
 
 def _distractor(img: np.ndarray, rng: np.random.Generator, short: int, max_frac: float = 0.4) -> None:
@@ -176,24 +196,49 @@ def _distractor(img: np.ndarray, rng: np.random.Generator, short: int, max_frac:
     r = max(3, int(short * math.exp(rng.uniform(math.log(0.05), math.log(max_frac)))))
     kind = rng.integers(0, 3)
     if kind == 0:
-        cv2.ellipse(img, c, (r, max(1, int(r / rng.uniform(1.8, 4.0)))), float(rng.uniform(0, 180)), 0, 360, col, -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            c,
+            (r, max(1, int(r / rng.uniform(1.8, 4.0)))),
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            col,
+            -1,
+            cv2.LINE_AA,
+        )
     elif kind == 1:
-        cv2.line(img, c, (int(c[0] + rng.uniform(-2, 2) * r), int(c[1] + rng.uniform(-2, 2) * r)), col,
-                 max(1, int(r / rng.uniform(3, 8))), cv2.LINE_AA)
+        cv2.line(
+            img,
+            c,
+            (int(c[0] + rng.uniform(-2, 2) * r), int(c[1] + rng.uniform(-2, 2) * r)),
+            col,
+            max(1, int(r / rng.uniform(3, 8))),
+            cv2.LINE_AA,
+        )
     else:
         start = float(rng.uniform(0, 360))
         cv2.ellipse(img, c, (r, r), 0, start, start + float(rng.uniform(60, 200)), col, max(1, r // 5), cv2.LINE_AA)
 
 
-def _place(rng: np.random.Generator, cfg: SceneConfig, h: int, w: int, size: float,
-           boxes: list[tuple[float, float, float, float]]) -> tuple[float, float] | None:
+def _place(
+    rng: np.random.Generator,
+    cfg: SceneConfig,
+    h: int,
+    w: int,
+    size: float,
+    boxes: list[tuple[float, float, float, float]],
+) -> tuple[float, float] | None:
     """A centre for an object of diameter ``size``: visible and covering earlier boxes within the limits."""
     half = size / 2
     for _ in range(20):
         if rng.random() < cfg.truncate:
             cx, cy = rng.uniform(-half * 0.4, w + half * 0.4), rng.uniform(-half * 0.4, h + half * 0.4)
         else:
-            cx, cy = rng.uniform(min(half, w / 2), max(w - half, w / 2)), rng.uniform(min(half, h / 2), max(h - half, h / 2))
+            cx, cy = (
+                rng.uniform(min(half, w / 2), max(w - half, w / 2)),
+                rng.uniform(min(half, h / 2), max(h - half, h / 2)),
+            )
         full = (cx - half, cy - half, cx + half, cy + half)
         vis = max(0.0, min(full[2], w) - max(full[0], 0)) * max(0.0, min(full[3], h) - max(full[1], 0))
         if vis < cfg.min_visible * size * size:
@@ -268,7 +313,7 @@ def render_scene(cfg: SceneConfig, rng: np.random.Generator) -> tuple[np.ndarray
         img = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     if (h, w) != (H, W):
         canvas = np.full((H, W, 3), 114, np.uint8)
-        canvas[y0:y0 + h, x0:x0 + w] = img
+        canvas[y0 : y0 + h, x0 : x0 + w] = img
         img = canvas
         b += np.array([x0, y0, x0, y0], np.float32)
     if rng.random() < cfg.jpeg:
@@ -285,8 +330,14 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split], index])
 
 
-def make_scenes(n: int, cfg: SceneConfig = SceneConfig(), seed: int = 0, split: str = "train", start: int = 0,
-                progress: bool = False):
+def make_scenes(
+    n: int,
+    cfg: SceneConfig = SceneConfig(),
+    seed: int = 0,
+    split: str = "train",
+    start: int = 0,
+    progress: bool = False,
+):
     """``n`` scenes of ``split`` as a :class:`edge_app.data.detection.DetectionSet` (images at cfg's size)."""
     from edge_app.data.detection import DetectionSet
 
@@ -312,7 +363,9 @@ def heldout_scenes(n: int = 500, cfg: SceneConfig = SceneConfig()):
     return make_scenes(n, cfg, HELDOUT_SEED, "test")
 
 
-def heldout_video_frames(n: int = 60, every: int = 5, cfg: VideoConfig = HELDOUT_VIDEO) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+def heldout_video_frames(
+    n: int = 60, every: int = 5, cfg: VideoConfig = HELDOUT_VIDEO
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Every ``every``-th of the first ``n * every`` frames of the held-out video: (frames, boxes, class ids).
 
     Frames are full size (720p); boxes are in frame pixels. Rendered in memory: no codec in the loop.

@@ -40,7 +40,10 @@ def textured_background(rng: np.random.Generator, h: int, w: int, crop: int | No
     n_blobs = int(rng.integers(4, 10) * max(1.0, (h * w) / (96 * 96)))
     for _ in range(n_blobs):
         c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        ax = (int(rng.integers(3, max(4, min(w, crop or w) // 5))), int(rng.integers(3, max(4, min(h, crop or h) // 5))))
+        ax = (
+            int(rng.integers(3, max(4, min(w, crop or w) // 5))),
+            int(rng.integers(3, max(4, min(h, crop or h) // 5))),
+        )
         local = base[min(h - 1, c[1]), min(w - 1, c[0])]
         col = [float(v) for v in np.clip(local + rng.uniform(-45, 45, 3), 0, 255)]
         cv2.ellipse(base, c, ax, float(rng.uniform(0, 180)), 0, 360, col, -1, cv2.LINE_AA)
@@ -72,10 +75,26 @@ def shape_polygon(cls: str, cx: float, cy: float, size: float, angle: float) -> 
         pts = np.stack([np.cos(t) * rad, np.sin(t) * rad], 1)
     elif cls == "cross":
         a, b = 0.95, 0.32
-        pts = np.array(
-            [[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]],
-            np.float64,
-        ) * r
+        pts = (
+            np.array(
+                [
+                    [-b, -a],
+                    [b, -a],
+                    [b, -b],
+                    [a, -b],
+                    [a, b],
+                    [b, b],
+                    [b, a],
+                    [-b, a],
+                    [-b, b],
+                    [-a, b],
+                    [-a, -b],
+                    [-b, -b],
+                ],
+                np.float64,
+            )
+            * r
+        )
     else:
         raise ValueError(f"unknown shape '{cls}'")
     c, s = math.cos(angle), math.sin(angle)
@@ -98,14 +117,15 @@ def contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> tuple[flo
     return tuple(float(v) for v in best)  # type: ignore[return-value]
 
 
-def draw_shape(img: np.ndarray, cls: str, cx: float, cy: float, size: float, angle: float,
-               rng: np.random.Generator) -> tuple[int, int, int, int]:
+def draw_shape(
+    img: np.ndarray, cls: str, cx: float, cy: float, size: float, angle: float, rng: np.random.Generator
+) -> tuple[int, int, int, int]:
     """Draw one filled shape into ``img`` (in place); return its clipped bounding box x1,y1,x2,y2."""
     pts = shape_polygon(cls, cx, cy, size, angle)
     h, w = img.shape[:2]
     x1, y1 = np.floor(pts.min(0)).astype(int)
     x2, y2 = np.ceil(pts.max(0)).astype(int)
-    under = img[max(0, y1):max(0, y2), max(0, x1):max(0, x2)]
+    under = img[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)]
     col = contrasting_colour(rng, under)
     shift = 4  # sub-pixel precision for anti-aliased polygons
     ipts = np.round(pts * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
@@ -159,8 +179,10 @@ def _edge_shape(img: np.ndarray, size: float, depth: tuple[float, float], rng: n
     s = img.shape[0]
     side = rng.integers(0, 4)
     off = s / 2 + size * rng.uniform(*depth)
-    cx, cy = s / 2 + [off, -off, 0, 0][side] + (rng.uniform(-s / 3, s / 3) if side >= 2 else 0), \
-        s / 2 + [0, 0, off, -off][side] + (rng.uniform(-s / 3, s / 3) if side < 2 else 0)
+    cx, cy = (
+        s / 2 + [off, -off, 0, 0][side] + (rng.uniform(-s / 3, s / 3) if side >= 2 else 0),
+        s / 2 + [0, 0, off, -off][side] + (rng.uniform(-s / 3, s / 3) if side < 2 else 0),
+    )
     draw_shape(img, str(rng.choice(SHAPES)), cx, cy, size, rng.uniform(0, 2 * np.pi), rng)
 
 
@@ -193,11 +215,16 @@ def write_dataset(root: str | Path, cfg: SyntheticConfig = SyntheticConfig(), pr
                 return root
         except json.JSONDecodeError:
             pass
-    jobs = [(split, c, i) for split, n in (("train", cfg.train_per_class), ("val", cfg.val_per_class))
-            for c in CLASSES for i in range(n)]
+    jobs = [
+        (split, c, i)
+        for split, n in (("train", cfg.train_per_class), ("val", cfg.val_per_class))
+        for c in CLASSES
+        for i in range(n)
+    ]
     it: Iterator = iter(jobs)
     if progress:
         from tqdm import tqdm
+
         it = tqdm(jobs, desc="synthetic images", unit="img", leave=False)
     for split, c, i in it:
         # One generator per image, keyed by (seed, split, class, index): any subset regenerates identically.
@@ -256,8 +283,10 @@ class SyntheticScene:
             "size": size,
             "x": r.uniform(size / 2, c.width - size / 2),
             "y": r.uniform(size / 2, c.height - size / 2),
-            "vx": r.uniform(-4, 4), "vy": r.uniform(-3, 3),
-            "angle": r.uniform(0, 2 * np.pi), "va": r.uniform(-0.05, 0.05),
+            "vx": r.uniform(-4, 4),
+            "vy": r.uniform(-3, 3),
+            "angle": r.uniform(0, 2 * np.pi),
+            "va": r.uniform(-0.05, 0.05),
             "seed": int(r.integers(0, 2**31)),
         }
 
@@ -267,13 +296,15 @@ class SyntheticScene:
         # Slow camera pan across the padded background.
         ox = int(self.pad + self.pad * 0.9 * math.sin(t / 90))
         oy = int(self.pad + self.pad * 0.5 * math.cos(t / 70))
-        frame = self.bg[oy:oy + c.height, ox:ox + c.width].copy()
+        frame = self.bg[oy : oy + c.height, ox : ox + c.width].copy()
         truth = []
         for o in self.objs:
             rng = np.random.default_rng(o["seed"])  # same colour every frame for an object
             box = draw_shape(frame, o["cls"], o["x"], o["y"], o["size"], o["angle"], rng)
             truth.append({"class": o["cls"], "box": [int(v) for v in box]})
-            o["x"] += o["vx"]; o["y"] += o["vy"]; o["angle"] += o["va"]
+            o["x"] += o["vx"]
+            o["y"] += o["vy"]
+            o["angle"] += o["va"]
             half = o["size"] / 2
             if not half <= o["x"] <= c.width - half:
                 o["vx"] = -o["vx"]

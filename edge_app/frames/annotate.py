@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edge_app.errors import UserError
-from edge_app.fsutil import atomic_write_text
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.pipeline import PipelineConfig, PipelineReport, run_pipeline
 from edge_app.frames.postprocess import FrameResult
+from edge_app.fsutil import atomic_write_text
 from edge_app.runtime.base import Engine
 from edge_app.video.base import Frame, FrameSource, Sink
 
@@ -65,7 +65,9 @@ def output_paths(inputs: list[Path], out: str | None) -> list[tuple[Path, Path]]
     """(video, jsonl) per input: ``--out file.mp4`` for one input, else ``<out folder>/<stem>.mp4``."""
     if out and Path(out).suffix.lower() in VIDEO_EXTS:
         if len(inputs) != 1:
-            raise UserError(f"--out '{out}' is one video file but there are {len(inputs)} inputs; pass a folder as --out")
+            raise UserError(
+                f"--out '{out}' is one video file but there are {len(inputs)} inputs; pass a folder as --out"
+            )
         v = Path(out)
         return [(v, v.with_suffix(".jsonl"))]
     folder = Path(out or "runs/annotate")
@@ -115,8 +117,10 @@ def _restore_prefix(it: Iterator[Frame], done: list[FrameResult], sink: Sink, ov
         try:
             frame = next(it)
         except StopIteration:
-            raise UserError(f"the input has fewer frames than the {len(done)} lines of the JSON lines file to resume; "
-                            "it is not the video that run started on: annotate it again from the start, without resuming") from None
+            raise UserError(
+                f"the input has fewer frames than the {len(done)} lines of the JSON lines file to resume; "
+                "it is not the video that run started on: annotate it again from the start, without resuming"
+            ) from None
         info = HudInfo(stage_ms=r.timings, end_to_end_ms=r.timings.get("end_to_end", float("nan")))
         img = frame.image
         for a in build_annotators(overlay, lambda info=info: info):
@@ -125,9 +129,17 @@ def _restore_prefix(it: Iterator[Frame], done: list[FrameResult], sink: Sink, ov
     return len(done)
 
 
-def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out_jsonl: str | Path,
-                   cfg: PipelineConfig | None = None, *, resume: bool = False, labeller: Labeller | None = None,
-                   codec: str | None = None) -> AnnotateResult:
+def annotate_video(
+    engine: Engine,
+    video: str | Path,
+    out_video: str | Path,
+    out_jsonl: str | Path,
+    cfg: PipelineConfig | None = None,
+    *,
+    resume: bool = False,
+    labeller: Labeller | None = None,
+    codec: str | None = None,
+) -> AnnotateResult:
     """Annotate one file with the loop settings ``cfg`` (None: :func:`annotate_config`); files never drop a frame.
 
     ``cfg.max_frames`` counts from the file's first frame, restored frames included. ``resume`` continues
@@ -139,7 +151,11 @@ def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out
     from edge_app.video.sources import open_source
 
     if cfg is None:
-        cfg = annotate_config(mode=labeller.mode, mode_config=labeller.config) if labeller is not None else annotate_config()
+        cfg = (
+            annotate_config(mode=labeller.mode, mode_config=labeller.config)
+            if labeller is not None
+            else annotate_config()
+        )
     out_video, out_jsonl = Path(out_video), Path(out_jsonl)
     done = completed_results(out_jsonl) if resume else []
     src = open_source(str(video))
@@ -148,8 +164,18 @@ def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out
         total = min(cfg.max_frames, total) if total else cfg.max_frames
     if done and total is not None and len(done) >= total and out_video.is_file():
         src.close()
-        return AnnotateResult(out_video, out_jsonl, frames_read=0, frames_written=0, frames_failed=0,
-                              frames_restored=len(done), seconds=0.0, fps=0.0, stopped_by="end", already_complete=True)
+        return AnnotateResult(
+            out_video,
+            out_jsonl,
+            frames_read=0,
+            frames_written=0,
+            frames_failed=0,
+            frames_restored=len(done),
+            seconds=0.0,
+            fps=0.0,
+            stopped_by="end",
+            already_complete=True,
+        )
     t0 = time.perf_counter()
     sinks: list[Sink] = []
     rep: PipelineReport | None = None
@@ -170,8 +196,14 @@ def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out
                 s.close()
             src.close()
         else:
-            run = dataclasses.replace(cfg, drop=False, max_frames=cfg.max_frames - restored if cfg.max_frames else 0,
-                                      progress_desc=Path(video).name, progress_total=total, progress_initial=restored)
+            run = dataclasses.replace(
+                cfg,
+                drop=False,
+                max_frames=cfg.max_frames - restored if cfg.max_frames else 0,
+                progress_desc=Path(video).name,
+                progress_total=total,
+                progress_initial=restored,
+            )
             rep = run_pipeline(engine, _Resumed(src, it) if restored else src, sinks, run, labeller)
     except BaseException:
         for s in sinks:
@@ -180,8 +212,26 @@ def annotate_video(engine: Engine, video: str | Path, out_video: str | Path, out
         raise
     wall = time.perf_counter() - t0
     if rep is None:
-        return AnnotateResult(out_video, out_jsonl, frames_read=restored, frames_written=restored, frames_failed=0,
-                              frames_restored=restored, seconds=wall, fps=0.0, stopped_by="max_frames")
-    return AnnotateResult(out_video, out_jsonl, frames_read=rep.frames_read + restored, frames_written=rep.frames_written + restored,
-                          frames_failed=rep.frames_failed, frames_restored=restored, seconds=wall,
-                          fps=rep.frames_written / rep.seconds if rep.seconds > 0 else 0.0, stopped_by=rep.stopped_by, report=rep)
+        return AnnotateResult(
+            out_video,
+            out_jsonl,
+            frames_read=restored,
+            frames_written=restored,
+            frames_failed=0,
+            frames_restored=restored,
+            seconds=wall,
+            fps=0.0,
+            stopped_by="max_frames",
+        )
+    return AnnotateResult(
+        out_video,
+        out_jsonl,
+        frames_read=rep.frames_read + restored,
+        frames_written=rep.frames_written + restored,
+        frames_failed=rep.frames_failed,
+        frames_restored=restored,
+        seconds=wall,
+        fps=rep.frames_written / rep.seconds if rep.seconds > 0 else 0.0,
+        stopped_by=rep.stopped_by,
+        report=rep,
+    )

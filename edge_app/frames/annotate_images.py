@@ -22,10 +22,10 @@ import cv2
 
 from edge_app.data.folder import IMAGE_EXTS, read_image
 from edge_app.errors import UserError
-from edge_app.fsutil import atomic_write_bytes, ensure_writable_dir
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import OverlayConfig, build_annotators
 from edge_app.frames.postprocess import FrameResult
+from edge_app.fsutil import atomic_write_bytes, ensure_writable_dir
 from edge_app.video.sinks import truncate_torn_tail
 
 JSONL_NAME = "annotations.jsonl"
@@ -67,7 +67,9 @@ def image_inputs(folder_or_pattern: str) -> list[ImageInput]:
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.is_file() and is_image(f))
         return [ImageInput(f, f.relative_to(p)) for f in files]
-    files = sorted(Path(f) for f in glob.glob(folder_or_pattern, recursive=True) if is_image(Path(f)) and Path(f).is_file())
+    files = sorted(
+        Path(f) for f in glob.glob(folder_or_pattern, recursive=True) if is_image(Path(f)) and Path(f).is_file()
+    )
     return [ImageInput(f, Path(f.name)) for f in files]
 
 
@@ -99,11 +101,18 @@ def done_images(jsonl: Path) -> set[str]:
 
 def _batches(items: list[ImageInput], size: int) -> Iterator[list[ImageInput]]:
     for s in range(0, len(items), size):
-        yield items[s:s + size]
+        yield items[s : s + size]
 
 
-def annotate_images(labeller: Labeller, items: list[ImageInput], out_dir: str | Path, batch: int = 8,
-                    overlay: OverlayConfig | None = None, resume: bool = False, progress: bool = False) -> ImagesResult:
+def annotate_images(
+    labeller: Labeller,
+    items: list[ImageInput],
+    out_dir: str | Path,
+    batch: int = 8,
+    overlay: OverlayConfig | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> ImagesResult:
     """Label and draw ``items`` into ``out_dir``; lines go to ``out_dir/annotations.jsonl`` (appended on ``resume``)."""
     if batch < 1:
         raise UserError(f"batch {batch} must be at least 1")
@@ -154,8 +163,11 @@ def annotate_images(labeller: Labeller, items: list[ImageInput], out_dir: str | 
 def _write_image(path: Path, img) -> None:  # noqa: ANN001 - a BGR uint8 array
     """Encode in the input's own format (PNG for formats OpenCV cannot write) and rename into place."""
     ext = path.suffix.lower()
-    ok, buf = cv2.imencode(ext, img) if ext in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm") \
+    ok, buf = (
+        cv2.imencode(ext, img)
+        if ext in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
         else (False, None)
+    )
     if not ok:
         path = path.with_suffix(".png")
         ok, buf = cv2.imencode(".png", img)
@@ -175,8 +187,10 @@ def split_inputs(inputs: list[str]) -> tuple[list[Path], list[ImageInput]]:
             vids = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTS)
             imgs = image_inputs(s)
             if not vids and not imgs:
-                raise UserError(f"folder '{p}' holds no video or image files ({', '.join(VIDEO_EXTS[:3])}, .jpg, .png, ...); "
-                                "pass a folder of videos or photographs")
+                raise UserError(
+                    f"folder '{p}' holds no video or image files ({', '.join(VIDEO_EXTS[:3])}, .jpg, .png, ...); "
+                    "pass a folder of videos or photographs"
+                )
             videos += vids
             images += imgs
         elif p.is_file():
@@ -190,5 +204,7 @@ def split_inputs(inputs: list[str]) -> tuple[list[Path], list[ImageInput]]:
                 raise UserError(f"pattern '{s}' matches no images; check it (quote it so the shell does not expand it)")
             images += imgs
         else:
-            raise UserError(f"input '{p}' does not exist; pass an existing video, image, folder or quoted glob of images")
+            raise UserError(
+                f"input '{p}' does not exist; pass an existing video, image, folder or quoted glob of images"
+            )
     return videos, unique_names(images)

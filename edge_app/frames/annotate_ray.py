@@ -85,8 +85,11 @@ class RayOptions:
 
     def __post_init__(self) -> None:
         if self.address is not None and not _ADDRESS.match(self.address):
-            hint = ("it names a file: put the inputs before --ray, or give the address first"
-                    if Path(self.address).exists() else "use auto or HOST:PORT of a cluster's head, e.g. 10.0.0.5:6379")
+            hint = (
+                "it names a file: put the inputs before --ray, or give the address first"
+                if Path(self.address).exists()
+                else "use auto or HOST:PORT of a cluster's head, e.g. 10.0.0.5:6379"
+            )
             raise FieldError("address", f"'{self.address}'", f"is not a Ray address; {hint}")
         for name, low, fix in (("workers", 0, "0 = one per node"), ("max_attempts", 1, "e.g. 3")):
             v = getattr(self, name)
@@ -265,16 +268,32 @@ class AnnotateWorker:
         self._dir = tempfile.mkdtemp(prefix="edge_app-engine-")
         path = materialise_engine(files, Path(self.spec.engine_path).name or "engine", self._dir)
         o = self.options
-        engine = open_engine(path, self.spec.backend, self.spec.precision, self.spec.device, threads=threads,
-                             spinning=self.spinning, no_build=o.no_build, dla_core=o.dla_core, cuda_graphs=o.cuda_graphs,
-                             use=self.spec.use)
+        engine = open_engine(
+            path,
+            self.spec.backend,
+            self.spec.precision,
+            self.spec.device,
+            threads=threads,
+            spinning=self.spinning,
+            no_build=o.no_build,
+            dla_core=o.dla_core,
+            cuda_graphs=o.cuda_graphs,
+            use=self.spec.use,
+        )
         try:
             self._lab = make_labeller(engine, self.spec.mode, self.spec.mode_config, owns_engine=True)
         except BaseException:
             engine.close()
             raise
-        return {"node": self.node, "node_id": ctx.get_node_id()[:8], "pid": os.getpid(), "engine": engine.description, "choice": engine.choice,
-                "threads": threads, "gpus": ctx.get_accelerator_ids().get("GPU", [])}
+        return {
+            "node": self.node,
+            "node_id": ctx.get_node_id()[:8],
+            "pid": os.getpid(),
+            "engine": engine.description,
+            "choice": engine.choice,
+            "threads": threads,
+            "gpus": ctx.get_accelerator_ids().get("GPU", []),
+        }
 
     def annotate(self, job: FileJob, cfg: PipelineConfig, codec: str | None) -> WorkerOutcome:
         """Annotate one file exactly as a local run does; a stop request ends it with resumable outputs."""
@@ -284,22 +303,44 @@ class AnnotateWorker:
             raise RuntimeError("AnnotateWorker.annotate called before start()")
         video = Path(job.video)
         if not video.is_file():
-            raise UserError(f"input '{video}' is not on node {self.node}; every node must see the inputs at the same path "
-                            "(a shared folder), or run without --ray")
+            raise UserError(
+                f"input '{video}' is not on node {self.node}; every node must see the inputs at the same path "
+                "(a shared folder), or run without --ray"
+            )
         if self._stop.is_set():
             return WorkerOutcome(job.index, self.node, os.getpid(), 0, 0, 0, 0, 0.0, 0.0, "interrupt")
         self._index, self._counter = job.index, LineCounter(job.out_jsonl)
         try:
-            r = annotate_video(self._lab.engine, video, job.out_video, job.out_jsonl, cfg, resume=job.resume,
-                               labeller=_StopAware(self._lab, self._stop), codec=codec)  # type: ignore[arg-type]
+            r = annotate_video(
+                self._lab.engine,
+                video,
+                job.out_video,
+                job.out_jsonl,
+                cfg,
+                resume=job.resume,
+                labeller=_StopAware(self._lab, self._stop),
+                codec=codec,
+            )  # type: ignore[arg-type]
         except _Stopped:
             done = len(completed_results(Path(job.out_jsonl)))
             return WorkerOutcome(job.index, self.node, os.getpid(), done, done, 0, 0, 0.0, 0.0, "interrupt")
         finally:
             self._index, self._counter = -1, None
         p50 = r.inference_ms.get("p50")
-        return WorkerOutcome(job.index, self.node, os.getpid(), r.frames_read, r.frames_written, r.frames_failed,
-                             r.frames_restored, r.seconds, r.fps, r.stopped_by, r.already_complete, p50)
+        return WorkerOutcome(
+            job.index,
+            self.node,
+            os.getpid(),
+            r.frames_read,
+            r.frames_written,
+            r.frames_failed,
+            r.frames_restored,
+            r.seconds,
+            r.fps,
+            r.stopped_by,
+            r.already_complete,
+            p50,
+        )
 
     def progress(self) -> tuple[int, int]:
         """(index of the file being annotated or -1, its complete JSON lines so far)."""
@@ -334,8 +375,10 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise UserError(f"--ray needs Ray, which is not installed here; install it with `{RAY_INSTALL}` "
-                        "(on every node of the cluster)") from None
+        raise UserError(
+            f"--ray needs Ray, which is not installed here; install it with `{RAY_INSTALL}` "
+            "(on every node of the cluster)"
+        ) from None
     return ray
 
 
@@ -345,8 +388,10 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
     except OSError as e:
-        raise UserError(f"cannot reach a Ray cluster at '{address}' ({e.strerror or e}); start one with `ray start --head` "
-                        "on the head node and pass the address it prints, or leave out the address to run on this machine") from None
+        raise UserError(
+            f"cannot reach a Ray cluster at '{address}' ({e.strerror or e}); start one with `ray start --head` "
+            "on the head node and pass the address it prints, or leave out the address to run on this machine"
+        ) from None
 
 
 def connect(address: str | None) -> bool:
@@ -355,16 +400,19 @@ def connect(address: str | None) -> bool:
 
     ray = _import_ray()
     if address is None:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=True)
+        ray.init(
+            num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True
+        )
         return True
     if address != "auto":
         _check_reachable(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     except (ConnectionError, RuntimeError, TimeoutError) as e:
-        raise UserError(f"cannot join the Ray cluster at '{address}' ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                        "start one with `ray start --head` and pass its address, or leave out the address to run on this machine") from None
+        raise UserError(
+            f"cannot join the Ray cluster at '{address}' ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            "start one with `ray start --head` and pass its address, or leave out the address to run on this machine"
+        ) from None
     return False
 
 
@@ -428,8 +476,17 @@ def _frame_total(video: str, max_frames: int) -> int | None:
 class _Run:
     """The driver's loop: start the pool, hand out files, retry lost ones with resume, stop on Ctrl-C."""
 
-    def __init__(self, ray: Any, spec: LabellerSpec, jobs: list[FileJob], cfg: PipelineConfig, codec: str | None,
-                 options: RayOptions, progress: bool, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        ray: Any,
+        spec: LabellerSpec,
+        jobs: list[FileJob],
+        cfg: PipelineConfig,
+        codec: str | None,
+        options: RayOptions,
+        progress: bool,
+        log: Callable[[str], None],
+    ) -> None:
         self.ray, self.spec, self.cfg, self.codec, self.options, self.log = ray, spec, cfg, codec, options, log
         self.files = [FileSummary(j, _frame_total(j.video, cfg.max_frames)) for j in jobs]
         self.pending: deque[int] = deque(range(len(jobs)))
@@ -443,8 +500,12 @@ class _Run:
             from tqdm import tqdm
 
             totals = [f.total for f in self.files]
-            self.bar = tqdm(total=sum(totals) if None not in totals else None, unit="frame", dynamic_ncols=True,  # type: ignore[arg-type]
-                            desc=f"{len(jobs)} file{'s' * (len(jobs) != 1)}")
+            self.bar = tqdm(
+                total=sum(totals) if None not in totals else None,
+                unit="frame",
+                dynamic_ncols=True,  # type: ignore[arg-type]
+                desc=f"{len(jobs)} file{'s' * (len(jobs) != 1)}",
+            )
 
     # ------------------------------------------------------------------------------------------ pool
     def _new_slot(self, resources: dict[str, float], spinning: bool, node_id: str | None) -> _Slot:
@@ -599,7 +660,9 @@ class _Run:
                 if interrupts > 1:
                     self.notes.append("a second Ctrl-C killed the workers")
                     break
-                self.log("stopping: workers finish their current batch and close their outputs (Ctrl-C again to kill them)")
+                self.log(
+                    "stopping: workers finish their current batch and close their outputs (Ctrl-C again to kill them)"
+                )
                 self.pending.clear()
                 deadline = time.monotonic() + STOP_GRACE_S
                 for s in self._live():
@@ -615,8 +678,10 @@ class _Run:
         now = time.monotonic()
         for s in self._live():
             if s.start_ref is not None and now - s.created > START_TIMEOUT_S:
-                self.notes.append(f"a worker asking for {s.resources} did not start within {START_TIMEOUT_S:.0f} s; "
-                                  "the cluster may lack the resources (see `ray status`)")
+                self.notes.append(
+                    f"a worker asking for {s.resources} did not start within {START_TIMEOUT_S:.0f} s; "
+                    "the cluster may lack the resources (see `ray status`)"
+                )
                 self._close_slot(s)
                 s.start_ref = None
 
@@ -631,9 +696,16 @@ class _Run:
             self._close_slot(s)
 
 
-def annotate_on_ray(spec: LabellerSpec, jobs: list[FileJob], cfg: PipelineConfig, options: RayOptions, *,
-                    codec: str | None = None, progress: bool = True,
-                    log: Callable[[str], None] = print) -> RayRunResult:
+def annotate_on_ray(
+    spec: LabellerSpec,
+    jobs: list[FileJob],
+    cfg: PipelineConfig,
+    options: RayOptions,
+    *,
+    codec: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> RayRunResult:
     """Annotate ``jobs`` on a Ray cluster (``options.address``; None: a local instance) with labellers built
     from ``spec`` on each node; outputs and resume as :func:`~edge_app.frames.annotate.annotate_video`.
 
@@ -652,15 +724,20 @@ def annotate_on_ray(spec: LabellerSpec, jobs: list[FileJob], cfg: PipelineConfig
 
 def make_jobs(inputs: list[Path], outputs: list[tuple[Path, Path]], resume: bool) -> list[FileJob]:
     """Jobs with absolute paths for the inputs and :func:`~edge_app.frames.annotate.output_paths`' outputs."""
-    return [FileJob(i, str(src.resolve()), str(v.resolve()), str(j.resolve()), resume)
-            for i, (src, (v, j)) in enumerate(zip(inputs, outputs))]
+    return [
+        FileJob(i, str(src.resolve()), str(v.resolve()), str(j.resolve()), resume)
+        for i, (src, (v, j)) in enumerate(zip(inputs, outputs))
+    ]
 
 
 def format_summary(result: RayRunResult) -> list[str]:
     """One line per file (every frame accounted for: read, written, failed to decode, carried over a lost
     worker), the workers, and a total line."""
-    lines = [f"worker on {w['node']} (node {w['node_id']}, pid {w['pid']}, {w['threads']} threads{', GPU ' + ','.join(map(str, w['gpus'])) if w['gpus'] else ''}): "
-             f"{w['engine']}" for w in result.workers]
+    lines = [
+        f"worker on {w['node']} (node {w['node_id']}, pid {w['pid']}, {w['threads']} threads{', GPU ' + ','.join(map(str, w['gpus'])) if w['gpus'] else ''}): "
+        f"{w['engine']}"
+        for w in result.workers
+    ]
     read = written = failed = fresh = 0
     for f in result.files:
         src, o = f.job.video, f.outcome
@@ -685,13 +762,17 @@ def format_summary(result: RayRunResult) -> list[str]:
             continue
         carried = f", {o.frames_restored} carried over by resume{lost}" if o.frames_restored else ""
         total = f" of {f.total}" if f.total is not None else ""
-        lines.append(f"{src}: annotated {o.frames_written}{total} frames ({o.frames_read} read, {o.frames_failed} failed to decode"
-                     f"{carried}{tries}) at {o.fps:.1f} frames/s on {o.node} -> {f.job.out_video}, {f.job.out_jsonl}")
+        lines.append(
+            f"{src}: annotated {o.frames_written}{total} frames ({o.frames_read} read, {o.frames_failed} failed to decode"
+            f"{carried}{tries}) at {o.fps:.1f} frames/s on {o.node} -> {f.job.out_video}, {f.job.out_jsonl}"
+        )
         read, written, failed = read + o.frames_read, written + o.frames_written, failed + o.frames_failed
         fresh += o.frames_written - o.frames_restored
     lines += [f"note: {n}" for n in result.notes]
     fps = fresh / result.seconds if result.seconds > 0 else 0.0
     ok = sum(f.complete for f in result.files)
-    lines.append(f"total: {len(result.files)} files ({ok} complete), {read} frames read, {written} written, {failed} failed to decode, "
-                 f"{fps:.1f} frames/s over {result.seconds:.1f} s of cluster work")
+    lines.append(
+        f"total: {len(result.files)} files ({ok} complete), {read} frames read, {written} written, {failed} failed to decode, "
+        f"{fps:.1f} frames/s over {result.seconds:.1f} s of cluster work"
+    )
     return lines

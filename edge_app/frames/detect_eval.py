@@ -52,15 +52,24 @@ class DetectionScore:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON reports."""
-        return {"precision": self.precision, "recall": self.recall, "tp": self.tp, "fp": self.fp, "fn": self.fn,
-                "frames": self.frames, "per_class": self.per_class}
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "frames": self.frames,
+            "per_class": self.per_class,
+        }
 
 
 def load_truth(path: str | Path) -> dict[int, list[tuple[str, tuple[float, float, float, float]]]]:
     """frame index -> [(class, box)] from a ``*.truth.jsonl`` file."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"ground-truth file '{p}' does not exist; pass the .truth.jsonl written beside the synthetic video")
+        raise UserError(
+            f"ground-truth file '{p}' does not exist; pass the .truth.jsonl written beside the synthetic video"
+        )
     out: dict[int, list[tuple[str, tuple[float, float, float, float]]]] = {}
     for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -69,12 +78,15 @@ def load_truth(path: str | Path) -> dict[int, list[tuple[str, tuple[float, float
             d = json.loads(line)
             out[int(d["frame"])] = [(o["class"], tuple(float(v) for v in o["box"])) for o in d["objects"]]  # type: ignore[misc]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise UserError(f"line {n} of '{p}' is not a ground-truth record ({type(e).__name__}); regenerate it with `run.py demo`") from None
+            raise UserError(
+                f"line {n} of '{p}' is not a ground-truth record ({type(e).__name__}); regenerate it with `run.py demo`"
+            ) from None
     return out
 
 
-def match_frame(pred: list[Label], truth: list[tuple[str, tuple[float, float, float, float]]],
-                iou: float = 0.3) -> tuple[int, int, int, list[tuple[str, str]]]:
+def match_frame(
+    pred: list[Label], truth: list[tuple[str, tuple[float, float, float, float]]], iou: float = 0.3
+) -> tuple[int, int, int, list[tuple[str, str]]]:
     """(tp, fp, fn, [(class, 'tp'|'fp'|'fn')]) for one frame; greedy by score, one match per truth box."""
     used = [False] * len(truth)
     tb = np.array([b for _, b in truth], dtype=np.float64).reshape(-1, 4)
@@ -121,13 +133,33 @@ def labels_from_jsonl(path: str | Path) -> list[tuple[int, list[Label]]]:
         if not line.strip():
             continue
         d = json.loads(line)
-        out.append((int(d["frame"]), [Label(int(lb["class_id"]), lb["class"], float(lb["score"]),
-                                             tuple(lb["box"]) if lb.get("box") else None) for lb in d["labels"]]))
+        out.append(
+            (
+                int(d["frame"]),
+                [
+                    Label(
+                        int(lb["class_id"]),
+                        lb["class"],
+                        float(lb["score"]),
+                        tuple(lb["box"]) if lb.get("box") else None,
+                    )
+                    for lb in d["labels"]
+                ],
+            )
+        )
     return out
 
 
-def evaluate_video(engine: Engine, video: str | Path, truth_path: str | Path, tiles: "TileConfig | None" = None,
-                   iou: float = 0.3, max_frames: int = 0, stride: int = 1, batch: int = 4) -> dict[str, Any]:
+def evaluate_video(
+    engine: Engine,
+    video: str | Path,
+    truth_path: str | Path,
+    tiles: TileConfig | None = None,
+    iou: float = 0.3,
+    max_frames: int = 0,
+    stride: int = 1,
+    batch: int = 4,
+) -> dict[str, Any]:
     """Run tiles mode (``tiles``: its settings, None: the defaults) over ``video`` (every ``stride``-th frame)
     and score it against ``truth_path``."""
     import cv2
@@ -164,13 +196,27 @@ def evaluate_video(engine: Engine, video: str | Path, truth_path: str | Path, ti
     finally:
         cap.release()
     s = score(preds, truth, iou)
-    return {**s.to_dict(), "iou": iou, "tiles_per_frame": lab.tiles_per_frame, "ms_per_frame": float(np.mean(ms)) if ms else float("nan"),
-            "seconds": time.perf_counter() - t0, "config": dataclasses.asdict(lab.config)}
+    return {
+        **s.to_dict(),
+        "iou": iou,
+        "tiles_per_frame": lab.tiles_per_frame,
+        "ms_per_frame": float(np.mean(ms)) if ms else float("nan"),
+        "seconds": time.perf_counter() - t0,
+        "config": dataclasses.asdict(lab.config),
+    }
 
 
 # TileConfig field -> this command's flag: the library's errors name fields, this command's user typed flags.
-FLAGS = {"grid": "--tiles", "scales": "--scales", "conf": "--conf", "iou": "--iou", "box_scale": "--box-scale",
-         "merge": "--no-merge", "min_votes": "--votes", "min_overlap": "--overlap"}
+FLAGS = {
+    "grid": "--tiles",
+    "scales": "--scales",
+    "conf": "--conf",
+    "iou": "--iou",
+    "box_scale": "--box-scale",
+    "merge": "--no-merge",
+    "min_votes": "--votes",
+    "min_overlap": "--overlap",
+}
 
 
 def _parsed(flag: str, parse: Callable[[str], Any], text: str) -> Any:
@@ -209,8 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         grid, scales = _parsed("--tiles", parse_grid, a.tiles), _parsed("--scales", parse_scales, a.scales)
         try:
-            cfg = TileConfig(grid=grid, scales=scales, conf=a.conf, iou=a.iou, box_scale=a.box_scale, merge=not a.no_merge,
-                             min_votes=a.votes, min_overlap=a.overlap)
+            cfg = TileConfig(
+                grid=grid,
+                scales=scales,
+                conf=a.conf,
+                iou=a.iou,
+                box_scale=a.box_scale,
+                merge=not a.no_merge,
+                min_votes=a.votes,
+                min_overlap=a.overlap,
+            )
         except FieldError as e:
             raise e.reworded(FLAGS) from None
         truth = a.truth or str(Path(a.video).with_suffix(".truth.jsonl"))
@@ -220,10 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"tiles {a.tiles} scales {a.scales} overlap {a.overlap} conf {a.conf} iou {a.iou} box_scale {a.box_scale} "
-          f"merge {not a.no_merge} votes {a.votes}; {r['tiles_per_frame']} tiles/frame ({desc})")
-    print(f"precision {r['precision']:.3f}  recall {r['recall']:.3f}  at IoU>={a.match_iou} with class match "
-          f"(tp {r['tp']}, fp {r['fp']}, fn {r['fn']}, {r['frames']} frames, {r['ms_per_frame']:.1f} ms/frame)")
+    print(
+        f"tiles {a.tiles} scales {a.scales} overlap {a.overlap} conf {a.conf} iou {a.iou} box_scale {a.box_scale} "
+        f"merge {not a.no_merge} votes {a.votes}; {r['tiles_per_frame']} tiles/frame ({desc})"
+    )
+    print(
+        f"precision {r['precision']:.3f}  recall {r['recall']:.3f}  at IoU>={a.match_iou} with class match "
+        f"(tp {r['tp']}, fp {r['fp']}, fn {r['fn']}, {r['frames']} frames, {r['ms_per_frame']:.1f} ms/frame)"
+    )
     for cls, c in sorted(r["per_class"].items()):
         print(f"  {cls:10s} tp {c['tp']:4d}  fp {c['fp']:4d}  fn {c['fn']:4d}")
     return 0

@@ -16,8 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_app.frames.modes.base import (Labeller, ModeConfig, StepTimings, engine_task, get_mode, make_labeller,
-                                        mode_names, register_mode, resolve_config, unregister_mode)
+from edge_app.frames.modes.base import (
+    Labeller,
+    ModeConfig,
+    StepTimings,
+    engine_task,
+    get_mode,
+    make_labeller,
+    mode_names,
+    register_mode,
+    resolve_config,
+    unregister_mode,
+)
 from edge_app.frames.modes.classify import ClassifyConfig, ClassifyLabeller
 from edge_app.frames.modes.tiles import TileConfig, TileLabeller
 
@@ -50,6 +60,20 @@ class LabellerSpec:
             raise
 
 
-__all__ = ["ClassifyConfig", "ClassifyLabeller", "Labeller", "LabellerSpec", "ModeConfig", "StepTimings", "TileConfig",
-           "TileLabeller", "engine_task", "get_mode", "make_labeller", "mode_names", "register_mode", "resolve_config",
-           "unregister_mode"]
+__all__ = [
+    "ClassifyConfig",
+    "ClassifyLabeller",
+    "Labeller",
+    "LabellerSpec",
+    "ModeConfig",
+    "StepTimings",
+    "TileConfig",
+    "TileLabeller",
+    "engine_task",
+    "get_mode",
+    "make_labeller",
+    "mode_names",
+    "register_mode",
+    "resolve_config",
+    "unregister_mode",
+]

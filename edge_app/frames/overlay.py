@@ -19,9 +19,24 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 HUD_STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay")
 
 # Class colours (BGR), well apart in hue and bright enough for white text on them; indexed by class id.
-PALETTE = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72),
-           (23, 204, 146), (134, 219, 61), (211, 188, 0), (209, 85, 0), (255, 115, 100), (236, 24, 0),
-           (255, 56, 132), (133, 0, 82), (255, 56, 203), (200, 149, 255)]
+PALETTE = [
+    (56, 56, 255),
+    (151, 157, 255),
+    (31, 112, 255),
+    (29, 178, 255),
+    (49, 210, 207),
+    (10, 249, 72),
+    (23, 204, 146),
+    (134, 219, 61),
+    (211, 188, 0),
+    (209, 85, 0),
+    (255, 115, 100),
+    (236, 24, 0),
+    (255, 56, 132),
+    (133, 0, 82),
+    (255, 56, 203),
+    (200, 149, 255),
+]
 
 
 def class_colour(class_id: int) -> tuple[int, int, int]:
@@ -34,8 +49,14 @@ def text_scale(frame: np.ndarray) -> float:
     return max(0.4, frame.shape[0] / 720 * 0.7)
 
 
-def put_text_box(frame: np.ndarray, text: str, org: tuple[int, int], scale: float,
-                 fg: tuple[int, int, int] = (255, 255, 255), bg: tuple[int, int, int] = (0, 0, 0)) -> int:
+def put_text_box(
+    frame: np.ndarray,
+    text: str,
+    org: tuple[int, int],
+    scale: float,
+    fg: tuple[int, int, int] = (255, 255, 255),
+    bg: tuple[int, int, int] = (0, 0, 0),
+) -> int:
     """Draw ``text`` on a filled box with its top-left at ``org`` (clamped into the frame); returns the box height."""
     thick = max(1, round(scale * 2))
     (w, h), base = cv2.getTextSize(text, FONT, scale, thick)
@@ -109,9 +130,17 @@ class LatencyAnnotator:
     ``info`` is called once per frame; without it the HUD shows the frame's own stage timings only.
     """
 
-    def __init__(self, info: Callable[[], HudInfo] | None = None, stages: tuple[str, ...] = HUD_STAGES,
-                 show_stages: bool = True, show_latency: bool = True, show_fps: bool = True,
-                 show_dropped: bool = True, show_engine: bool = True, show_status: bool = True) -> None:
+    def __init__(
+        self,
+        info: Callable[[], HudInfo] | None = None,
+        stages: tuple[str, ...] = HUD_STAGES,
+        show_stages: bool = True,
+        show_latency: bool = True,
+        show_fps: bool = True,
+        show_dropped: bool = True,
+        show_engine: bool = True,
+        show_status: bool = True,
+    ) -> None:
         self.info = info
         self.stages = stages
         self.show_stages = show_stages

@@ -42,7 +42,9 @@ class PipelineConfig:
     ``annotate`` raises ``batch``. Bad values raise :class:`FieldError` naming the field."""
 
     mode: str = "classify"  # a registered labeller mode (edge_app.frames.labellers.mode_names())
-    mode_config: ModeConfig | None = None  # the mode's own settings (ClassifyConfig, TileConfig, ...); None: its defaults
+    mode_config: ModeConfig | None = (
+        None  # the mode's own settings (ClassifyConfig, TileConfig, ...); None: its defaults
+    )
     # Frames per engine call. Files wait to fill a batch (throughput); live sources take only what is
     # already queued, up to this many, so a batch never waits for a frame that has not been captured.
     batch: int = 1
@@ -63,9 +65,14 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         # The mode's own settings were validated when they were made; here they only have to be the right kind.
         object.__setattr__(self, "mode_config", resolve_config(self.mode, self.mode_config))
-        for name, low, fix in (("batch", 1, "e.g. 8"), ("queue_size", 0, "0 = automatic"), ("max_frames", 0, "0 = no limit"),
-                               ("hud_window", 1, "e.g. 60"), ("fps_window", 2, "an FPS needs two frames; e.g. 30"),
-                               ("progress_initial", 0, "frames already done")):
+        for name, low, fix in (
+            ("batch", 1, "e.g. 8"),
+            ("queue_size", 0, "0 = automatic"),
+            ("max_frames", 0, "0 = no limit"),
+            ("hud_window", 1, "e.g. 60"),
+            ("fps_window", 2, "an FPS needs two frames; e.g. 30"),
+            ("progress_initial", 0, "frames already done"),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise FieldError(name, shown(v), f"is not a whole number; {fix}")
@@ -101,18 +108,30 @@ class PipelineReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON reports."""
-        return {"frames_read": self.frames_read, "frames_written": self.frames_written,
-                "frames_dropped": self.frames_dropped, "frames_failed": self.frames_failed,
-                "seconds": self.seconds, "throughput_fps": self.throughput_fps, "stopped_by": self.stopped_by,
-                "mode": self.mode, "batch": self.batch, "engine": self.engine, "stages_ms": self.stages,
-                "end_to_end_ms": self.end_to_end_ms, "reconnects": self.reconnects}
+        return {
+            "frames_read": self.frames_read,
+            "frames_written": self.frames_written,
+            "frames_dropped": self.frames_dropped,
+            "frames_failed": self.frames_failed,
+            "seconds": self.seconds,
+            "throughput_fps": self.throughput_fps,
+            "stopped_by": self.stopped_by,
+            "mode": self.mode,
+            "batch": self.batch,
+            "engine": self.engine,
+            "stages_ms": self.stages,
+            "end_to_end_ms": self.end_to_end_ms,
+            "reconnects": self.reconnects,
+        }
 
     def summary(self) -> str:
         """Two lines for the terminal."""
         e = self.end_to_end_ms
-        return (f"{self.frames_read} frames read, {self.frames_written} written, {self.frames_dropped} dropped, "
-                f"{self.frames_failed} failed to decode in {self.seconds:.1f}s ({self.throughput_fps:.1f} frames/s, stopped by {self.stopped_by})\n"
-                f"end-to-end latency p50 {e.get('p50', float('nan')):.1f} ms  p99 {e.get('p99', float('nan')):.1f} ms")
+        return (
+            f"{self.frames_read} frames read, {self.frames_written} written, {self.frames_dropped} dropped, "
+            f"{self.frames_failed} failed to decode in {self.seconds:.1f}s ({self.throughput_fps:.1f} frames/s, stopped by {self.stopped_by})\n"
+            f"end-to-end latency p50 {e.get('p50', float('nan')):.1f} ms  p99 {e.get('p99', float('nan')):.1f} ms"
+        )
 
 
 class _Aborted(Exception):
@@ -122,13 +141,25 @@ class _Aborted(Exception):
 class Pipeline:
     """One run of the loop over ``source`` into ``sinks``; it owns (and closes) both once :meth:`run` starts."""
 
-    def __init__(self, engine: Engine, source: FrameSource, sinks: Sequence[Sink], cfg: PipelineConfig | None = None,
-                 labeller: Labeller | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        source: FrameSource,
+        sinks: Sequence[Sink],
+        cfg: PipelineConfig | None = None,
+        labeller: Labeller | None = None,
+    ) -> None:
         if cfg is None:  # the defaults, in the mode of the labeller when one is given
-            cfg = PipelineConfig(mode=labeller.mode, mode_config=labeller.config) if labeller is not None else PipelineConfig()
+            cfg = (
+                PipelineConfig(mode=labeller.mode, mode_config=labeller.config)
+                if labeller is not None
+                else PipelineConfig()
+            )
         elif labeller is not None and (labeller.mode, labeller.config) != (cfg.mode, cfg.mode_config):
-            raise ValueError(f"the labeller runs mode '{labeller.mode}' with {labeller.config}, but the config asks for mode "
-                             f"'{cfg.mode}' with {cfg.mode_config}; build the labeller from the config or pass only one")
+            raise ValueError(
+                f"the labeller runs mode '{labeller.mode}' with {labeller.config}, but the config asks for mode "
+                f"'{cfg.mode}' with {cfg.mode_config}; build the labeller from the config or pass only one"
+            )
         self.engine = engine
         self.source = source
         self.sinks = list(sinks)
@@ -145,8 +176,7 @@ class Pipeline:
         self.fps = FpsMeter(cfg.fps_window)
         self.stop_event = threading.Event()
         self.abort_event = threading.Event()
-        self.report = PipelineReport(mode=self.labeller.mode, batch=cfg.batch,
-                                     engine=engine.description)
+        self.report = PipelineReport(mode=self.labeller.mode, batch=cfg.batch, engine=engine.description)
         self._errors: list[BaseException] = []
         self._stop_reason = ""
         # Image sinks (window, video, MJPEG) first, data sinks (JSON lines) last: their line then holds end_to_end.
@@ -170,10 +200,15 @@ class Pipeline:
         """A snapshot of the rolling numbers for the HUD and the browser page."""
         with self._timer_lock:
             med = {k: v.percentile(50) for k, v in self.timer.stats.items()}
-        return HudInfo(stage_ms={k: med[k] for k in HUD_STAGES if k in med}, end_to_end_ms=med.get("end_to_end", float("nan")),
-                       fps=self.fps.fps, dropped=self.report.frames_dropped,
-                       backend=self.engine.backend, precision=self.engine.precision,
-                       status=self.source.status)
+        return HudInfo(
+            stage_ms={k: med[k] for k in HUD_STAGES if k in med},
+            end_to_end_ms=med.get("end_to_end", float("nan")),
+            fps=self.fps.fps,
+            dropped=self.report.frames_dropped,
+            backend=self.engine.backend,
+            precision=self.engine.precision,
+            status=self.source.status,
+        )
 
     # -------------------------------------------------------------------------------------------- queues
     def _put(self, q: queue.Queue, item: Any) -> None:
@@ -231,6 +266,7 @@ class Pipeline:
                 self.stop_event.set()
             finally:
                 done.set()
+
         threading.Thread(target=run, name=f"pipeline-{name}", daemon=True).start()
         return done
 
@@ -304,8 +340,14 @@ class Pipeline:
         if cfg.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=cfg.progress_total, initial=cfg.progress_initial, desc=cfg.progress_desc or None,
-                       unit="frame", leave=True, dynamic_ncols=True)
+            bar = tqdm(
+                total=cfg.progress_total,
+                initial=cfg.progress_initial,
+                desc=cfg.progress_desc or None,
+                unit="frame",
+                leave=True,
+                dynamic_ncols=True,
+            )
         try:
             while True:
                 item = self._get(self.q_out)
@@ -350,11 +392,17 @@ class Pipeline:
     def stats_dict(self) -> dict[str, Any]:
         """The HUD numbers as a plain dict (for the browser page and logs)."""
         h = self.hud_info()
-        return {"stages_ms": {k: round(v, 2) for k, v in h.stage_ms.items()},
-                "end_to_end_ms": round(h.end_to_end_ms, 2) if h.end_to_end_ms == h.end_to_end_ms else None,
-                "fps": round(h.fps, 2) if h.fps == h.fps else None, "dropped": h.dropped,
-                "frames_written": self.report.frames_written, "backend": h.backend, "precision": h.precision,
-                "status": h.status, "mode": self.labeller.mode}
+        return {
+            "stages_ms": {k: round(v, 2) for k, v in h.stage_ms.items()},
+            "end_to_end_ms": round(h.end_to_end_ms, 2) if h.end_to_end_ms == h.end_to_end_ms else None,
+            "fps": round(h.fps, 2) if h.fps == h.fps else None,
+            "dropped": h.dropped,
+            "frames_written": self.report.frames_written,
+            "backend": h.backend,
+            "precision": h.precision,
+            "status": h.status,
+            "mode": self.labeller.mode,
+        }
 
     # -------------------------------------------------------------------------------------------- run
     def run(self) -> PipelineReport:
@@ -366,8 +414,11 @@ class Pipeline:
         t0 = time.perf_counter()
         threads: list[threading.Event] = []
         try:
-            threads = [self._worker(self._capture, "capture"), self._worker(self._infer, "infer"),
-                       self._worker(self._write, "write")]
+            threads = [
+                self._worker(self._capture, "capture"),
+                self._worker(self._infer, "infer"),
+                self._worker(self._write, "write"),
+            ]
             interrupts = 0
             while not all(done.is_set() for done in threads):
                 try:
@@ -409,8 +460,12 @@ class Pipeline:
                 self._errors.append(e)
 
 
-def run_pipeline(engine: Engine, source: FrameSource, sinks: Sequence[Sink], cfg: PipelineConfig | None = None,
-                 labeller: Labeller | None = None) -> PipelineReport:
+def run_pipeline(
+    engine: Engine,
+    source: FrameSource,
+    sinks: Sequence[Sink],
+    cfg: PipelineConfig | None = None,
+    labeller: Labeller | None = None,
+) -> PipelineReport:
     """Run the threaded loop over ``source`` into ``sinks`` (both closed at the end); see :class:`Pipeline`."""
     return Pipeline(engine, source, sinks, cfg, labeller).run()
-

@@ -56,18 +56,31 @@ class FrameResult:
                 raise ValueError(f"stage timing '{k}' must be >= 0 ms, got {v}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frame": self.index, "capture_time": round(self.capture_time, 6),
-                "labels": [lab.to_dict() for lab in self.labels],
-                "timings_ms": {k: round(v, 3) for k, v in self.timings.items()}}
+        return {
+            "frame": self.index,
+            "capture_time": round(self.capture_time, 6),
+            "labels": [lab.to_dict() for lab in self.labels],
+            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FrameResult":
+    def from_dict(cls, d: dict[str, Any]) -> FrameResult:
         """Inverse of :meth:`to_dict` (a JSON line of ``live``/``annotate``); raises KeyError/ValueError if malformed."""
-        labels = [Label(int(lb["class_id"]), str(lb["class"]), float(lb["score"]),
-                        tuple(float(v) for v in lb["box"]) if lb.get("box") else None)  # type: ignore[arg-type]
-                  for lb in d["labels"]]
-        return cls(int(d["frame"]), float(d["capture_time"]), labels,
-                   {str(k): float(v) for k, v in d.get("timings_ms", {}).items()})
+        labels = [
+            Label(
+                int(lb["class_id"]),
+                str(lb["class"]),
+                float(lb["score"]),
+                tuple(float(v) for v in lb["box"]) if lb.get("box") else None,
+            )  # type: ignore[arg-type]
+            for lb in d["labels"]
+        ]
+        return cls(
+            int(d["frame"]),
+            float(d["capture_time"]),
+            labels,
+            {str(k): float(v) for k, v in d.get("timings_ms", {}).items()},
+        )
 
 
 def topk(logits: np.ndarray, labels: list[str], k: int = 3) -> list[list[Label]]:
@@ -131,8 +144,16 @@ def _shrink(box: np.ndarray, factor: float) -> np.ndarray:
     return np.array([cx - hw, cy - hh, cx + hw, cy + hh])
 
 
-def tiles_to_boxes(logits: np.ndarray, tiles: np.ndarray, labels: list[str], conf: float = 0.5, iou: float = 0.5,
-                   box_scale: float = 1.0, merge: bool = False, min_votes: int = 1) -> list[Label]:
+def tiles_to_boxes(
+    logits: np.ndarray,
+    tiles: np.ndarray,
+    labels: list[str],
+    conf: float = 0.5,
+    iou: float = 0.5,
+    box_scale: float = 1.0,
+    merge: bool = False,
+    min_votes: int = 1,
+) -> list[Label]:
     """Labels with boxes from per-tile logits (N,C) of square ``tiles`` (N,4), after class-wise NMS.
 
     A tile is a candidate when its best class is not ``background`` and its probability is >= ``conf``.
@@ -177,6 +198,9 @@ def tiles_to_boxes(logits: np.ndarray, tiles: np.ndarray, labels: list[str], con
                 if merge:
                     w = scores[voters]
                     fused[i] = (boxes[voters] * w[:, None]).sum(0) / w.sum()
-    out = [Label(int(c), labels[int(c)], float(sc), tuple(float(v) for v in b))  # type: ignore[arg-type]
-           for c, sc, b, k in zip(classes, scores, fused, keep) if k]
+    out = [
+        Label(int(c), labels[int(c)], float(sc), tuple(float(v) for v in b))  # type: ignore[arg-type]
+        for c, sc, b, k in zip(classes, scores, fused, keep)
+        if k
+    ]
     return classwise_nms(out, iou)

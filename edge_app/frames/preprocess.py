@@ -79,7 +79,9 @@ def parse_scales(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(s) for s in text.split(",") if s.strip())
     except ValueError:
-        raise ValueError(f"tile scales '{text}' are not a comma-separated list of numbers; write them like 1.0,0.6") from None
+        raise ValueError(
+            f"tile scales '{text}' are not a comma-separated list of numbers; write them like 1.0,0.6"
+        ) from None
 
 
 def _axis_starts(length: int, side: int, count: int) -> list[int]:
@@ -98,8 +100,9 @@ def _count_for(length: int, side: int, min_overlap: float) -> int:
     return 1 + math.ceil((length - side) / stride - 1e-9)
 
 
-def tile_boxes(size: tuple[int, int], grid: tuple[int, int], scales: tuple[float, ...] = (1.0,),
-               min_overlap: float = 0.25) -> np.ndarray:
+def tile_boxes(
+    size: tuple[int, int], grid: tuple[int, int], scales: tuple[float, ...] = (1.0,), min_overlap: float = 0.25
+) -> np.ndarray:
     """Square tiles covering a frame of ``size`` = (width, height): (N,4) int32 x1,y1,x2,y2 (x2, y2 exclusive).
 
     At scale 1.0 the tile side is the smallest that lets ``grid`` = (cols, rows) tiles cover each axis

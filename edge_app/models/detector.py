@@ -87,12 +87,19 @@ class DetectorNet(nn.Module):
     ``H`` and ``W`` must be multiples of 32 (five stride-2 stages, then three 2x upsamplings back to stride 4).
     """
 
-    def __init__(self, arch: str, num_classes: int, width: int = 64, base_width: int = 64,
-                 max_dets: int = MAX_DETS) -> None:
+    def __init__(
+        self, arch: str, num_classes: int, width: int = 64, base_width: int = 64, max_dets: int = MAX_DETS
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-        self.arch, self.num_classes, self.width, self.base_width, self.max_dets = arch, num_classes, width, base_width, max_dets
+        self.arch, self.num_classes, self.width, self.base_width, self.max_dets = (
+            arch,
+            num_classes,
+            width,
+            base_width,
+            max_dets,
+        )
         self.backbone = narrow_resnet(arch, base_width)
         self.backbone.fc = nn.Identity()  # unused: no 'backbone.fc.*' keys, no dead parameters
         exp = self.backbone.block.expansion
@@ -125,8 +132,9 @@ class DetectorNet(nn.Module):
         return decode(maps.heat, maps.size, maps.offset, x.shape[-1], x.shape[-2], self.max_dets)
 
 
-def decode(heat_logits: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, in_w: int, in_h: int,
-           k: int = MAX_DETS) -> torch.Tensor:
+def decode(
+    heat_logits: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, in_w: int, in_h: int, k: int = MAX_DETS
+) -> torch.Tensor:
     """CenterNet decode with standard ops only -> (N, K, 6) = x1, y1, x2, y2, score, class (input pixels).
 
     The cell indices are integer arithmetic on TopK's int64 indices (Div/Mul/Sub, no Mod): exact at any map
@@ -175,8 +183,9 @@ class DetectorModel(nn.Module):
         return self.net.forward_maps(self.pre(images))
 
 
-def build_detector(arch: str, num_classes: int, width: int = 64, base_width: int = 64,
-                   max_dets: int = MAX_DETS) -> DetectorNet:
+def build_detector(
+    arch: str, num_classes: int, width: int = 64, base_width: int = 64, max_dets: int = MAX_DETS
+) -> DetectorNet:
     """A :class:`DetectorNet` (registry-style builder)."""
     return DetectorNet(arch, num_classes, width=width, base_width=base_width, max_dets=max_dets)
 

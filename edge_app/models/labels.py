@@ -43,7 +43,9 @@ def resolve_labels(spec: str) -> list[str]:
     elif p.suffix.lower() in (".txt", ".names", ".labels") or "/" in spec:
         raise UserError(f"labels file '{spec}' does not exist; pass an existing file, imagenet, or names like cat,dog")
     else:
-        raise UserError(f"labels '{spec}' is neither imagenet, a file, nor a comma-separated list; e.g. labels imagenet or cat,dog")
+        raise UserError(
+            f"labels '{spec}' is neither imagenet, a file, nor a comma-separated list; e.g. labels imagenet or cat,dog"
+        )
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise UserError(f"labels '{spec}' repeat the name '{dup[0]}'; every class needs its own name")
@@ -53,5 +55,7 @@ def resolve_labels(spec: str) -> list[str]:
 def check_label_count(labels: list[str], num_classes: int, source: str) -> None:
     """One sentence when the labels do not match the classifier's outputs."""
     if len(labels) != num_classes:
-        raise UserError(f"{len(labels)} labels were given but the weights in '{source}' have {num_classes} outputs (fc); "
-                        f"pass {num_classes} labels" + (" (imagenet has 1000)" if num_classes == 1000 else ""))
+        raise UserError(
+            f"{len(labels)} labels were given but the weights in '{source}' have {num_classes} outputs (fc); "
+            f"pass {num_classes} labels" + (" (imagenet has 1000)" if num_classes == 1000 else "")
+        )

@@ -7,8 +7,6 @@ so ImageNet weights saved from torchvision load with ``load_state_dict`` unchang
 
 from __future__ import annotations
 
-from typing import Type, Union
-
 import torch
 from torch import nn
 
@@ -34,7 +32,7 @@ class BasicBlock(nn.Module):
         ch: int,
         stride: int = 1,
         downsample: nn.Module | None = None,
-        norm_layer: Type[nn.Module] = nn.BatchNorm2d,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_ch, ch, stride)
@@ -62,7 +60,7 @@ class Bottleneck(nn.Module):
         ch: int,
         stride: int = 1,
         downsample: nn.Module | None = None,
-        norm_layer: Type[nn.Module] = nn.BatchNorm2d,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         self.conv1 = conv1x1(in_ch, ch)
@@ -82,7 +80,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-Block = Union[Type[BasicBlock], Type[Bottleneck]]
+Block = type[BasicBlock] | type[Bottleneck]
 
 
 class ResNet(nn.Module):
@@ -93,7 +91,7 @@ class ResNet(nn.Module):
         block: Block,
         layers: tuple[int, int, int, int],
         num_classes: int = 1000,
-        norm_layer: Type[nn.Module] = nn.BatchNorm2d,
+        norm_layer: type[nn.Module] = nn.BatchNorm2d,
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__()

@@ -50,16 +50,22 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if not self.warmup >= 0:
-            raise UserError(f"--warmup {self.warmup:g} is negative; give the warm-up in seconds, 0 or more (e.g. --warmup 1)")
+            raise UserError(
+                f"--warmup {self.warmup:g} is negative; give the warm-up in seconds, 0 or more (e.g. --warmup 1)"
+            )
         if not self.duration >= 0:
-            raise UserError(f"--duration {self.duration:g} is negative; give the measuring time in seconds, 0 or more (e.g. --duration 3)")
+            raise UserError(
+                f"--duration {self.duration:g} is negative; give the measuring time in seconds, 0 or more (e.g. --duration 3)"
+            )
         if self.iterations < 1:
             raise UserError(f"--iterations {self.iterations} is below 1; give at least 1 measured call per variant")
         if not self.batches:
             raise UserError("--batch is empty; give one or more batch sizes, e.g. --batch 1,8,32")
         for b in self.batches:
             if b < 1:
-                raise UserError(f"--batch {b} is not a batch size; use whole numbers of at least 1, e.g. --batch 1,8,32")
+                raise UserError(
+                    f"--batch {b} is not a batch size; use whole numbers of at least 1, e.g. --batch 1,8,32"
+                )
         if not self.slice_s > 0:
             raise UserError(f"--slice {self.slice_s:g} must be greater than 0 seconds, e.g. --slice 0.1")
         if self.threads is not None and self.threads < 1:
@@ -76,7 +82,9 @@ def parse_batches(text: str) -> tuple[int, ...]:
         try:
             b = int(part)
         except ValueError:
-            raise UserError(f"--batch '{text}': '{part}' is not a whole number; give sizes like --batch 1,8,32") from None
+            raise UserError(
+                f"--batch '{text}': '{part}' is not a whole number; give sizes like --batch 1,8,32"
+            ) from None
         if b < 1:
             raise UserError(f"--batch {b} is not a batch size; use whole numbers of at least 1, e.g. --batch 1,8,32")
         if b not in out:
@@ -199,7 +207,9 @@ def _run_slice(case: Case, images: np.ndarray, cfg: BenchConfig) -> None:
     case.slices += 1
 
 
-def measure(cases: list[Case], images: np.ndarray, cfg: BenchConfig, tick: Callable[[float], None] = lambda s: None) -> None:
+def measure(
+    cases: list[Case], images: np.ndarray, cfg: BenchConfig, tick: Callable[[float], None] = lambda s: None
+) -> None:
     """Warm each case up, then round-robin slices over the cases until every one is done."""
     for c in cases:
         _warm_up(c, images, cfg.warmup)
@@ -216,9 +226,11 @@ def measure(cases: list[Case], images: np.ndarray, cfg: BenchConfig, tick: Calla
 
 def progress_ticker(bar: Any) -> Callable[[float], None]:
     """Advance ``bar`` by measured seconds, never past its end (warm-up and last slices overshoot a little)."""
+
     def tick(seconds: float) -> None:
         if bar is not None:
             bar.update(max(0.0, min(seconds, bar.total - bar.n)))
+
     return tick
 
 
@@ -227,10 +239,15 @@ def check_batches(ed: EngineDir, v: Variant, eng: Engine, batches: tuple[int, ..
     too_big = [b for b in batches if eng.max_batch is not None and b > eng.max_batch]
     if too_big:
         b = max(too_big)
-        fix = (f"build a plan for it with `python run.py build {ed.path} --precision {v.precision} --batch 1:{b}:{b}`"
-               if v.backend == "tensorrt" else "rebuild the engine for a larger batch")
-        raise UserError(f"--batch {b} exceeds the {v.key} engine's profile maximum of {eng.max_batch}; "
-                        f"use --batch up to {eng.max_batch}, {fix}, or leave {v.backend} out of --backends")
+        fix = (
+            f"build a plan for it with `python run.py build {ed.path} --precision {v.precision} --batch 1:{b}:{b}`"
+            if v.backend == "tensorrt"
+            else "rebuild the engine for a larger batch"
+        )
+        raise UserError(
+            f"--batch {b} exceeds the {v.key} engine's profile maximum of {eng.max_batch}; "
+            f"use --batch up to {eng.max_batch}, {fix}, or leave {v.backend} out of --backends"
+        )
 
 
 def runnable_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], list[Skipped]]:
@@ -238,11 +255,15 @@ def runnable_variants(ed: EngineDir, cfg: BenchConfig) -> tuple[list[Variant], l
     variants, skipped = discover_variants(ed, cfg)
     if not variants:
         why = "; ".join(f"{s.variant}: {s.reason}" for s in skipped) or "nothing matched --backends/--precisions"
-        raise UserError(f"no variant of '{ed.path}' can run here ({why}); install onnxruntime or pick other --backends/--precisions")
+        raise UserError(
+            f"no variant of '{ed.path}' can run here ({why}); install onnxruntime or pick other --backends/--precisions"
+        )
     return variants, skipped
 
 
-def open_variants(ed: EngineDir, variants: list[Variant], cfg: BenchConfig, engines: list[tuple[Variant, Engine]]) -> None:
+def open_variants(
+    ed: EngineDir, variants: list[Variant], cfg: BenchConfig, engines: list[tuple[Variant, Engine]]
+) -> None:
     """Open each variant into ``engines`` and check its batch range; the caller closes ``engines``, also on error."""
     for v in variants:
         eng = open_variant(ed.path, v, cfg)
@@ -258,8 +279,17 @@ def open_variant(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
     from edge_app.runtime import open_engine
 
     # No ONNX Runtime thread spinning: spinning workers would steal the cores from the next variant's slice.
-    return open_engine(path, v.backend, v.precision, v.device, threads=cfg.threads, spinning=False, use="throughput",
-                       dla_core=cfg.dla_core, cuda_graphs=cfg.cuda_graphs)
+    return open_engine(
+        path,
+        v.backend,
+        v.precision,
+        v.device,
+        threads=cfg.threads,
+        spinning=False,
+        use="throughput",
+        dla_core=cfg.dla_core,
+        cuda_graphs=cfg.cuda_graphs,
+    )
 
 
 def thread_counts(cfg: BenchConfig) -> dict[str, int | None]:
@@ -323,7 +353,9 @@ class BenchHeader:
         """bench.json's leading keys; the config as its JSON settings (tuples as lists, no progress flag)."""
         d = {f.name: getattr(self, f.name) for f in fields(BenchHeader)}
         d["engine"] = str(self.engine)
-        d["config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.config).items() if k != "progress"}
+        d["config"] = {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.config).items() if k != "progress"
+        }
         d["machine"], d["threads"] = dict(self.machine), dict(self.threads)
         return d
 
@@ -337,8 +369,12 @@ class BenchReport(BenchHeader):
     files: Mapping[str, str] = field(default_factory=dict)  # what was written: latency_png, throughput_png, json
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "results": [r.to_dict() for r in self.results],
-                "skipped": [s.to_dict() for s in self.skipped], "files": dict(self.files)}
+        return {
+            **super().to_dict(),
+            "results": [r.to_dict() for r in self.results],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "files": dict(self.files),
+        }
 
 
 def case_result(c: Case, meta: EngineMeta) -> CaseResult:
@@ -346,17 +382,28 @@ def case_result(c: Case, meta: EngineMeta) -> CaseResult:
     lat = c.timer.stats["latency"]
     summ = lat.run_summary()
     return CaseResult(
-        variant=c.variant.key, backend=c.variant.backend, precision=c.variant.precision,
-        device=c.engine.device, description=c.engine.description, model_file=c.engine.model_file,
+        variant=c.variant.key,
+        backend=c.variant.backend,
+        precision=c.variant.precision,
+        device=c.engine.device,
+        description=c.engine.description,
+        model_file=c.engine.model_file,
         batch=c.batch,
         latency_ms={k: summ[k] for k in ("min", "p50", "p90", "p99", "max", "mean")},
         percentiles_exact=summ["exact"],
         throughput_ips=c.calls * c.batch / c.measured_s if c.measured_s > 0 else float("nan"),
-        calls=c.calls, measured_s=c.measured_s, slices=c.slices,
-        warmup_s=c.warmup_s, warmup_calls=c.warmup_calls,
-        stages_ms={name: {k: s[k] for k in ("min", "p50", "p90", "p99", "max", "mean")}
-                   for name, s in c.timer.summary().items() if name != "latency"},
-        accuracy_top1=accuracy_of(meta, c.variant), agreement_fp32=agreement_of(meta, c.variant),
+        calls=c.calls,
+        measured_s=c.measured_s,
+        slices=c.slices,
+        warmup_s=c.warmup_s,
+        warmup_calls=c.warmup_calls,
+        stages_ms={
+            name: {k: s[k] for k in ("min", "p50", "p90", "p99", "max", "mean")}
+            for name, s in c.timer.summary().items()
+            if name != "latency"
+        },
+        accuracy_top1=accuracy_of(meta, c.variant),
+        agreement_fp32=agreement_of(meta, c.variant),
         histogram=lat.hist.to_dict(),
     )
 
@@ -385,7 +432,13 @@ def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> Ben
         if cfg.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=round(total_s, 1), desc="bench", unit="s", leave=False, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+            bar = tqdm(
+                total=round(total_s, 1),
+                desc="bench",
+                unit="s",
+                leave=False,
+                bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+            )
         tick = progress_ticker(bar)
         t0 = time.perf_counter()
         for b in cfg.batches:
@@ -399,8 +452,9 @@ def run_bench(engine_path: str | Path, cfg: BenchConfig, out: str | Path) -> Ben
             bar.close()
         for _, eng in engines:
             eng.close()
-    report = BenchReport(**vars(bench_header(ed, meta, cfg, "model", wall)), results=tuple(add_ratios(results)),
-                         skipped=tuple(skipped))
+    report = BenchReport(
+        **vars(bench_header(ed, meta, cfg, "model", wall)), results=tuple(add_ratios(results)), skipped=tuple(skipped)
+    )
     return write_report(report, Path(out))
 
 
@@ -408,9 +462,19 @@ def bench_header(ed: EngineDir, meta: EngineMeta, cfg: BenchConfig, mode: str, w
     """The fields every bench report starts with: engine, settings, machine and thread counts."""
     from edge_app.profiling.report import machine_info
 
-    return BenchHeader(engine=ed.path, name=meta.name, arch=meta.arch, input=f"{meta.input.height}x{meta.input.width}",
-                       created=now_iso(), mode=mode, baseline=BASELINE, wall_s=wall, config=replace(cfg),  # a snapshot
-                       machine=machine_info(), threads=thread_counts(cfg))
+    return BenchHeader(
+        engine=ed.path,
+        name=meta.name,
+        arch=meta.arch,
+        input=f"{meta.input.height}x{meta.input.width}",
+        created=now_iso(),
+        mode=mode,
+        baseline=BASELINE,
+        wall_s=wall,
+        config=replace(cfg),  # a snapshot
+        machine=machine_info(),
+        threads=thread_counts(cfg),
+    )
 
 
 def report_header(ed: EngineDir, meta: EngineMeta, cfg: BenchConfig, mode: str, wall: float) -> dict[str, Any]:
@@ -424,9 +488,12 @@ def print_report(report: BenchReport) -> None:
 
     cfg = report.config
     print(machine_line(report.machine))
-    print(f"engine: {report.engine} ({report.arch}, {report.input}); warm-up {cfg.warmup:g} s, then "
-          f"{cfg.duration:g} s or {cfg.iterations} calls per variant and batch, interleaved in {cfg.slice_s:g} s slices; "
-          + "threads: " + ", ".join(f"{k} {v}" for k, v in report.threads.items() if v))
+    print(
+        f"engine: {report.engine} ({report.arch}, {report.input}); warm-up {cfg.warmup:g} s, then "
+        f"{cfg.duration:g} s or {cfg.iterations} calls per variant and batch, interleaved in {cfg.slice_s:g} s slices; "
+        + "threads: "
+        + ", ".join(f"{k} {v}" for k, v in report.threads.items() if v)
+    )
     print(results_table(report.results, report.baseline))
     for s in report.skipped:
         print(f"not measured: {s.variant} ({s.reason})")
@@ -435,5 +502,16 @@ def print_report(report: BenchReport) -> None:
     print("wrote " + ", ".join(report.files.values()))
 
 
-__all__ = ["BenchConfig", "BenchReport", "CaseResult", "Skipped", "Variant", "discover_variants", "parse_batches", "parse_list",
-           "run_bench", "accuracy_of", "print_report"]
+__all__ = [
+    "BenchConfig",
+    "BenchReport",
+    "CaseResult",
+    "Skipped",
+    "Variant",
+    "discover_variants",
+    "parse_batches",
+    "parse_list",
+    "run_bench",
+    "accuracy_of",
+    "print_report",
+]

@@ -16,11 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_app.profiling.bench import (BASELINE, BenchConfig, Variant, accuracy_of, agreement_of, open_variants, progress_ticker,
-                            report_header, runnable_variants)
-from edge_app.profiling.report import LOOP_STAGES
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
+from edge_app.profiling.bench import (
+    BASELINE,
+    BenchConfig,
+    Variant,
+    accuracy_of,
+    agreement_of,
+    open_variants,
+    progress_ticker,
+    report_header,
+    runnable_variants,
+)
+from edge_app.profiling.report import LOOP_STAGES
 from edge_app.profiling.timers import RollingStats
 from edge_app.runtime.base import Engine
 
@@ -50,7 +59,7 @@ class LoopCase:
         return self.seconds >= cfg.duration and self.frames >= cfg.iterations
 
 
-def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple["PipelineReport", "Pipeline"]:
+def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple[PipelineReport, Pipeline]:
     """One run of the real frame loop for ``seconds``; returns (report, the Pipeline with its timer)."""
     from edge_app.frames.pipeline import Pipeline, PipelineConfig
     from edge_app.video.sinks import VideoFileSink
@@ -72,7 +81,9 @@ def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple["
     p = Pipeline(case.engine, src, [sink], PipelineConfig(batch=case.batch, duration=seconds))
     rep = p.run()
     if rep.frames_written == 0:
-        raise UserError(f"source '{source}' gave no frames to the loop; check it plays (e.g. `python run.py live --source {source}`)")
+        raise UserError(
+            f"source '{source}' gave no frames to the loop; check it plays (e.g. `python run.py live --source {source}`)"
+        )
     return rep, p
 
 
@@ -92,13 +103,26 @@ def _result(c: LoopCase, meta: EngineMeta) -> dict[str, Any]:
     stages = {n: {k: summ[n][k] for k in keys} for n in LOOP_STAGES if n in summ}
     stages.update({n: {k: s[k] for k in keys} for n, s in summ.items() if n not in stages and n != "end_to_end"})
     e2e = summ.get("end_to_end")
-    return {"variant": c.variant.key, "backend": c.variant.backend, "precision": c.variant.precision,
-            "device": c.engine.device, "description": c.engine.description, "batch": c.batch,
-            "frames": c.frames, "seconds": c.seconds, "fps": c.frames / c.seconds if c.seconds > 0 else float("nan"),
-            "dropped": c.dropped, "turns": c.turns, "warmup_s": c.warmup_s, "warmup_frames": c.warmup_frames,
-            "stages_ms": stages, "end_to_end_ms": {k: e2e[k] for k in keys} if e2e else {},
-            "percentiles_exact": all(s["exact"] for s in summ.values()),
-            "accuracy_top1": accuracy_of(meta, c.variant), "agreement_fp32": agreement_of(meta, c.variant)}
+    return {
+        "variant": c.variant.key,
+        "backend": c.variant.backend,
+        "precision": c.variant.precision,
+        "device": c.engine.device,
+        "description": c.engine.description,
+        "batch": c.batch,
+        "frames": c.frames,
+        "seconds": c.seconds,
+        "fps": c.frames / c.seconds if c.seconds > 0 else float("nan"),
+        "dropped": c.dropped,
+        "turns": c.turns,
+        "warmup_s": c.warmup_s,
+        "warmup_frames": c.warmup_frames,
+        "stages_ms": stages,
+        "end_to_end_ms": {k: e2e[k] for k in keys} if e2e else {},
+        "percentiles_exact": all(s["exact"] for s in summ.values()),
+        "accuracy_top1": accuracy_of(meta, c.variant),
+        "agreement_fp32": agreement_of(meta, c.variant),
+    }
 
 
 def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, out: str | Path) -> dict[str, Any]:
@@ -120,7 +144,13 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
             from tqdm import tqdm
 
             total = len(cfg.batches) * len(engines) * (cfg.warmup + max(cfg.duration, turn_s))
-            bar = tqdm(total=round(total, 1), desc="bench --pipeline", unit="s", leave=False, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+            bar = tqdm(
+                total=round(total, 1),
+                desc="bench --pipeline",
+                unit="s",
+                leave=False,
+                bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+            )
         tick = progress_ticker(bar)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
@@ -149,8 +179,14 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
     base = {r["batch"]: r["fps"] for r in results if r["variant"] == BASELINE}
     for r in results:
         r["speedup"] = r["fps"] / base[r["batch"]] if base.get(r["batch"]) else None
-    report = {**report_header(ed, meta, cfg, "pipeline", wall), "source": source,
-              "source_name": Path(source).name or source, "turn_s": turn_s, "results": results, "skipped": [s.to_dict() for s in skipped]}
+    report = {
+        **report_header(ed, meta, cfg, "pipeline", wall),
+        "source": source,
+        "source_name": Path(source).name or source,
+        "turn_s": turn_s,
+        "results": results,
+        "skipped": [s.to_dict() for s in skipped],
+    }
     write_outputs(report, Path(out))
     return report
 
@@ -161,11 +197,15 @@ def print_pipeline_report(report: dict[str, Any]) -> None:
 
     cfg = report["config"]
     print(machine_line(report["machine"]))
-    print(f"engine: {report['engine']} ({report['arch']}, {report['input']}); source: {report['source']}; warm-up "
-          f"{cfg['warmup']:g} s, then {cfg['duration']:g} s or {cfg['iterations']} frames per variant, in turns of {report['turn_s']:g} s")
+    print(
+        f"engine: {report['engine']} ({report['arch']}, {report['input']}); source: {report['source']}; warm-up "
+        f"{cfg['warmup']:g} s, then {cfg['duration']:g} s or {cfg['iterations']} frames per variant, in turns of {report['turn_s']:g} s"
+    )
     print(pipeline_table(report))
-    print("stages run in three threads (capture | preprocess+inference+postprocess | overlay+write), so they overlap: "
-          "frames/s follows the slowest thread, not the sum")
+    print(
+        "stages run in three threads (capture | preprocess+inference+postprocess | overlay+write), so they overlap: "
+        "frames/s follows the slowest thread, not the sum"
+    )
     for s in report["skipped"]:
         print(f"not measured: {s['variant']} ({s['reason']})")
     print("wrote " + ", ".join(report["files"].values()))

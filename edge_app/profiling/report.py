@@ -67,8 +67,13 @@ def gpu_name() -> str | None:
 def machine_info() -> dict[str, Any]:
     """CPU model and cores, GPU (or None), OS and library versions: what a reader needs to compare numbers."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info: dict[str, Any] = {"cpu": cpu_model(), "cores": cores, "gpu": gpu_name(), "os": platform.platform(),
-                            "python": platform.python_version()}
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": cores,
+        "gpu": gpu_name(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
     info["versions"] = {name: _version(d) for name, d in _LIBS.items()}
     return info
 
@@ -93,32 +98,80 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def results_table(results: Sequence[CaseResult], baseline: str) -> str:
     """The model-only table: latency percentiles, throughput, speed-up over ``baseline`` (PyTorch fp32) and top-1."""
-    header = ["variant", "batch", "min ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "img/s",
-              f"x {baseline}", "top-1", "agree"]
+    header = [
+        "variant",
+        "batch",
+        "min ms",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "mean ms",
+        "img/s",
+        f"x {baseline}",
+        "top-1",
+        "agree",
+    ]
     rows = []
     for r in results:
         lat = r.latency_ms
         sp = r.speedup
-        rows.append([r.variant, str(r.batch), *(_f(lat[k]) for k in ("min", "p50", "p90", "p99", "max", "mean")),
-                     _f(r.throughput_ips, 1), f"{sp:.2f}x" if sp else "-", _f(r.accuracy_top1, 4),
-                     _f(r.agreement_fp32, 4)])
+        rows.append(
+            [
+                r.variant,
+                str(r.batch),
+                *(_f(lat[k]) for k in ("min", "p50", "p90", "p99", "max", "mean")),
+                _f(r.throughput_ips, 1),
+                f"{sp:.2f}x" if sp else "-",
+                _f(r.accuracy_top1, 4),
+                _f(r.agreement_fp32, 4),
+            ]
+        )
     text = _table(header, rows)
-    stage_rows = [[r.variant, str(r.batch), name, _f(s["p50"], 3), _f(s["p99"], 3), _f(s["mean"], 3)]
-                  for r in results for name, s in r.stages_ms.items()]
+    stage_rows = [
+        [r.variant, str(r.batch), name, _f(s["p50"], 3), _f(s["p99"], 3), _f(s["mean"], 3)]
+        for r in results
+        for name, s in r.stages_ms.items()
+    ]
     if any(len(r.stages_ms) > 1 for r in results):
-        text += "\n\ninternal stages reported by the engines:\n" + _table(["variant", "batch", "stage", "p50 ms", "p99 ms", "mean ms"], stage_rows)
+        text += "\n\ninternal stages reported by the engines:\n" + _table(
+            ["variant", "batch", "stage", "p50 ms", "p99 ms", "mean ms"], stage_rows
+        )
     return text
 
 
 def pipeline_table(report: dict[str, Any]) -> str:
     """The whole-loop table: per variant, frames/s (and its ratio to the baseline) then each stage's latency."""
-    header = ["variant", "batch", "frames", "fps", f"x {report['baseline']}", "top-1", "stage", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"]
+    header = [
+        "variant",
+        "batch",
+        "frames",
+        "fps",
+        f"x {report['baseline']}",
+        "top-1",
+        "stage",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "mean ms",
+    ]
     rows = []
     for r in report["results"]:
         stages = list(r["stages_ms"].items()) + ([("end_to_end", r["end_to_end_ms"])] if r.get("end_to_end_ms") else [])
         for j, (name, s) in enumerate(stages):
-            head = [r["variant"], str(r["batch"]), str(r["frames"]), _f(r["fps"], 1), f"{r['speedup']:.2f}x" if r.get("speedup") else "-",
-                    _f(r["accuracy_top1"], 4)] if j == 0 else [""] * 6
+            head = (
+                [
+                    r["variant"],
+                    str(r["batch"]),
+                    str(r["frames"]),
+                    _f(r["fps"], 1),
+                    f"{r['speedup']:.2f}x" if r.get("speedup") else "-",
+                    _f(r["accuracy_top1"], 4),
+                ]
+                if j == 0
+                else [""] * 6
+            )
             rows.append([*head, name, *(_f(s[k]) for k in ("p50", "p90", "p99", "max", "mean"))])
     return _table(header, rows)
 
@@ -211,8 +264,11 @@ def plot_stages(report: dict[str, Any], path: Path) -> Path:
         ax.text(xi, top, f"{r['fps']:.1f} fps", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, [r["variant"] for r in results])
     ax.set_ylabel("mean ms per frame")
-    ax.set_title(f"{report['name']} on {report.get('source_name', '')}: mean ms per frame and stage\n"
-                 "(stages overlap in three threads; frames/s on top)", fontsize=10)
+    ax.set_title(
+        f"{report['name']} on {report.get('source_name', '')}: mean ms per frame and stage\n"
+        "(stages overlap in three threads; frames/s on top)",
+        fontsize=10,
+    )
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
@@ -221,8 +277,10 @@ def write_report(report: BenchReport, out: Path) -> BenchReport:
     """Write a model-only run's plots and ``bench.json`` (plots first, so the JSON can list them); returns the
     report with ``files`` (name -> path) filled in."""
     ensure_writable_dir(out)
-    written = {"latency_png": str(plot_latency(report, out / "latency.png")),
-               "throughput_png": str(plot_throughput(report, out / "throughput.png"))}
+    written = {
+        "latency_png": str(plot_latency(report, out / "latency.png")),
+        "throughput_png": str(plot_throughput(report, out / "throughput.png")),
+    }
     report = replace(report, files={**written, "json": str(out / "bench.json")})
     atomic_write_json(out / "bench.json", _jsonable(report.to_dict()))
     return report

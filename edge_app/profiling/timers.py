@@ -31,8 +31,10 @@ class LogHistogram:
 
     def __init__(self, lo_ms: float = 1e-3, hi_ms: float = 1e6, bins_per_decade: int = 100) -> None:
         if not (0 < lo_ms < hi_ms) or bins_per_decade < 1:
-            raise ValueError(f"histogram range must satisfy 0 < lo < hi with >= 1 bin per decade, got lo={lo_ms}, hi={hi_ms}, "
-                             f"bins_per_decade={bins_per_decade}")
+            raise ValueError(
+                f"histogram range must satisfy 0 < lo < hi with >= 1 bin per decade, got lo={lo_ms}, hi={hi_ms}, "
+                f"bins_per_decade={bins_per_decade}"
+            )
         self.lo_ms, self.hi_ms, self.bins_per_decade = float(lo_ms), float(hi_ms), int(bins_per_decade)
         self.n_bins = math.ceil(math.log10(hi_ms / lo_ms) * bins_per_decade)
         # index 0: underflow, 1..n_bins: the log bins, n_bins + 1: overflow
@@ -70,10 +72,12 @@ class LogHistogram:
     def mean(self) -> float:
         return self.total / self.count if self.count else float("nan")
 
-    def merge(self, other: "LogHistogram") -> None:
+    def merge(self, other: LogHistogram) -> None:
         """Add ``other``'s counts (same bin layout), e.g. to pool several runs of one variant."""
         if (other.lo_ms, other.hi_ms, other.bins_per_decade) != (self.lo_ms, self.hi_ms, self.bins_per_decade):
-            raise ValueError("histograms with different bins cannot be merged; create both with the same lo_ms, hi_ms, bins_per_decade")
+            raise ValueError(
+                "histograms with different bins cannot be merged; create both with the same lo_ms, hi_ms, bins_per_decade"
+            )
         self.counts += other.counts
         self.count += other.count
         self.total += other.total
@@ -123,9 +127,16 @@ class LogHistogram:
     def to_dict(self) -> dict[str, Any]:
         """Compact JSON form: the bin layout and the non-empty bins only."""
         nz = np.nonzero(self.counts)[0]
-        return {"lo_ms": self.lo_ms, "hi_ms": self.hi_ms, "bins_per_decade": self.bins_per_decade, "n_bins": self.n_bins,
-                "bins": {int(i): int(self.counts[i]) for i in nz}, "count": self.count,
-                "min_ms": self.min if self.count else None, "max_ms": self.max if self.count else None}
+        return {
+            "lo_ms": self.lo_ms,
+            "hi_ms": self.hi_ms,
+            "bins_per_decade": self.bins_per_decade,
+            "n_bins": self.n_bins,
+            "bins": {int(i): int(self.counts[i]) for i in nz},
+            "count": self.count,
+            "min_ms": self.min if self.count else None,
+            "max_ms": self.max if self.count else None,
+        }
 
 
 class RollingStats:
@@ -144,7 +155,7 @@ class RollingStats:
         self.count += 1
         self.hist.add(ms)
 
-    def merge(self, other: "RollingStats") -> None:
+    def merge(self, other: RollingStats) -> None:
         """Pool ``other`` into this one: its window's samples join ours, its histogram adds to ours.
 
         Whole-run figures stay exact only if neither side has dropped a sample from its window.
@@ -265,5 +276,9 @@ def percentiles(samples_ms: list[float] | np.ndarray, qs: tuple[float, ...] = QU
     a = np.asarray(samples_ms, dtype=np.float64)
     if a.size == 0:
         return {**{f"p{q:g}": float("nan") for q in qs}, "mean": float("nan"), "min": float("nan"), "max": float("nan")}
-    return {**{f"p{q:g}": float(np.percentile(a, q)) for q in qs}, "mean": float(a.mean()),
-            "min": float(a.min()), "max": float(a.max())}
+    return {
+        **{f"p{q:g}": float(np.percentile(a, q)) for q in qs},
+        "mean": float(a.mean()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }

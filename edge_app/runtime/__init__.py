@@ -30,9 +30,18 @@ def _devices(device: str) -> tuple[str, ...]:
     return ("cuda",) if device.startswith("cuda") else ("cpu",)
 
 
-def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto", device: str = "auto",
-                threads: int | None = None, no_build: bool = False, spinning: bool = True,
-                dla_core: int | None = None, cuda_graphs: bool = False, use: str = "latency") -> Engine:
+def open_engine(
+    path: str | Path,
+    backend: str = "auto",
+    precision: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+    no_build: bool = False,
+    spinning: bool = True,
+    dla_core: int | None = None,
+    cuda_graphs: bool = False,
+    use: str = "latency",
+) -> Engine:
     """Open ``engines/<name>`` with ``backend`` at ``precision``; the engine's ``choice`` says what and why.
 
     ``no_build``: with TensorRT, a missing plan is an error instead of a (minutes-long, once) build.
@@ -67,14 +76,20 @@ def open_engine(path: str | Path, backend: str = "auto", precision: str = "auto"
     if explicit:
         b = get_backend(backend)
         if not passed_over:  # nothing was tried: the backend does not run on the device asked for
-            raise UserError(f"backend {b.name} runs on {' and '.join(b.devices)} only, not on device {device}; "
-                            f"choose device {b.devices[0]} or another backend")
-        raise UserError(f"backend {b.name} is not available here ({'; '.join(passed_over)}); "
-                        f"{b.install_hint}, or use backend auto to fall back to another")
+            raise UserError(
+                f"backend {b.name} runs on {' and '.join(b.devices)} only, not on device {device}; "
+                f"choose device {b.devices[0]} or another backend"
+            )
+        raise UserError(
+            f"backend {b.name} is not available here ({'; '.join(passed_over)}); "
+            f"{b.install_hint}, or use backend auto to fall back to another"
+        )
     raise UserError(f"no backend can open '{ed.path}' here ({'; '.join(passed_over)})")
 
 
-def _try_open(b: Backend, ed: EngineDir, meta: EngineMeta, opts: OpenOptions, explicit: bool, passed_over: list[str]) -> Engine | None:
+def _try_open(
+    b: Backend, ed: EngineDir, meta: EngineMeta, opts: OpenOptions, explicit: bool, passed_over: list[str]
+) -> Engine | None:
     """``b.open`` or None with the reason added to ``passed_over``; asked for by name, a failure is an error."""
     ok, why = b.available(opts.device)
     if not ok:
@@ -89,7 +104,9 @@ def _try_open(b: Backend, ed: EngineDir, meta: EngineMeta, opts: OpenOptions, ex
     except Exception as e:  # noqa: BLE001 - a backend that fails to build or load is passed over, said once
         if explicit:
             raise UserError(f"backend {b.name} failed to open '{ed.path}': {type(e).__name__}: {e}") from None
-        log.warning("%s on %s failed (%s: %s); falling back to the next backend", b.name, opts.device, type(e).__name__, e)
+        log.warning(
+            "%s on %s failed (%s: %s); falling back to the next backend", b.name, opts.device, type(e).__name__, e
+        )
         passed_over.append(f"{b.name} {opts.device} failed: {type(e).__name__}: {e}")
     return None
 

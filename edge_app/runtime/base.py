@@ -67,8 +67,13 @@ class Engine(abc.ABC):
         if self._closed:
             raise RuntimeError(f"{self.backend} engine is closed")
         spec = self.meta.input
-        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
-                or images.shape[1:] != (spec.height, spec.width, 3) or images.shape[0] < 1:
+        if (
+            not isinstance(images, np.ndarray)
+            or images.dtype != np.uint8
+            or images.ndim != 4
+            or images.shape[1:] != (spec.height, spec.width, 3)
+            or images.shape[0] < 1
+        ):
             got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
             raise ValueError(f"expected a uint8 batch of shape (N,{spec.height},{spec.width},3), got {got}")
         if self.max_batch is not None and images.shape[0] > self.max_batch:
@@ -76,8 +81,10 @@ class Engine(abc.ABC):
         out = self._infer(np.ascontiguousarray(images))
         missing = [n for n in self.outputs if n not in out]
         if missing:
-            raise RuntimeError(f"{self.backend} returned outputs {sorted(out)}, but meta.json lists {self.outputs}; "
-                               "re-export the engine folder")
+            raise RuntimeError(
+                f"{self.backend} returned outputs {sorted(out)}, but meta.json lists {self.outputs}; "
+                "re-export the engine folder"
+            )
         return {n: np.asarray(out[n], dtype=np.float32) for n in self.outputs}
 
     def infer_batched(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -85,7 +92,7 @@ class Engine(abc.ABC):
         cap = self.max_batch
         if not cap or len(images) <= cap:
             return self.infer(images)
-        parts = [self.infer(images[s:s + cap]) for s in range(0, len(images), cap)]
+        parts = [self.infer(images[s : s + cap]) for s in range(0, len(images), cap)]
         return {n: np.concatenate([p[n] for p in parts]) for n in self.outputs}
 
     @abc.abstractmethod
@@ -101,7 +108,7 @@ class Engine(abc.ABC):
             self._closed = True
             self._close()
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: Any) -> None:

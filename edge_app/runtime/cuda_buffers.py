@@ -99,10 +99,17 @@ class CudaRuntime:
         """Name, compute capability, memory and versions of device ``index``."""
         prop = self._call("cudaGetDeviceProperties", index)
         name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-        return DeviceInfo(index=index, name=name.rstrip("\x00").strip(), compute_capability=(int(prop.major), int(prop.minor)),
-                          total_memory=int(prop.totalGlobalMem), integrated=bool(prop.integrated),
-                          driver_version=self.driver_version(), runtime_version=self.runtime_version(),
-                          sm_count=int(prop.multiProcessorCount), mig=in_mig_instance())
+        return DeviceInfo(
+            index=index,
+            name=name.rstrip("\x00").strip(),
+            compute_capability=(int(prop.major), int(prop.minor)),
+            total_memory=int(prop.totalGlobalMem),
+            integrated=bool(prop.integrated),
+            driver_version=self.driver_version(),
+            runtime_version=self.runtime_version(),
+            sm_count=int(prop.multiProcessorCount),
+            mig=in_mig_instance(),
+        )
 
     def driver_version(self) -> int:
         """The CUDA version the installed driver supports (12040 = 12.4); 0 when no NVIDIA driver is installed."""
@@ -255,8 +262,10 @@ def no_gpu_reason(cuda: CudaRuntime, err: CudaError) -> str:
         except CudaError:
             runtime = 0
         have, need = cuda_version_str(driver), cuda_version_str(runtime) if runtime else "a newer CUDA"
-        return (f"the NVIDIA driver supports CUDA {have} but cuda-bindings needs CUDA {need}: "
-                f"pip install 'cuda-bindings=={driver // 1000}.*' (or update the NVIDIA driver)")
+        return (
+            f"the NVIDIA driver supports CUDA {have} but cuda-bindings needs CUDA {need}: "
+            f"pip install 'cuda-bindings=={driver // 1000}.*' (or update the NVIDIA driver)"
+        )
     return f"no usable NVIDIA GPU ({err}); check the NVIDIA driver with nvidia-smi, or run on the CPU with ONNX Runtime"
 
 

@@ -42,8 +42,12 @@ def gpu_provider_options(provider: str, engine_dir: EngineDir, precision: str = 
     if provider != "TensorrtExecutionProvider":
         return {}
     cache = str(engine_dir.plans_dir / "ort-trt")
-    opts = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": cache,
-            "trt_timing_cache_enable": "True", "trt_timing_cache_path": cache}
+    opts = {
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": cache,
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": cache,
+    }
     if precision == "fp16":
         opts["trt_fp16_enable"] = "True"
     elif precision == "int8":
@@ -56,17 +60,32 @@ class OnnxRuntimeEngine(Engine):
 
     backend = "onnxruntime"
 
-    def __init__(self, engine_dir: EngineDir, meta: EngineMeta, precision: str = "fp32",
-                 provider: str = "CPUExecutionProvider", threads: int | None = None, spinning: bool = True) -> None:
+    def __init__(
+        self,
+        engine_dir: EngineDir,
+        meta: EngineMeta,
+        precision: str = "fp32",
+        provider: str = "CPUExecutionProvider",
+        threads: int | None = None,
+        spinning: bool = True,
+    ) -> None:
         import onnxruntime as ort
 
         if provider not in ort.get_available_providers():
-            raise UserError(f"ONNX Runtime provider '{provider}' is not available here (have: {', '.join(ort.get_available_providers())}); "
-                            "install onnxruntime-gpu for CUDA/TensorRT providers")
+            raise UserError(
+                f"ONNX Runtime provider '{provider}' is not available here (have: {', '.join(ort.get_available_providers())}); "
+                "install onnxruntime-gpu for CUDA/TensorRT providers"
+            )
         path = engine_dir.onnx_path(precision, onnx_target(provider))
         if not path.is_file():
-            raise UserError(f"'{path}' does not exist; run `python run.py calibrate {engine_dir.path}` to make the {precision} models")
-        device = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda-trt"}.get(provider, provider)
+            raise UserError(
+                f"'{path}' does not exist; run `python run.py calibrate {engine_dir.path}` to make the {precision} models"
+            )
+        device = {
+            "CPUExecutionProvider": "cpu",
+            "CUDAExecutionProvider": "cuda",
+            "TensorrtExecutionProvider": "cuda-trt",
+        }.get(provider, provider)
         super().__init__(engine_dir, meta, precision, device)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -130,7 +149,9 @@ def _open(ed: EngineDir, meta: EngineMeta, opts: OpenOptions) -> OnnxRuntimeEngi
         return eng
     prec, why = _cpu_precision(ed, opts.precision)
     if prec == "fp16":
-        raise UserError("fp16 on the CPU is not supported by ONNX Runtime's CPU provider at useful speed; use precision fp32 or int8")
+        raise UserError(
+            "fp16 on the CPU is not supported by ONNX Runtime's CPU provider at useful speed; use precision fp32 or int8"
+        )
     eng = OnnxRuntimeEngine(ed, meta, prec, "CPUExecutionProvider", opts.threads, opts.spinning)
     eng.choice = f"onnxruntime CPU {prec}: {why}"
     return eng
@@ -138,14 +159,38 @@ def _open(ed: EngineDir, meta: EngineMeta, opts: OpenOptions) -> OnnxRuntimeEngi
 
 def _variants(ed: EngineDir, device: str) -> list[Variant]:
     if device == "cpu":
-        return [Variant("ort-fp32", "onnxruntime", "fp32", "cpu", ed.onnx_path("fp32").name, "fp32"),
-                Variant("ort-int8-cpu", "onnxruntime", "int8", "cpu", ed.onnx_path("int8", "cpu").name, "int8.cpu",
-                        "run `python run.py calibrate` to make it")]
-    return [Variant("ort-gpu-fp32", "onnxruntime", "fp32", "cuda", ed.onnx_path("fp32").name, "fp32"),
-            Variant("ort-gpu-fp16", "onnxruntime", "fp16", "cuda", ed.onnx_path("fp16").name, "fp16",
-                    "run `python run.py calibrate` to make it")]
+        return [
+            Variant("ort-fp32", "onnxruntime", "fp32", "cpu", ed.onnx_path("fp32").name, "fp32"),
+            Variant(
+                "ort-int8-cpu",
+                "onnxruntime",
+                "int8",
+                "cpu",
+                ed.onnx_path("int8", "cpu").name,
+                "int8.cpu",
+                "run `python run.py calibrate` to make it",
+            ),
+        ]
+    return [
+        Variant("ort-gpu-fp32", "onnxruntime", "fp32", "cuda", ed.onnx_path("fp32").name, "fp32"),
+        Variant(
+            "ort-gpu-fp16",
+            "onnxruntime",
+            "fp16",
+            "cuda",
+            ed.onnx_path("fp16").name,
+            "fp16",
+            "run `python run.py calibrate` to make it",
+        ),
+    ]
 
 
-BACKEND = Backend(name="onnxruntime", devices=("cuda", "cpu"), priority=30,
-                  install_hint="pip install onnxruntime (CPU) or onnxruntime-gpu (NVIDIA)",
-                  available=_available, open=_open, variants=_variants)
+BACKEND = Backend(
+    name="onnxruntime",
+    devices=("cuda", "cpu"),
+    priority=30,
+    install_hint="pip install onnxruntime (CPU) or onnxruntime-gpu (NVIDIA)",
+    available=_available,
+    open=_open,
+    variants=_variants,
+)

@@ -31,20 +31,31 @@ class OpenVinoEngine(Engine):
 
     backend = "openvino"
 
-    def __init__(self, engine_dir: EngineDir, meta: EngineMeta, precision: str = "fp32", target: str = "cpu",
-                 threads: int | None = None, use: str = "latency") -> None:
+    def __init__(
+        self,
+        engine_dir: EngineDir,
+        meta: EngineMeta,
+        precision: str = "fp32",
+        target: str = "cpu",
+        threads: int | None = None,
+        use: str = "latency",
+    ) -> None:
         import openvino as ov
 
         path = engine_dir.onnx_path(precision, target)
         if not path.is_file():
-            raise UserError(f"'{path}' does not exist; run `python run.py calibrate {engine_dir.path}` to make the {precision} models")
+            raise UserError(
+                f"'{path}' does not exist; run `python run.py calibrate {engine_dir.path}` to make the {precision} models"
+            )
         super().__init__(engine_dir, meta, precision, "cpu")
         core = ov.Core()
         model = core.read_model(str(path))
         if model.input(0).get_partial_shape()[0].is_static:  # our exports are dynamic; a fixed-batch file is not
             model.reshape({model.input(0): ov.PartialShape([-1, meta.input.height, meta.input.width, 3])})
-        config: dict[str, object] = {"PERFORMANCE_HINT": use.upper(),
-                                     "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1}
+        config: dict[str, object] = {
+            "PERFORMANCE_HINT": use.upper(),
+            "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1,
+        }
         if precision in ("fp32", "int8"):
             # On CPUs with AMX / AVX-512 BF16 OpenVINO runs float layers in bfloat16 by default (fp32 logits off
             # by ~1e-2 here). fp32 is the numerical reference, and int8 should match ONNX Runtime's int8 (its
@@ -62,13 +73,14 @@ class OpenVinoEngine(Engine):
             res = self.requests[0].infer({0: images})
             return {n: res[i] for i, n in enumerate(self._outs)}
         chunks = np.array_split(images, min(self.streams, len(images)))
-        used = self.requests[:len(chunks)]
+        used = self.requests[: len(chunks)]
         for req, chunk in zip(used, chunks):
             req.start_async({0: chunk})
         for req in used:
             req.wait()
-        return {n: np.concatenate([req.get_output_tensor(i).data.copy() for req in used])
-                for i, n in enumerate(self._outs)}
+        return {
+            n: np.concatenate([req.get_output_tensor(i).data.copy() for req in used]) for i, n in enumerate(self._outs)
+        }
 
     def _close(self) -> None:
         self.requests = []
@@ -106,10 +118,26 @@ def _open(ed: EngineDir, meta: EngineMeta, opts: OpenOptions) -> OpenVinoEngine:
 def _variants(ed: EngineDir, device: str) -> list[Variant]:
     if device != "cpu":
         return []
-    return [Variant("ov-fp32", "openvino", "fp32", "cpu", ed.onnx_path("fp32").name, "fp32"),
-            Variant("ov-int8", "openvino", "int8", "cpu", ed.onnx_path("int8", "cpu").name, "int8.cpu",
-                    "run `python run.py calibrate` to make it")]
+    return [
+        Variant("ov-fp32", "openvino", "fp32", "cpu", ed.onnx_path("fp32").name, "fp32"),
+        Variant(
+            "ov-int8",
+            "openvino",
+            "int8",
+            "cpu",
+            ed.onnx_path("int8", "cpu").name,
+            "int8.cpu",
+            "run `python run.py calibrate` to make it",
+        ),
+    ]
 
 
-BACKEND = Backend(name="openvino", devices=("cpu",), priority=20, install_hint=f"pip install {PIN}",
-                  available=_available, open=_open, variants=_variants)
+BACKEND = Backend(
+    name="openvino",
+    devices=("cpu",),
+    priority=20,
+    install_hint=f"pip install {PIN}",
+    available=_available,
+    open=_open,
+    variants=_variants,
+)

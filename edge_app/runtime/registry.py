@@ -62,8 +62,8 @@ class Backend:
     priority: int  # lower is tried first by the automatic choice, among the backends of one device
     install_hint: str  # one clause: how to get it
     available: Callable[[str], tuple[bool, str]]  # device -> (ok, why: the version when ok, the reason when not)
-    open: Callable[["EngineDir", "EngineMeta", OpenOptions], "Engine"]
-    variants: Callable[["EngineDir", str], list[Variant]] = field(default=lambda ed, device: [])
+    open: Callable[[EngineDir, EngineMeta, OpenOptions], Engine]
+    variants: Callable[[EngineDir, str], list[Variant]] = field(default=lambda ed, device: [])
 
 
 @lru_cache(maxsize=1)
@@ -93,6 +93,6 @@ def get_backend(name: str) -> Backend:
     raise UserError(f"backend '{name}' is unknown; choose auto or one of {', '.join(backend_names())}")
 
 
-def has_variant_file(ed: "EngineDir", v: Variant) -> bool:
+def has_variant_file(ed: EngineDir, v: Variant) -> bool:
     """Whether the engine folder holds the file ``v`` runs."""
     return not v.file or (ed.path / v.file).is_file()

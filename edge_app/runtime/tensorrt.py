@@ -24,11 +24,22 @@ from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_bytes, sha256_bytes, sha256_file
 from edge_app.runtime.base import Engine
-from edge_app.runtime.registry import Backend, OpenOptions, Variant
 from edge_app.runtime.cuda_buffers import CudaError, CudaRuntime, DeviceInfo, probe_gpu
-from edge_app.runtime.trt_build import (BatchRange, BuildError, BuildSpec, build_plan, check_gpu_supported,
-                                       check_precision_supported, TRT_FIX, load_trt, make_logger, onnx_for, plan_key,
-                                       trt_major)
+from edge_app.runtime.registry import Backend, OpenOptions, Variant
+from edge_app.runtime.trt_build import (
+    TRT_FIX,
+    BatchRange,
+    BuildError,
+    BuildSpec,
+    build_plan,
+    check_gpu_supported,
+    check_precision_supported,
+    load_trt,
+    make_logger,
+    onnx_for,
+    plan_key,
+    trt_major,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +96,18 @@ class TensorRTEngine(Engine):
 
     backend = "tensorrt"
 
-    def __init__(self, engine_dir: EngineDir, meta: EngineMeta, precision: str, plan: bytes, trt: ModuleType,
-                 cuda: CudaRuntime, dla_core: int | None = None, cuda_graphs: bool = False, model_file: str = "") -> None:
+    def __init__(
+        self,
+        engine_dir: EngineDir,
+        meta: EngineMeta,
+        precision: str,
+        plan: bytes,
+        trt: ModuleType,
+        cuda: CudaRuntime,
+        dla_core: int | None = None,
+        cuda_graphs: bool = False,
+        model_file: str = "",
+    ) -> None:
         super().__init__(engine_dir, meta, precision, f"dla{dla_core}" if dla_core is not None else "cuda")
         self.model_file = model_file
         self._trt, self._cuda = trt, cuda
@@ -105,7 +126,9 @@ class TensorRTEngine(Engine):
             self._runtime.DLA_core = dla_core
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
-            raise PlanError("TensorRT could not deserialize the plan: " + ("; ".join(self._logger.errors) or "no details"))
+            raise PlanError(
+                "TensorRT could not deserialize the plan: " + ("; ".join(self._logger.errors) or "no details")
+            )
         self._context = self._engine.create_execution_context()
         if self._context is None:
             raise RuntimeError("TensorRT could not create an execution context (out of GPU memory?)")
@@ -123,11 +146,15 @@ class TensorRTEngine(Engine):
             mode = eng.get_tensor_mode(name)
             (inputs if mode == trt.TensorIOMode.INPUT else outputs).append(name)
         if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeError(f"expected a plan with one input and one output, got inputs {inputs} and outputs {outputs}")
+            raise RuntimeError(
+                f"expected a plan with one input and one output, got inputs {inputs} and outputs {outputs}"
+            )
         dtypes = {trt.DataType.UINT8: np.uint8, trt.DataType.FLOAT: np.float32, trt.DataType.HALF: np.float16}
         in_dt, out_dt = eng.get_tensor_dtype(inputs[0]), eng.get_tensor_dtype(outputs[0])
         if in_dt != trt.DataType.UINT8 or out_dt not in (trt.DataType.FLOAT, trt.DataType.HALF):
-            raise RuntimeError(f"expected uint8 input and fp32/fp16 output, got {in_dt} and {out_dt}; re-export the model")
+            raise RuntimeError(
+                f"expected uint8 input and fp32/fp16 output, got {in_dt} and {out_dt}; re-export the model"
+            )
         lo, _opt, hi = eng.get_tensor_profile_shape(inputs[0], 0)
         self.min_batch, self.max_batch = int(tuple(lo)[0]), int(tuple(hi)[0])
         spec = self.meta.input
@@ -135,7 +162,9 @@ class TensorRTEngine(Engine):
         out_shape = tuple(eng.get_tensor_shape(outputs[0]))
         self._out = _Io(outputs[0], np.dtype(dtypes[out_dt]), tuple(int(d) for d in out_shape[1:]))
         if self._out.shape != (self.meta.num_classes,):
-            raise RuntimeError(f"plan output {out_shape} does not match {self.meta.num_classes} labels in meta.json; rebuild the plan")
+            raise RuntimeError(
+                f"plan output {out_shape} does not match {self.meta.num_classes} labels in meta.json; rebuild the plan"
+            )
         cu = self._cuda
         self._stream = cu.stream_create()
         self._events = [cu.event_create() for _ in range(4)]  # start, after H2D, after compute, after D2H
@@ -179,7 +208,9 @@ class TensorRTEngine(Engine):
         graph: Any = None
         try:
             if not self._context.execute_async_v3(cu.stream_handle(s)):
-                raise RuntimeError("TensorRT's enqueue failed while being captured (the plan has operations CUDA graphs do not allow)")
+                raise RuntimeError(
+                    "TensorRT's enqueue failed while being captured (the plan has operations CUDA graphs do not allow)"
+                )
             graph = cu.end_capture(s)
             return n, graph, cu.graph_instantiate(graph)
         except (CudaError, RuntimeError) as e:
@@ -204,12 +235,16 @@ class TensorRTEngine(Engine):
         assert inp is not None and out is not None and inp.view is not None and out.view is not None  # set in _setup
         n = images.shape[0]
         if not self.min_batch <= n <= (self.max_batch or n):
-            raise ValueError(f"batch {n} is outside this plan's profile, which takes batch {self.min_batch} to {self.max_batch}; "
-                             f"build a plan that holds it (`python run.py build {self.engine_dir.path} --batch ...`)")
+            raise ValueError(
+                f"batch {n} is outside this plan's profile, which takes batch {self.min_batch} to {self.max_batch}; "
+                f"build a plan that holds it (`python run.py build {self.engine_dir.path} --batch ...`)"
+            )
         inp.view[:n] = images
         if n != self._batch_set:
             if not self._context.set_input_shape(inp.name, self._trt.Dims((n, *inp.shape))):
-                raise ValueError(f"TensorRT refused batch {n} for this plan (profile batch {self.min_batch} to {self.max_batch})")
+                raise ValueError(
+                    f"TensorRT refused batch {n} for this plan (profile batch {self.min_batch} to {self.max_batch})"
+                )
             self._batch_set = n
         cu.event_record(ev[0], s)
         cu.memcpy_h2d_async(inp.device, inp.host, n * inp.sample_bytes, s)  # uint8: 4x fewer bytes than fp32
@@ -219,8 +254,11 @@ class TensorRTEngine(Engine):
         cu.memcpy_d2h_async(out.host, out.device, n * out.sample_bytes, s)
         cu.event_record(ev[3], s)
         cu.stream_synchronize(s)
-        self.last_timings = {"h2d": cu.event_elapsed_ms(ev[0], ev[1]), "compute": cu.event_elapsed_ms(ev[1], ev[2]),
-                             "d2h": cu.event_elapsed_ms(ev[2], ev[3])}
+        self.last_timings = {
+            "h2d": cu.event_elapsed_ms(ev[0], ev[1]),
+            "compute": cu.event_elapsed_ms(ev[1], ev[2]),
+            "d2h": cu.event_elapsed_ms(ev[2], ev[3]),
+        }
         return {out.name: out.view[:n].astype(np.float32)}  # a copy: the pinned buffer is reused by the next call
 
     def _close(self) -> None:
@@ -258,7 +296,7 @@ class Machine:
     device: DeviceInfo
 
     @classmethod
-    def detect(cls, trt: ModuleType | None = None, cuda: CudaRuntime | None = None) -> "Machine":
+    def detect(cls, trt: ModuleType | None = None, cuda: CudaRuntime | None = None) -> Machine:
         """The local machine; UserError saying what is missing (and that ONNX Runtime is the fallback)."""
         try:
             cuda = cuda or CudaRuntime()
@@ -289,13 +327,20 @@ def timing_cache_path(ed: EngineDir) -> Path:
 def _spec_of(rec: dict[str, Any]) -> BuildSpec | None:
     """The BuildSpec a meta.json build record was made with; None for a record this version cannot read."""
     try:
-        return BuildSpec(rec["precision"], BatchRange(*rec["batch"]), rec.get("dla_core"),
-                         float(rec.get("workspace_gib", 2.0)), int(rec.get("opt_level", 3)))
+        return BuildSpec(
+            rec["precision"],
+            BatchRange(*rec["batch"]),
+            rec.get("dla_core"),
+            float(rec.get("workspace_gib", 2.0)),
+            int(rec.get("opt_level", 3)),
+        )
     except (KeyError, TypeError, ValueError, UserError):
         return None
 
 
-def _plans_here(meta: EngineMeta, m: Machine, precision: str, onnx_sha: str, dla_core: int | None) -> dict[str, BuildSpec]:
+def _plans_here(
+    meta: EngineMeta, m: Machine, precision: str, onnx_sha: str, dla_core: int | None
+) -> dict[str, BuildSpec]:
     """{key: spec} of the plans built for exactly this machine (TensorRT, GPU identity), precision, ONNX and DLA choice.
 
     A record counts only when the key recomputed from it and the running machine is its own key, so a plan
@@ -304,8 +349,12 @@ def _plans_here(meta: EngineMeta, m: Machine, precision: str, onnx_sha: str, dla
     found = {}
     for key, rec in meta.builds.items():
         spec = _spec_of(rec)
-        if (spec is not None and spec.precision == precision and spec.dla_core == dla_core
-                and plan_key(m.trt.__version__, m.device, spec, onnx_sha) == key):
+        if (
+            spec is not None
+            and spec.precision == precision
+            and spec.dla_core == dla_core
+            and plan_key(m.trt.__version__, m.device, spec, onnx_sha) == key
+        ):
             found[key] = spec
     return found
 
@@ -341,13 +390,21 @@ def _intact(ed: EngineDir, meta: EngineMeta, key: str) -> bool:
         return False
     want = meta.builds.get(key, {}).get("plan_sha256")
     if want and sha256_file(path) != want:
-        log.warning("plan %s does not match the sha256 recorded at build time (truncated or damaged); rebuilding", path.name)
+        log.warning(
+            "plan %s does not match the sha256 recorded at build time (truncated or damaged); rebuilding", path.name
+        )
         return False
     return True
 
 
-def build(ed: EngineDir, spec: BuildSpec, machine: Machine | None = None, force: bool = False,
-          emit: Callable[[str], None] = print, verbose: bool = False) -> dict[str, Any]:
+def build(
+    ed: EngineDir,
+    spec: BuildSpec,
+    machine: Machine | None = None,
+    force: bool = False,
+    emit: Callable[[str], None] = print,
+    verbose: bool = False,
+) -> dict[str, Any]:
     """Build (or reuse) the plan for ``spec`` on this machine; returns its meta.json build record plus 'cached'."""
     meta = ed.load_meta()  # folder and ONNX first: a user error there is the one to report on any machine
     onnx = onnx_for(ed, spec.precision)
@@ -360,19 +417,35 @@ def build(ed: EngineDir, spec: BuildSpec, machine: Machine | None = None, force:
         return {**meta.builds.get(key, {}), "key": key, "cached": True}
     tc_path = timing_cache_path(ed)
     timing = tc_path.read_bytes() if tc_path.is_file() else b""
-    emit(f"building TensorRT {m.trt.__version__} {spec.precision} plan for {m.device.name} (batch {spec.batch}"
-         f"{f', DLA {spec.dla_core}' if spec.dla_core is not None else ''}) from {onnx.name}; this happens once per GPU and TensorRT version")
+    emit(
+        f"building TensorRT {m.trt.__version__} {spec.precision} plan for {m.device.name} (batch {spec.batch}"
+        f"{f', DLA {spec.dla_core}' if spec.dla_core is not None else ''}) from {onnx.name}; this happens once per GPU and TensorRT version"
+    )
     t0 = time.perf_counter()
     # The timing cache is merged into the file under a lock, so parallel builds keep each other's timings.
     plan, cache = build_plan(m.trt, onnx, spec, timing, emit, verbose, cache_path=tc_path)
     seconds = time.perf_counter() - t0
     path = atomic_write_bytes(plan_path(ed, key), plan)
-    record = {"precision": spec.precision, "batch": [spec.batch.min, spec.batch.opt, spec.batch.max],
-              "dla_core": spec.dla_core, "workspace_gib": spec.workspace_gib, "opt_level": spec.opt_level,
-              "trt_version": m.trt.__version__, "gpu": m.device.name, "sm": m.device.sm, "sm_count": m.device.sm_count,
-              "mig": m.device.mig, "onnx": onnx.name, "onnx_sha256": onnx_sha,
-              "plan": f"plans/{path.name}", "plan_sha256": sha256_bytes(plan), "plan_bytes": len(plan),
-              "timing_cache_bytes": len(cache), "build_s": round(seconds, 2), "built": now_iso()}
+    record = {
+        "precision": spec.precision,
+        "batch": [spec.batch.min, spec.batch.opt, spec.batch.max],
+        "dla_core": spec.dla_core,
+        "workspace_gib": spec.workspace_gib,
+        "opt_level": spec.opt_level,
+        "trt_version": m.trt.__version__,
+        "gpu": m.device.name,
+        "sm": m.device.sm,
+        "sm_count": m.device.sm_count,
+        "mig": m.device.mig,
+        "onnx": onnx.name,
+        "onnx_sha256": onnx_sha,
+        "plan": f"plans/{path.name}",
+        "plan_sha256": sha256_bytes(plan),
+        "plan_bytes": len(plan),
+        "timing_cache_bytes": len(cache),
+        "build_s": round(seconds, 2),
+        "built": now_iso(),
+    }
     meta = ed.load_meta()  # re-read: another command may have updated meta.json during a minutes-long build
     meta.builds[key] = record
     ed.save_meta(meta)
@@ -390,9 +463,17 @@ def _auto_precision(ed: EngineDir, device: DeviceInfo) -> str:
     return "fp32"
 
 
-def open_tensorrt(ed: EngineDir, meta: EngineMeta, precision: str = "auto", batch: BatchRange | int | None = None,
-                  dla_core: int | None = None, no_build: bool = False, cuda_graphs: bool = False,
-                  machine: Machine | None = None, emit: Callable[[str], None] = print) -> TensorRTEngine:
+def open_tensorrt(
+    ed: EngineDir,
+    meta: EngineMeta,
+    precision: str = "auto",
+    batch: BatchRange | int | None = None,
+    dla_core: int | None = None,
+    no_build: bool = False,
+    cuda_graphs: bool = False,
+    machine: Machine | None = None,
+    emit: Callable[[str], None] = print,
+) -> TensorRTEngine:
     """The engine for this machine: load the matching plan, building it first when missing (unless ``no_build``).
 
     ``batch``: a BatchRange opens (or builds) exactly that profile; an int opens a plan whose [min, max]
@@ -417,24 +498,43 @@ def open_tensorrt(ed: EngineDir, meta: EngineMeta, precision: str = "auto", batc
         if not _intact(ed, meta, key):
             if no_build:
                 here_id = (m.trt.__version__, m.device.name, m.device.sm_count)
-                others = sorted({f"TensorRT {r.get('trt_version')} on {r.get('gpu')}" for r in meta.builds.values()
-                                 if (r.get("trt_version"), r.get("gpu"), r.get("sm_count")) != here_id})
+                others = sorted(
+                    {
+                        f"TensorRT {r.get('trt_version')} on {r.get('gpu')}"
+                        for r in meta.builds.values()
+                        if (r.get("trt_version"), r.get("gpu"), r.get("sm_count")) != here_id
+                    }
+                )
                 here = sorted(f"{s.batch.min} to {s.batch.max}" for s in plans.values())
                 asked = f" holding batch {want}" if want is not None else ""
-                raise UserError(f"no {prec} plan{asked}{f' on DLA {dla_core}' if dla_core is not None else ''} for TensorRT "
-                                f"{m.trt.__version__} on {m.device.name} in '{ed.plans_dir}'"
-                                + (f" (this GPU's plans take batch {', '.join(here)})" if here else "")
-                                + (f" (plans exist for {', '.join(others)}, which are never loaded here)" if others else "")
-                                + f"; run `python run.py build {ed.path} --precision {prec} --batch {spec.batch}"
-                                + (f" --dla {dla_core}" if dla_core is not None else "") + "` or drop --no-build")
+                raise UserError(
+                    f"no {prec} plan{asked}{f' on DLA {dla_core}' if dla_core is not None else ''} for TensorRT "
+                    f"{m.trt.__version__} on {m.device.name} in '{ed.plans_dir}'"
+                    + (f" (this GPU's plans take batch {', '.join(here)})" if here else "")
+                    + (f" (plans exist for {', '.join(others)}, which are never loaded here)" if others else "")
+                    + f"; run `python run.py build {ed.path} --precision {prec} --batch {spec.batch}"
+                    + (f" --dla {dla_core}" if dla_core is not None else "")
+                    + "` or drop --no-build"
+                )
             build(ed, spec, m, force=True, emit=emit)
             meta = ed.load_meta()
         try:
-            return TensorRTEngine(ed, meta, prec, plan_path(ed, key).read_bytes(), m.trt, m.cuda, dla_core,
-                                  cuda_graphs, model_file=plan_path(ed, key).name)
+            return TensorRTEngine(
+                ed,
+                meta,
+                prec,
+                plan_path(ed, key).read_bytes(),
+                m.trt,
+                m.cuda,
+                dla_core,
+                cuda_graphs,
+                model_file=plan_path(ed, key).name,
+            )
         except PlanError as e:
             if attempt or no_build:
-                raise UserError(f"plan '{plan_path(ed, key)}' cannot be loaded ({e}); delete it and run `python run.py build {ed.path}`") from None
+                raise UserError(
+                    f"plan '{plan_path(ed, key)}' cannot be loaded ({e}); delete it and run `python run.py build {ed.path}`"
+                ) from None
             emit(f"plan {plan_path(ed, key).name} could not be deserialized ({e}); rebuilding it")
             plan_path(ed, key).unlink(missing_ok=True)
     raise AssertionError("unreachable")  # the loop either returns or raises
@@ -446,22 +546,42 @@ def _available(device: str) -> tuple[bool, str]:
 
 
 def _open(ed: EngineDir, meta: EngineMeta, opts: OpenOptions) -> TensorRTEngine:
-    eng = open_tensorrt(ed, meta, opts.precision, dla_core=opts.dla_core, no_build=opts.no_build,
-                        cuda_graphs=opts.cuda_graphs)
+    eng = open_tensorrt(
+        ed, meta, opts.precision, dla_core=opts.dla_core, no_build=opts.no_build, cuda_graphs=opts.cuda_graphs
+    )
     eng.choice = f"tensorrt {eng.precision}: {available()[1]}"
     return eng
 
 
 def _variants(ed: EngineDir, device: str) -> list[Variant]:
     hint = "run `python run.py calibrate` to make it"
-    return [Variant("trt-fp32", "tensorrt", "fp32", "cuda", ed.onnx_path("fp32").name, "fp32"),
-            Variant("trt-fp16", "tensorrt", "fp16", "cuda", ed.onnx_path("fp16").name, "fp16", hint),
-            Variant("trt-int8", "tensorrt", "int8", "cuda", ed.onnx_path("int8", "trt").name, "int8.trt", hint)]
+    return [
+        Variant("trt-fp32", "tensorrt", "fp32", "cuda", ed.onnx_path("fp32").name, "fp32"),
+        Variant("trt-fp16", "tensorrt", "fp16", "cuda", ed.onnx_path("fp16").name, "fp16", hint),
+        Variant("trt-int8", "tensorrt", "int8", "cuda", ed.onnx_path("int8", "trt").name, "int8.trt", hint),
+    ]
 
 
-BACKEND = Backend(name="tensorrt", devices=("cuda",), priority=10, install_hint=TRT_FIX,
-                  available=_available, open=_open, variants=_variants)
+BACKEND = Backend(
+    name="tensorrt",
+    devices=("cuda",),
+    priority=10,
+    install_hint=TRT_FIX,
+    available=_available,
+    open=_open,
+    variants=_variants,
+)
 
 
-__all__ = ["available", "open_tensorrt", "build", "TensorRTEngine", "Machine", "BuildSpec", "BatchRange",
-           "BuildError", "PlanError", "DEFAULT_BATCH"]
+__all__ = [
+    "available",
+    "open_tensorrt",
+    "build",
+    "TensorRTEngine",
+    "Machine",
+    "BuildSpec",
+    "BatchRange",
+    "BuildError",
+    "PlanError",
+    "DEFAULT_BATCH",
+]

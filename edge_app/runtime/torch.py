@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import importlib.util
+import time
 
 import numpy as np
 
@@ -41,7 +40,10 @@ class TorchEngine(Engine):
 
         x = torch.from_numpy(images).to(self.dev, non_blocking=True)
         t0 = time.perf_counter()
-        with torch.inference_mode(), torch.autocast(self.dev.type, dtype=torch.float16, enabled=self.precision == "fp16"):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.dev.type, dtype=torch.float16, enabled=self.precision == "fp16"),
+        ):
             out = self.model(x)
         if self.dev.type == "cuda":
             torch.cuda.synchronize(self.dev)
@@ -83,5 +85,12 @@ def _variants(ed: EngineDir, device: str) -> list[Variant]:
 
 
 # Last in the automatic choice: the reference, slower than a compiled runtime on the same device.
-BACKEND = Backend(name="torch", devices=("cuda", "cpu"), priority=90, install_hint="pip install torch",
-                  available=_available, open=_open, variants=_variants)
+BACKEND = Backend(
+    name="torch",
+    devices=("cuda", "cpu"),
+    priority=90,
+    install_hint="pip install torch",
+    available=_available,
+    open=_open,
+    variants=_variants,
+)

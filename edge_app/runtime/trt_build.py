@@ -33,8 +33,10 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger(__name__)
 
-TRT_FIX = ("on Jetson it comes with JetPack (sudo apt install python3-libnvinfer); on a desktop with an NVIDIA GPU, "
-           "pip install tensorrt (it downloads from NVIDIA's package index)")
+TRT_FIX = (
+    "on Jetson it comes with JetPack (sudo apt install python3-libnvinfer); on a desktop with an NVIDIA GPU, "
+    "pip install tensorrt (it downloads from NVIDIA's package index)"
+)
 # Lowest compute capability with fast FP16 / INT8 (DP4A) kernels; TensorRT 11 dropped the
 # platform_has_fast_fp16/int8 queries, so the table is the one check that works on both versions.
 MIN_SM = {"fp32": (0, 0), "fp16": (5, 3), "int8": (6, 1)}
@@ -53,6 +55,7 @@ def load_trt() -> ModuleType:
     """The TensorRT Python module (``tensorrt``, or the bare ``tensorrt_bindings`` wheel); ImportError says why."""
     try:
         import tensorrt as trt
+
         return trt
     except ImportError as e:
         first = e
@@ -60,6 +63,7 @@ def load_trt() -> ModuleType:
         raise ImportError(f"TensorRT is installed but its libraries do not load ({e}); {TRT_FIX}") from None
     try:
         import tensorrt_bindings as trt  # type: ignore[no-redef]
+
         return trt
     except (ImportError, OSError):
         raise ImportError(f"TensorRT is not installed ({first}); {TRT_FIX}") from None
@@ -86,8 +90,10 @@ def check_gpu_supported(trt_version: str, device: DeviceInfo) -> None:
     need = trt_min_sm(trt_version)
     if device.compute_capability < need:
         cc = f"{device.compute_capability[0]}.{device.compute_capability[1]}"
-        raise UserError(f"TensorRT {trt_version} needs a GPU of compute capability {need[0]}.{need[1]} or newer, but {device.name} "
-                        f"is {cc}; use TensorRT 8.6 for Pascal (or 10.0-10.4 for Volta), or run with --backend onnxruntime or torch")
+        raise UserError(
+            f"TensorRT {trt_version} needs a GPU of compute capability {need[0]}.{need[1]} or newer, but {device.name} "
+            f"is {cc}; use TensorRT 8.6 for Pascal (or 10.0-10.4 for Volta), or run with --backend onnxruntime or torch"
+        )
 
 
 def trt_major(trt: ModuleType) -> int:
@@ -95,8 +101,10 @@ def trt_major(trt: ModuleType) -> int:
     m = re.match(r"(\d+)\.", str(getattr(trt, "__version__", "")))
     major = int(m.group(1)) if m else 0
     if major < 10:
-        raise UserError(f"TensorRT {getattr(trt, '__version__', '?')} is too old; edge_app needs TensorRT 10.x or 11.x "
-                        "(JetPack 6 ships 10.3)")
+        raise UserError(
+            f"TensorRT {getattr(trt, '__version__', '?')} is too old; edge_app needs TensorRT 10.x or 11.x "
+            "(JetPack 6 ships 10.3)"
+        )
     return major
 
 
@@ -111,10 +119,12 @@ class BatchRange:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min <= self.opt <= self.max:
-            raise UserError(f"batch range {self.min}:{self.opt}:{self.max} is invalid; use MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:8:32")
+            raise UserError(
+                f"batch range {self.min}:{self.opt}:{self.max} is invalid; use MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. 1:8:32"
+            )
 
     @classmethod
-    def parse(cls, text: str) -> "BatchRange":
+    def parse(cls, text: str) -> BatchRange:
         """'1:8:32' -> BatchRange(1, 8, 32); a single 'N' means N:N:N."""
         parts = text.split(":")
         try:
@@ -146,15 +156,21 @@ class BuildSpec:
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision '{self.precision}'; choose one of {', '.join(PRECISIONS)}")
         if self.dla_core is not None and self.dla_core < 0:
-            raise UserError(f"--dla {self.dla_core} is not a DLA core number; use 0 or 1 (Jetson AGX/NX) or leave it out")
+            raise UserError(
+                f"--dla {self.dla_core} is not a DLA core number; use 0 or 1 (Jetson AGX/NX) or leave it out"
+            )
         if self.dla_core is not None and self.batch.min != self.batch.max:
             # DLA runs only static shapes: an optimisation profile with a range is not DLA-compatible.
-            raise UserError(f"--dla {self.dla_core} needs a fixed batch (DLA runs static shapes only), not the range {self.batch}; "
-                            f"give one number, e.g. --batch {self.batch.opt}")
+            raise UserError(
+                f"--dla {self.dla_core} needs a fixed batch (DLA runs static shapes only), not the range {self.batch}; "
+                f"give one number, e.g. --batch {self.batch.opt}"
+            )
         if not self.workspace_gib > 0:
             raise UserError(f"--workspace {self.workspace_gib} must be more than 0 GiB, e.g. 2")
         if not 0 <= self.opt_level <= 5:
-            raise UserError(f"--opt-level {self.opt_level} is not a TensorRT builder optimisation level; use 0 to 5 (default 3)")
+            raise UserError(
+                f"--opt-level {self.opt_level} is not a TensorRT builder optimisation level; use 0 to 5 (default 3)"
+            )
 
     def holds(self, n: int) -> bool:
         """Whether the profile accepts batch ``n``."""
@@ -188,18 +204,24 @@ def plan_key(trt_version: str, device: DeviceInfo, spec: BuildSpec, onnx_sha256:
     """
     b = spec.batch
     where = f"dla{spec.dla_core}" if spec.dla_core is not None else "gpu"
-    return (f"{spec.precision}_b{b.min}-{b.opt}-{b.max}_{where}_{gpu_identity(device)}"
-            f"_trt{trt_version}_ws{_num(spec.workspace_gib)}_o{spec.opt_level}_{onnx_sha256[:10]}")
+    return (
+        f"{spec.precision}_b{b.min}-{b.opt}-{b.max}_{where}_{gpu_identity(device)}"
+        f"_trt{trt_version}_ws{_num(spec.workspace_gib)}_o{spec.opt_level}_{onnx_sha256[:10]}"
+    )
 
 
 def onnx_for(ed: EngineDir, precision: str) -> Path:
     """The ONNX file TensorRT builds ``precision`` from; UserError naming the step that makes it when missing."""
     path = ed.onnx_path(precision, "trt")
     if not path.is_file():
-        made_by = {"fp16": "it casts model.onnx to strongly typed FP16",
-                   "int8": "it calibrates and writes symmetric Q/DQ for TensorRT"}.get(precision, "")
-        raise UserError(f"'{path}' does not exist; run `python run.py calibrate {ed.path}` first ({made_by}), "
-                        "or build --precision fp32")
+        made_by = {
+            "fp16": "it casts model.onnx to strongly typed FP16",
+            "int8": "it calibrates and writes symmetric Q/DQ for TensorRT",
+        }.get(precision, "")
+        raise UserError(
+            f"'{path}' does not exist; run `python run.py calibrate {ed.path}` first ({made_by}), "
+            "or build --precision fp32"
+        )
     return path
 
 
@@ -207,16 +229,22 @@ def check_precision_supported(device: DeviceInfo, precision: str) -> None:
     """UserError when this GPU has no fast kernels for ``precision`` (e.g. FP16 on sm_52)."""
     need = MIN_SM[precision]
     if device.compute_capability < need:
-        raise UserError(f"{device.name} (compute capability {device.compute_capability[0]}.{device.compute_capability[1]}) "
-                        f"has no fast {precision} kernels (needs {need[0]}.{need[1]} or newer); use --precision fp32")
+        raise UserError(
+            f"{device.name} (compute capability {device.compute_capability[0]}.{device.compute_capability[1]}) "
+            f"has no fast {precision} kernels (needs {need[0]}.{need[1]} or newer); use --precision fp32"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ TensorRT glue
 def make_logger(trt: ModuleType, verbose: bool = False) -> Any:
     """A ``trt.ILogger`` that forwards to Python logging and keeps error lines for the BuildError message."""
-    levels = {trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL, trt.ILogger.Severity.ERROR: logging.ERROR,
-              trt.ILogger.Severity.WARNING: logging.WARNING, trt.ILogger.Severity.INFO: logging.INFO,
-              trt.ILogger.Severity.VERBOSE: logging.DEBUG}
+    levels = {
+        trt.ILogger.Severity.INTERNAL_ERROR: logging.CRITICAL,
+        trt.ILogger.Severity.ERROR: logging.ERROR,
+        trt.ILogger.Severity.WARNING: logging.WARNING,
+        trt.ILogger.Severity.INFO: logging.INFO,
+        trt.ILogger.Severity.VERBOSE: logging.DEBUG,
+    }
 
     class _Logger(trt.ILogger):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
@@ -274,12 +302,16 @@ def parse_onnx(trt: ModuleType, builder: Any, logger: Any, onnx_path: Path) -> t
     # ``path`` lets the parser find external weight files next to the model (models > 2 GB).
     if not parser.parse(onnx_path.read_bytes(), str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise BuildError(f"TensorRT could not parse '{onnx_path}' ({len(errors)} error(s)):\n  " + "\n  ".join(errors or logger.errors))
+        raise BuildError(
+            f"TensorRT could not parse '{onnx_path}' ({len(errors)} error(s)):\n  "
+            + "\n  ".join(errors or logger.errors)
+        )
     return network, parser
 
 
-def make_config(trt: ModuleType, builder: Any, network: Any, spec: BuildSpec, timing_cache: bytes,
-                progress: Any | None = None) -> tuple[Any, Any]:
+def make_config(
+    trt: ModuleType, builder: Any, network: Any, spec: BuildSpec, timing_cache: bytes, progress: Any | None = None
+) -> tuple[Any, Any]:
     """(builder config, timing cache): workspace, batch profile for every input, timing cache, DLA."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_gib * (1 << 30)))
@@ -290,7 +322,9 @@ def make_config(trt: ModuleType, builder: Any, network: Any, spec: BuildSpec, ti
         tensor = network.get_input(i)
         shape = tuple(tensor.shape)
         if any(d < 0 for d in shape[1:]):
-            raise BuildError(f"input '{tensor.name}' has dynamic non-batch dimensions {shape}; re-export with a fixed image size")
+            raise BuildError(
+                f"input '{tensor.name}' has dynamic non-batch dimensions {shape}; re-export with a fixed image size"
+            )
         rest = tuple(shape[1:])
         profile.set_shape(tensor.name, trt.Dims((b.min, *rest)), trt.Dims((b.opt, *rest)), trt.Dims((b.max, *rest)))
     config.add_optimization_profile(profile)
@@ -303,9 +337,14 @@ def make_config(trt: ModuleType, builder: Any, network: Any, spec: BuildSpec, ti
     if spec.dla_core is not None:
         cores = int(builder.num_DLA_cores)
         if cores == 0:
-            raise UserError(f"--dla {spec.dla_core}: this machine has no DLA (only Jetson Xavier/Orin boards do); leave --dla out")
+            raise UserError(
+                f"--dla {spec.dla_core}: this machine has no DLA (only Jetson Xavier/Orin boards do); leave --dla out"
+            )
         if spec.dla_core >= cores:
-            raise UserError(f"--dla {spec.dla_core}: this machine has {cores} DLA core(s); use --dla 0" + (" or 1" if cores > 1 else ""))
+            raise UserError(
+                f"--dla {spec.dla_core}: this machine has {cores} DLA core(s); use --dla 0"
+                + (" or 1" if cores > 1 else "")
+            )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = spec.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)  # layers DLA cannot run go to the GPU instead of failing
@@ -353,9 +392,15 @@ def save_timing_cache(config: Any, cache_path: Path) -> bytes:
     return data
 
 
-def build_plan(trt: ModuleType, onnx_path: Path, spec: BuildSpec, timing_cache: bytes,
-               emit: Callable[[str], None] = print, verbose: bool = False,
-               cache_path: Path | None = None) -> tuple[bytes, bytes]:
+def build_plan(
+    trt: ModuleType,
+    onnx_path: Path,
+    spec: BuildSpec,
+    timing_cache: bytes,
+    emit: Callable[[str], None] = print,
+    verbose: bool = False,
+    cache_path: Path | None = None,
+) -> tuple[bytes, bytes]:
     """(serialized plan, updated timing cache) for ``onnx_path``; raises BuildError when TensorRT fails.
 
     With ``cache_path`` the updated timing cache is also merged into that file (see ``save_timing_cache``).

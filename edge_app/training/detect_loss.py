@@ -23,16 +23,17 @@ MAX_OBJECTS = 128  # per image in the loss targets; more are dropped (with a log
 def gaussian_radius(h: float, w: float, min_overlap: float = 0.7) -> float:
     """CenterNet's radius: a corner shift that keeps IoU >= ``min_overlap`` with the true box (CornerNet eq.)."""
     a1, b1, c1 = 1, h + w, w * h * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + math.sqrt(b1 ** 2 - 4 * a1 * c1)) / 2
+    r1 = (b1 + math.sqrt(b1**2 - 4 * a1 * c1)) / 2
     a2, b2, c2 = 4, 2 * (h + w), (1 - min_overlap) * w * h
-    r2 = (b2 + math.sqrt(b2 ** 2 - 4 * a2 * c2)) / 2
+    r2 = (b2 + math.sqrt(b2**2 - 4 * a2 * c2)) / 2
     a3, b3, c3 = 4 * min_overlap, -2 * min_overlap * (h + w), (min_overlap - 1) * w * h
-    r3 = (b3 + math.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
+    r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
     return min(r1, r2, r3)
 
 
-def make_targets(boxes: list[np.ndarray], classes: list[np.ndarray], num_classes: int, out_h: int, out_w: int,
-                 stride: int = STRIDE) -> dict[str, np.ndarray]:
+def make_targets(
+    boxes: list[np.ndarray], classes: list[np.ndarray], num_classes: int, out_h: int, out_w: int, stride: int = STRIDE
+) -> dict[str, np.ndarray]:
     """Batch targets at the output resolution: heat (N,C,h,w), ind (N,M), size/offset (N,M,2), mask (N,M)."""
     n = len(boxes)
     heat = np.zeros((n, num_classes, out_h, out_w), np.float32)
@@ -51,9 +52,12 @@ def make_targets(boxes: list[np.ndarray], classes: list[np.ndarray], num_classes
             ix, iy = min(out_w - 1, max(0, int(cx))), min(out_h - 1, max(0, int(cy)))
             r = max(0, int(gaussian_radius(math.ceil(bh), math.ceil(bw))))
             sigma = (2 * r + 1) / 6
-            ys, xs = np.arange(max(0, iy - r), min(out_h, iy + r + 1)), np.arange(max(0, ix - r), min(out_w, ix + r + 1))
+            ys, xs = (
+                np.arange(max(0, iy - r), min(out_h, iy + r + 1)),
+                np.arange(max(0, ix - r), min(out_w, ix + r + 1)),
+            )
             g = np.exp(-((ys[:, None] - iy) ** 2 + (xs[None, :] - ix) ** 2) / (2 * sigma * sigma)).astype(np.float32)
-            region = heat[i, int(c), ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
+            region = heat[i, int(c), ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1]
             np.maximum(region, g, out=region)
             ind[i, j] = iy * out_w + ix
             size[i, j] = (bw, bh)
@@ -69,7 +73,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     p = torch.sigmoid(x)
     pos = target.eq(1).float()
     pos_loss = (log_p * (1 - p) ** 2 * pos).sum()
-    neg_loss = (log_1p * p ** 2 * (1 - target) ** 4 * (1 - pos)).sum()
+    neg_loss = (log_1p * p**2 * (1 - target) ** 4 * (1 - pos)).sum()
     return -(pos_loss + neg_loss) / pos.sum().clamp(min=1.0)
 
 
@@ -81,8 +85,9 @@ def reg_l1(pred: torch.Tensor, ind: torch.Tensor, target: torch.Tensor, mask: to
     return (torch.abs(got - target) * m).sum() / (m.sum() * c).clamp(min=1.0)
 
 
-def detection_loss(maps: DetMaps, t: dict[str, torch.Tensor], size_weight: float = 0.1,
-                   offset_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def detection_loss(
+    maps: DetMaps, t: dict[str, torch.Tensor], size_weight: float = 0.1, offset_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss (focal + weighted L1s) and its parts."""
     lh = focal_loss(maps.heat, t["heat"])
     ls = reg_l1(maps.size, t["ind"], t["size"], t["mask"])

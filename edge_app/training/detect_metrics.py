@@ -40,12 +40,15 @@ class DetectionAccuracy:
 
     def line(self) -> str:
         """One line for logs and reports."""
-        return (f"mAP@0.5 {self.map50:.4f}  mAP@0.5:0.95 {self.map50_95:.4f}  P {self.precision:.3f} R {self.recall:.3f} "
-                f"@score>={self.threshold:.2f} (n={self.images} images, {self.boxes} boxes)")
+        return (
+            f"mAP@0.5 {self.map50:.4f}  mAP@0.5:0.95 {self.map50_95:.4f}  P {self.precision:.3f} R {self.recall:.3f} "
+            f"@score>={self.threshold:.2f} (n={self.images} images, {self.boxes} boxes)"
+        )
 
 
-def coco_map(dets: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], gt_classes: Sequence[np.ndarray],
-             names: Sequence[str]) -> dict[str, Any]:
+def coco_map(
+    dets: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], gt_classes: Sequence[np.ndarray], names: Sequence[str]
+) -> dict[str, Any]:
     """{'map50', 'map50_95', 'per_class_ap50'} with faster-coco-eval's COCOeval (bbox, 100 detections per image).
 
     An empty ground truth set (no box at all) has no defined AP: NaN is returned.
@@ -60,8 +63,16 @@ def coco_map(dets: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], gt_clas
         images.append({"id": i + 1, "width": 1, "height": 1})
         for box, cls in zip(np.asarray(b, np.float64).reshape(-1, 4), np.asarray(c).reshape(-1)):
             w, h = float(box[2] - box[0]), float(box[3] - box[1])
-            anns.append({"id": aid, "image_id": i + 1, "category_id": int(cls) + 1, "bbox": [float(box[0]), float(box[1]), w, h],
-                         "area": w * h, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": aid,
+                    "image_id": i + 1,
+                    "category_id": int(cls) + 1,
+                    "bbox": [float(box[0]), float(box[1]), w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
             aid += 1
     if not anns:
         return {"map50": float("nan"), "map50_95": float("nan"), "per_class_ap50": {}}
@@ -69,9 +80,12 @@ def coco_map(dets: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], gt_clas
         d = np.asarray(d, np.float64).reshape(-1, 6)
         d = d[d[:, 4] >= MIN_SCORE]
         for x1, y1, x2, y2, s, c in d:
-            results.append({"image_id": i + 1, "category_id": int(c) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s})
-    gt = COCO({"images": images, "annotations": anns,
-               "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]})
+            results.append(
+                {"image_id": i + 1, "category_id": int(c) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+            )
+    gt = COCO(
+        {"images": images, "annotations": anns, "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)]}
+    )
     if not results:
         return {"map50": 0.0, "map50_95": 0.0, "per_class_ap50": {n: 0.0 for n in names}}
     dt = gt.loadRes(results)
@@ -99,8 +113,13 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-9)
 
 
-def match_counts(dets: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], gt_classes: Sequence[np.ndarray],
-                 threshold: float, iou: float = 0.5) -> tuple[int, int, int]:
+def match_counts(
+    dets: Sequence[np.ndarray],
+    gt_boxes: Sequence[np.ndarray],
+    gt_classes: Sequence[np.ndarray],
+    threshold: float,
+    iou: float = 0.5,
+) -> tuple[int, int, int]:
     """(tp, fp, fn) of detections scoring >= ``threshold``: greedy by score, same class, one match per GT box."""
     tp = fp = fn = 0
     for d, b, c in zip(dets, gt_boxes, gt_classes):
@@ -124,8 +143,13 @@ def match_counts(dets: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], gt_
     return tp, fp, fn
 
 
-def best_threshold(dets: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], gt_classes: Sequence[np.ndarray],
-                   iou: float = 0.5, grid: Sequence[float] = tuple(np.round(np.arange(0.1, 0.91, 0.05), 2))) -> float:
+def best_threshold(
+    dets: Sequence[np.ndarray],
+    gt_boxes: Sequence[np.ndarray],
+    gt_classes: Sequence[np.ndarray],
+    iou: float = 0.5,
+    grid: Sequence[float] = tuple(np.round(np.arange(0.1, 0.91, 0.05), 2)),
+) -> float:
     """The score threshold with the highest F1 on this (validation) data."""
     best, best_f1 = 0.3, -1.0
     for t in grid:
@@ -136,19 +160,33 @@ def best_threshold(dets: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], g
     return best
 
 
-def evaluate_dets(dets: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], gt_classes: Sequence[np.ndarray],
-                  names: Sequence[str], threshold: float = 0.3, iou: float = 0.5) -> DetectionAccuracy:
+def evaluate_dets(
+    dets: Sequence[np.ndarray],
+    gt_boxes: Sequence[np.ndarray],
+    gt_classes: Sequence[np.ndarray],
+    names: Sequence[str],
+    threshold: float = 0.3,
+    iou: float = 0.5,
+) -> DetectionAccuracy:
     """mAP (faster-coco-eval) and P/R at ``threshold`` of one set of predictions."""
     m = coco_map(dets, gt_boxes, gt_classes, names)
     tp, fp, fn = match_counts(dets, gt_boxes, gt_classes, threshold, iou)
-    return DetectionAccuracy(map50=m["map50"], map50_95=m["map50_95"], precision=tp / max(1, tp + fp),
-                             recall=tp / max(1, tp + fn), threshold=threshold, iou=iou, images=len(gt_boxes),
-                             boxes=int(sum(len(np.asarray(b).reshape(-1, 4)) for b in gt_boxes)), per_class_ap50=m["per_class_ap50"])
+    return DetectionAccuracy(
+        map50=m["map50"],
+        map50_95=m["map50_95"],
+        precision=tp / max(1, tp + fp),
+        recall=tp / max(1, tp + fn),
+        threshold=threshold,
+        iou=iou,
+        images=len(gt_boxes),
+        boxes=int(sum(len(np.asarray(b).reshape(-1, 4)) for b in gt_boxes)),
+        per_class_ap50=m["per_class_ap50"],
+    )
 
 
 def predict(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch: int = 32) -> list[np.ndarray]:
     """``dets`` per image from ``run`` ((N,H,W,3) uint8 -> (N,K,6)), called in batches of ``batch``."""
     out: list[np.ndarray] = []
     for s in range(0, len(images), batch):
-        out.extend(np.asarray(run(images[s:s + batch]), np.float32))
+        out.extend(np.asarray(run(images[s : s + batch]), np.float32))
     return out

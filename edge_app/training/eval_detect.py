@@ -57,16 +57,22 @@ def heldout_report(ed: EngineDir, meta: EngineMeta, n_scenes: int = 500, n_frame
     scenes = heldout_scenes(n_scenes, SceneConfig(spec.height, spec.width))
     frames, vboxes, vclasses = heldout_video_frames(n_frames)
     batch = np.stack([resize_to_input(f, spec) for f in frames])
-    out: dict[str, Any] = {"threshold": thr, "scenes": {}, "video": {},
-                           "sets": {"scenes": f"{n_scenes} held-out scenes (split test, seed HELDOUT_SEED) at {spec.width}x{spec.height}",
-                                    "video": f"{len(frames)} frames of the held-out 720p video (seed 4242), {spec.resize} to "
-                                             f"{spec.width}x{spec.height}, scored in frame pixels"}}
+    out: dict[str, Any] = {
+        "threshold": thr,
+        "scenes": {},
+        "video": {},
+        "sets": {
+            "scenes": f"{n_scenes} held-out scenes (split test, seed HELDOUT_SEED) at {spec.width}x{spec.height}",
+            "video": f"{len(frames)} frames of the held-out 720p video (seed 4242), {spec.resize} to "
+            f"{spec.width}x{spec.height}, scored in frame pixels",
+        },
+    }
     for key, prec, target in FILES:
         path = ed.onnx_path(prec, target)
         if not path.is_file():
             continue
         sess = _session(path)
-        run = lambda x: sess.run(None, {"images": x})[0]  # noqa: E731
+        run = lambda x, s=sess: s.run(None, {"images": x})[0]  # noqa: E731
         d = dm.predict(run, scenes.images)
         out["scenes"][key] = dm.evaluate_dets(d, scenes.boxes, scenes.classes, scenes.names, thr).to_dict()
         dv = dm.predict(run, batch)
@@ -75,15 +81,19 @@ def heldout_report(ed: EngineDir, meta: EngineMeta, n_scenes: int = 500, n_frame
     return out
 
 
-def speed_720p(ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: int = 10, settle: int = 3,
-               threads: int | None = None) -> dict[str, Any]:
+def speed_720p(
+    ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: int = 10, settle: int = 3, threads: int | None = None
+) -> dict[str, Any]:
     """ms per 720p frame (host resize + infer + box mapping), fp32 vs INT8 u8s8 on ORT CPU in one interleaved run."""
     from edge_app.data.scenes import heldout_video_frames
 
     frame = heldout_video_frames(1)[0][0]
     spec = meta.input
-    sessions = {k: _session(ed.onnx_path(p, t), threads, spinning=False) for k, p, t in (("fp32", "fp32", "any"), ("int8.cpu", "int8", "cpu"))
-                if ed.onnx_path(p, t).is_file()}
+    sessions = {
+        k: _session(ed.onnx_path(p, t), threads, spinning=False)
+        for k, p, t in (("fp32", "fp32", "any"), ("int8.cpu", "int8", "cpu"))
+        if ed.onnx_path(p, t).is_file()
+    }
     times: dict[str, dict[str, list[float]]] = {k: {"resize": [], "infer": [], "total": []} for k in sessions}
     for _ in range(rounds):
         for k, s in sessions.items():
@@ -99,8 +109,13 @@ def speed_720p(ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: int = 10
                     times[k]["resize"].append((t1 - t0) * 1e3)
                     times[k]["infer"].append((t2 - t1) * 1e3)
                     times[k]["total"].append((t2 - t0) * 1e3)
-    res: dict[str, Any] = {"frame": "1280x720", "input": f"{spec.width}x{spec.height} {spec.resize}", "batch": 1,
-                           "threads": threads or os.cpu_count(), "runs": rounds * block}
+    res: dict[str, Any] = {
+        "frame": "1280x720",
+        "input": f"{spec.width}x{spec.height} {spec.resize}",
+        "batch": 1,
+        "threads": threads or os.cpu_count(),
+        "runs": rounds * block,
+    }
     for k, v in times.items():
         res[k] = {f"{part}_p50_ms": float(np.median(t)) for part, t in v.items()}
         res[k]["total_p90_ms"] = float(np.percentile(v["total"], 90))
@@ -115,14 +130,18 @@ def format_lines(rep: dict[str, Any], speed: dict[str, Any] | None) -> list[str]
     for s in ("scenes", "video"):
         lines.append(f"{rep['sets'][s]} (P/R at score >= {rep['threshold']:.2f}):")
         for k, r in rep[s].items():
-            lines.append(f"  {k:<9} mAP@0.5 {r['map50']:.4f}  mAP@0.5:0.95 {r['map50_95']:.4f}  P {r['precision']:.3f}  R {r['recall']:.3f}")
+            lines.append(
+                f"  {k:<9} mAP@0.5 {r['map50']:.4f}  mAP@0.5:0.95 {r['map50_95']:.4f}  P {r['precision']:.3f}  R {r['recall']:.3f}"
+            )
     if speed:
         for k in ("fp32", "int8.cpu"):
             if k in speed:
                 v = speed[k]
-                lines.append(f"720p frame, {speed['input']}, ORT CPU {speed['threads']} threads, batch 1: {k} total "
-                             f"{v['total_p50_ms']:.2f} ms p50 ({v['total_p90_ms']:.2f} p90; resize {v['resize_p50_ms']:.2f}, "
-                             f"infer+decode {v['infer_p50_ms']:.2f})")
+                lines.append(
+                    f"720p frame, {speed['input']}, ORT CPU {speed['threads']} threads, batch 1: {k} total "
+                    f"{v['total_p50_ms']:.2f} ms p50 ({v['total_p90_ms']:.2f} p90; resize {v['resize_p50_ms']:.2f}, "
+                    f"infer+decode {v['infer_p50_ms']:.2f})"
+                )
     return lines
 
 

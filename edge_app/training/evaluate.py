@@ -14,7 +14,7 @@ def predict_logits(engine: Engine, data: ImageSet, batch: int = 64) -> np.ndarra
     """Logits (N,C) of ``engine`` over ``data.images``."""
     if engine.max_batch:
         batch = min(batch, engine.max_batch)
-    out = [engine.infer(data.images[s:s + batch])["logits"] for s in range(0, len(data), batch)]
+    out = [engine.infer(data.images[s : s + batch])["logits"] for s in range(0, len(data), batch)]
     return np.concatenate(out) if out else np.zeros((0, engine.meta.num_classes), np.float32)
 
 
@@ -35,5 +35,8 @@ class Agreement:
 def compare(logits: np.ndarray, reference: np.ndarray) -> Agreement:
     """Top-1 agreement and logit deviation of ``logits`` against ``reference`` (e.g. fp32)."""
     d = np.abs(logits - reference)
-    return Agreement(agreement=float((logits.argmax(1) == reference.argmax(1)).mean()),
-                     max_abs_dev=float(d.max()) if d.size else 0.0, mean_abs_dev=float(d.mean()) if d.size else 0.0)
+    return Agreement(
+        agreement=float((logits.argmax(1) == reference.argmax(1)).mean()),
+        max_abs_dev=float(d.max()) if d.size else 0.0,
+        mean_abs_dev=float(d.mean()) if d.size else 0.0,
+    )

@@ -42,7 +42,9 @@ class TrainConfig:
     img: int = 64  # small default: the synthetic shapes are legible at 64 px and CPU training stays fast
     epochs: int = 6
     batch: int = 32  # small batches: more optimiser steps per CPU-second for short runs
-    lr: float = 2e-3  # peak of a warm-up + cosine schedule for AdamW: converges in few steps, from scratch or fine-tuning
+    lr: float = (
+        2e-3  # peak of a warm-up + cosine schedule for AdamW: converges in few steps, from scratch or fine-tuning
+    )
     weight_decay: float = 0.05
     label_smoothing: float = 0.05
     weights: str | None = None
@@ -70,7 +72,7 @@ class EpochStats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EpochStats":
+    def from_dict(cls, d: Mapping[str, Any]) -> EpochStats:
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
 
@@ -113,9 +115,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"'{p}' is not a readable checkpoint ({type(e).__name__}); pass a best.pt or last.pt written by `python run.py train`") from None
+        raise UserError(
+            f"'{p}' is not a readable checkpoint ({type(e).__name__}); pass a best.pt or last.pt written by `python run.py train`"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"'{p}' is not an edge_app checkpoint; pass a best.pt or last.pt written by `python run.py train`")
+        raise UserError(
+            f"'{p}' is not an edge_app checkpoint; pass a best.pt or last.pt written by `python run.py train`"
+        )
     return ckpt
 
 
@@ -153,13 +159,21 @@ def iterate_batches(data: ImageSet, batch: int, shuffle: bool, rng: np.random.Ge
     """Yield (images uint8 NHWC, labels) numpy batches."""
     idx = rng.permutation(len(data)) if shuffle else np.arange(len(data))
     for s in range(0, len(idx), batch):
-        j = idx[s:s + batch]
+        j = idx[s : s + batch]
         yield data.images[j], data.labels[j]
 
 
-def train_one_epoch(model: nn.Module, data: ImageSet, opt: torch.optim.Optimizer, sched: Any,
-                    cfg: TrainConfig, device: torch.device, rng: np.random.Generator,
-                    scaler: torch.amp.GradScaler | None, desc: str = "") -> dict[str, float]:
+def train_one_epoch(
+    model: nn.Module,
+    data: ImageSet,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    cfg: TrainConfig,
+    device: torch.device,
+    rng: np.random.Generator,
+    scaler: torch.amp.GradScaler | None,
+    desc: str = "",
+) -> dict[str, float]:
     """One pass over ``data`` with augmentation; returns mean loss and top-1 on the augmented batches."""
     from tqdm import tqdm
 
@@ -227,10 +241,17 @@ def write_metrics(out: Path, history: Sequence[EpochStats]) -> tuple[Path, Path]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     a.plot(ep, [h.train_loss for h in history], "o-", label="train")
     a.plot(ep, [h.val_loss for h in history], "o-", label="val")
-    a.set_xlabel("epoch"); a.set_ylabel("loss"); a.legend(); a.grid(alpha=0.3)
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    a.grid(alpha=0.3)
     b.plot(ep, [h.train_top1 for h in history], "o-", label="train")
     b.plot(ep, [h.val_top1 for h in history], "o-", label="val")
-    b.set_xlabel("epoch"); b.set_ylabel("top-1"); b.set_ylim(0, 1.01); b.legend(); b.grid(alpha=0.3)
+    b.set_xlabel("epoch")
+    b.set_ylabel("top-1")
+    b.set_ylim(0, 1.01)
+    b.legend()
+    b.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(png_path, lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)
@@ -275,8 +296,9 @@ def train(cfg: TrainConfig, resume: str | None = None) -> TrainResult:
         model = model.to(memory_format=torch.channels_last)
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}],
-                            lr=cfg.lr)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}], lr=cfg.lr
+    )
     steps = cfg.epochs * math.ceil(len(train_set) / cfg.batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
@@ -284,7 +306,9 @@ def train(cfg: TrainConfig, resume: str | None = None) -> TrainResult:
     history: list[EpochStats] = []
     if ckpt_prev:
         if list(ckpt_prev["labels"]) != report.classes:
-            raise UserError(f"checkpoint '{resume}' was trained on classes {ckpt_prev['labels']} but the data has {report.classes}; resume with the same --data")
+            raise UserError(
+                f"checkpoint '{resume}' was trained on classes {ckpt_prev['labels']} but the data has {report.classes}; resume with the same --data"
+            )
         net.load_state_dict(ckpt_prev["model"])
         opt.load_state_dict(ckpt_prev["optimizer"])
         # The schedule may have grown (more --epochs): rebuild it for the new length and fast-forward it.
@@ -300,24 +324,44 @@ def train(cfg: TrainConfig, resume: str | None = None) -> TrainResult:
     last_path, best_path = out / "last.pt", out / "best.pt"
     for epoch in range(start_epoch, cfg.epochs):
         te = time.perf_counter()
-        tr = train_one_epoch(model, train_set, opt, sched, cfg, device, rng, scaler, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        tr = train_one_epoch(
+            model, train_set, opt, sched, cfg, device, rng, scaler, desc=f"epoch {epoch + 1}/{cfg.epochs}"
+        )
         ev = evaluate(model, val_set, device)
         row = EpochStats(epoch=epoch + 1, **tr, **ev, lr=opt.param_groups[0]["lr"], seconds=time.perf_counter() - te)
         history.append(row)
         improved = ev["val_top1"] > best
         best = max(best, ev["val_top1"])
         ckpt = {
-            "format": CHECKPOINT_FORMAT, "arch": cfg.arch, "labels": report.classes, "input": asdict(spec),
+            "format": CHECKPOINT_FORMAT,
+            "arch": cfg.arch,
+            "labels": report.classes,
+            "input": asdict(spec),
             "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch + 1, "best_top1": best, "top1": ev["val_top1"], "history": [h.to_dict() for h in history],
-            "config": asdict(cfg), "data_root": str(root),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch + 1,
+            "best_top1": best,
+            "top1": ev["val_top1"],
+            "history": [h.to_dict() for h in history],
+            "config": asdict(cfg),
+            "data_root": str(root),
         }
         save_checkpoint(last_path, ckpt)
         if improved:
             save_checkpoint(best_path, ckpt)
         write_metrics(out, history)
-        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['train_loss']:.3f}  train top-1 {tr['train_top1']:.3f}  "
-              f"val top-1 {ev['val_top1']:.3f}  ({row.seconds:.0f}s){'  *best' if improved else ''}")
-    return TrainResult(best_top1=best, best=best_path, last=last_path, out=out, history=tuple(history), data=report,
-                       weights=weights_info, seconds=time.perf_counter() - t0)
+        print(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['train_loss']:.3f}  train top-1 {tr['train_top1']:.3f}  "
+            f"val top-1 {ev['val_top1']:.3f}  ({row.seconds:.0f}s){'  *best' if improved else ''}"
+        )
+    return TrainResult(
+        best_top1=best,
+        best=best_path,
+        last=last_path,
+        out=out,
+        history=tuple(history),
+        data=report,
+        weights=weights_info,
+        seconds=time.perf_counter() - t0,
+    )

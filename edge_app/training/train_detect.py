@@ -91,15 +91,18 @@ def detector_from_checkpoint(ckpt: dict[str, Any]) -> tuple[DetectorNet, InputSp
     """Rebuild the :class:`DetectorNet` (eval mode; input normalised NCHW, output ``dets``), spec and labels."""
     labels = list(ckpt["labels"])
     d = ckpt["detector"]
-    net = build_detector(ckpt["arch"], len(labels), width=d["width"], base_width=d["base_width"], max_dets=d["max_dets"])
+    net = build_detector(
+        ckpt["arch"], len(labels), width=d["width"], base_width=d["base_width"], max_dets=d["max_dets"]
+    )
     net.load_state_dict(ckpt["model"])
     net.eval()
     return net, InputSpec(**ckpt["input"]), labels
 
 
 # ----------------------------------------------------------------------------------------- augmentation
-def augment_batch(images: np.ndarray, boxes: list[np.ndarray], rng: np.random.Generator, rotate: bool
-                  ) -> tuple[np.ndarray, list[np.ndarray]]:
+def augment_batch(
+    images: np.ndarray, boxes: list[np.ndarray], rng: np.random.Generator, rotate: bool
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Random horizontal flip per image; with ``rotate`` (square, orientation-free data) the 8 flips/rotations."""
     out = images.copy()
     nb = []
@@ -126,16 +129,30 @@ def _scenes_cached(n: int, img: int, seed: int, split: str, cache_dir: Path) -> 
     """Built-in scenes, rendered once and kept as .npz keyed by the recipe (the renderer's source hash included)."""
     import edge_app.data.scenes as sc
 
-    recipe = json.dumps({"n": n, "img": img, "seed": seed, "split": split, "cfg": asdict(sc.SceneConfig(img, img)),
-                         "code": hashlib.sha256(Path(sc.__file__).read_bytes()).hexdigest()[:16]}, sort_keys=True)
+    recipe = json.dumps(
+        {
+            "n": n,
+            "img": img,
+            "seed": seed,
+            "split": split,
+            "cfg": asdict(sc.SceneConfig(img, img)),
+            "code": hashlib.sha256(Path(sc.__file__).read_bytes()).hexdigest()[:16],
+        },
+        sort_keys=True,
+    )
     path = cache_dir / f"{split}-{hashlib.sha256(recipe.encode()).hexdigest()[:16]}.npz"
     if path.is_file():
         try:
             z = np.load(path)
             counts = z["counts"]
             cut = np.cumsum(counts)[:-1]
-            return DetectionSet(z["images"], np.split(z["boxes"], cut), np.split(z["classes"], cut), list(sc.CLASSES),
-                                f"scenes(seed={seed}, split={split})")
+            return DetectionSet(
+                z["images"],
+                np.split(z["boxes"], cut),
+                np.split(z["classes"], cut),
+                list(sc.CLASSES),
+                f"scenes(seed={seed}, split={split})",
+            )
         except (OSError, KeyError, ValueError):
             log.info("scene cache %s unreadable; re-rendering", path)
     ds = sc.make_scenes(n, sc.SceneConfig(img, img), seed, split, progress=True)
@@ -144,15 +161,21 @@ def _scenes_cached(n: int, img: int, seed: int, split: str, cache_dir: Path) -> 
 
     def write(p: Path) -> None:
         with open(p, "wb") as f:
-            np.savez(f, images=ds.images, boxes=np.concatenate(ds.boxes) if ds.boxes else np.zeros((0, 4), np.float32),
-                     classes=np.concatenate(ds.classes) if ds.classes else np.zeros(0, np.int64), counts=counts)
+            np.savez(
+                f,
+                images=ds.images,
+                boxes=np.concatenate(ds.boxes) if ds.boxes else np.zeros((0, 4), np.float32),
+                classes=np.concatenate(ds.classes) if ds.classes else np.zeros(0, np.int64),
+                counts=counts,
+            )
 
     atomic_write(path, write)
     return ds
 
 
-def prepare_detection_data(cfg: DetectConfig, spec: InputSpec, cache_dir: str | Path = "data/scenes"
-                           ) -> tuple[DetectionSet, DetectionSet, str, str]:
+def prepare_detection_data(
+    cfg: DetectConfig, spec: InputSpec, cache_dir: str | Path = "data/scenes"
+) -> tuple[DetectionSet, DetectionSet, str, str]:
     """(train, val, summary line, data root) for --data: built-in scenes or a COCO/YOLO set."""
     if cfg.data == "synthetic":
         from edge_app.data.scenes import HELDOUT_SEED
@@ -161,15 +184,29 @@ def prepare_detection_data(cfg: DetectConfig, spec: InputSpec, cache_dir: str | 
             raise UserError(f"--seed {HELDOUT_SEED} makes the held-out test scenes; train with any other seed")
         tr = _scenes_cached(cfg.scenes, cfg.img, cfg.seed, "train", Path(cache_dir))
         va = _scenes_cached(cfg.val_scenes, cfg.img, cfg.seed, "val", Path(cache_dir))
-        return tr, va, f"built-in scenes: {len(tr)} train ({tr.num_boxes} boxes), {len(va)} val (seed {cfg.seed})", "synthetic"
+        return (
+            tr,
+            va,
+            f"built-in scenes: {len(tr)} train ({tr.num_boxes} boxes), {len(va)} val (seed {cfg.seed})",
+            "synthetic",
+        )
     tr, va, rep = load_detection_data(cfg.data, spec, cfg.val_fraction, cfg.seed)
     return tr, va, rep.summary(), str(cfg.data)
 
 
 # ----------------------------------------------------------------------------------------- loops
-def train_one_epoch(model: DetectorModel, data: DetectionSet, opt: torch.optim.Optimizer, sched: Any, cfg: DetectConfig,
-                    device: torch.device, rng: np.random.Generator, scaler: torch.amp.GradScaler | None,
-                    rotate: bool, desc: str = "") -> dict[str, float]:
+def train_one_epoch(
+    model: DetectorModel,
+    data: DetectionSet,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    cfg: DetectConfig,
+    device: torch.device,
+    rng: np.random.Generator,
+    scaler: torch.amp.GradScaler | None,
+    rotate: bool,
+    desc: str = "",
+) -> dict[str, float]:
     """One pass over ``data`` with augmentation; mean loss and its parts."""
     from tqdm import tqdm
 
@@ -180,7 +217,7 @@ def train_one_epoch(model: DetectorModel, data: DetectionSet, opt: torch.optim.O
     h, w = data.images.shape[1:3]
     bar = tqdm(range(0, len(idx), cfg.batch), desc=desc, unit="batch", leave=False)
     for s in bar:
-        j = idx[s:s + cfg.batch]
+        j = idx[s : s + cfg.batch]
         if len(j) < 2:  # BatchNorm cannot train on a batch of one
             continue
         images, boxes = augment_batch(data.images[j], [data.boxes[k] for k in j], rng, rotate)
@@ -215,23 +252,33 @@ def predict_dets(model: DetectorModel, images: np.ndarray, device: torch.device,
 
 
 @torch.no_grad()
-def evaluate(model: DetectorModel, data: DetectionSet, device: torch.device, cfg: DetectConfig,
-             batch: int = 64) -> tuple[dict[str, float], float]:
+def evaluate(
+    model: DetectorModel, data: DetectionSet, device: torch.device, cfg: DetectConfig, batch: int = 64
+) -> tuple[dict[str, float], float]:
     """Validation loss and mAP (faster-coco-eval), P/R at the best-F1 threshold; returns (row, threshold)."""
     model.eval()
     h, w = data.images.shape[1:3]
     loss_sum, dets = 0.0, []
     for s in range(0, len(data), batch):
-        x = torch.from_numpy(data.images[s:s + batch]).to(device)
+        x = torch.from_numpy(data.images[s : s + batch]).to(device)
         maps = model.forward_maps(x)
-        tg = make_targets(data.boxes[s:s + batch], data.classes[s:s + batch], len(data.names), h // STRIDE, w // STRIDE)
-        loss, _ = detection_loss(maps, {k: torch.from_numpy(v).to(device) for k, v in tg.items()}, cfg.size_weight, cfg.offset_weight)
+        tg = make_targets(
+            data.boxes[s : s + batch], data.classes[s : s + batch], len(data.names), h // STRIDE, w // STRIDE
+        )
+        loss, _ = detection_loss(
+            maps, {k: torch.from_numpy(v).to(device) for k, v in tg.items()}, cfg.size_weight, cfg.offset_weight
+        )
         loss_sum += float(loss) * len(x)
         dets.extend(decode(maps.heat, maps.size, maps.offset, w, h, model.net.max_dets).float().cpu().numpy())
     thr = dm.best_threshold(dets, data.boxes, data.classes)
     acc = dm.evaluate_dets(dets, data.boxes, data.classes, data.names, threshold=thr)
-    return {"val_loss": loss_sum / max(1, len(data)), "val_map50": acc.map50, "val_map50_95": acc.map50_95,
-            "val_precision": acc.precision, "val_recall": acc.recall}, thr
+    return {
+        "val_loss": loss_sum / max(1, len(data)),
+        "val_map50": acc.map50,
+        "val_map50_95": acc.map50_95,
+        "val_precision": acc.precision,
+        "val_recall": acc.recall,
+    }, thr
 
 
 def write_detect_metrics(out: Path, history: list[dict[str, float]]) -> tuple[Path, Path]:
@@ -255,10 +302,17 @@ def write_detect_metrics(out: Path, history: list[dict[str, float]]) -> tuple[Pa
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
     a.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
     a.plot(ep, [r["val_loss"] for r in history], "o-", label="val")
-    a.set_xlabel("epoch"); a.set_ylabel("loss"); a.legend(); a.grid(alpha=0.3)
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    a.grid(alpha=0.3)
     b.plot(ep, [r["val_map50"] for r in history], "o-", label="mAP@0.5")
     b.plot(ep, [r["val_map50_95"] for r in history], "o-", label="mAP@0.5:0.95")
-    b.set_xlabel("epoch"); b.set_ylabel("val mAP"); b.set_ylim(0, 1.01); b.legend(); b.grid(alpha=0.3)
+    b.set_xlabel("epoch")
+    b.set_ylabel("val mAP")
+    b.set_ylim(0, 1.01)
+    b.legend()
+    b.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(png_path, lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)
@@ -269,10 +323,14 @@ def write_detect_metrics(out: Path, history: list[dict[str, float]]) -> tuple[Pa
 def check_config(cfg: DetectConfig) -> None:
     """UserError for settings that cannot train (named by field, not by CLI flag)."""
     if cfg.img % 32 or cfg.img < 64:
-        raise UserError(f"img {cfg.img} must be a multiple of 32 and at least 64 (five stride-2 stages, then upsampling "
-                        f"back to stride 4); use e.g. {max(64, round(cfg.img / 32) * 32)}")
+        raise UserError(
+            f"img {cfg.img} must be a multiple of 32 and at least 64 (five stride-2 stages, then upsampling "
+            f"back to stride 4); use e.g. {max(64, round(cfg.img / 32) * 32)}"
+        )
     if cfg.weights and cfg.base_width != 64:
-        raise UserError(f"weights '{cfg.weights}' need the full-width trunk (base_width 64), got base_width {cfg.base_width}")
+        raise UserError(
+            f"weights '{cfg.weights}' need the full-width trunk (base_width 64), got base_width {cfg.base_width}"
+        )
     for name in ("width", "base_width", "epochs", "batch", "scenes", "val_scenes", "threads"):
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be at least 1, got {getattr(cfg, name)}")
@@ -285,10 +343,19 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
     if resume:
         prev = load_checkpoint(resume)
         if prev.get("task") != TASK:
-            raise UserError(f"'{resume}' is a classifier checkpoint; resume a detector run's last.pt, or start a new run")
+            raise UserError(
+                f"'{resume}' is a classifier checkpoint; resume a detector run's last.pt, or start a new run"
+            )
         saved = prev["config"]
-        cfg = DetectConfig(**{**saved, "epochs": max(cfg.epochs, saved["epochs"]), "out": cfg.out, "device": cfg.device,
-                              "threads": cfg.threads})
+        cfg = DetectConfig(
+            **{
+                **saved,
+                "epochs": max(cfg.epochs, saved["epochs"]),
+                "out": cfg.out,
+                "device": cfg.device,
+                "threads": cfg.threads,
+            }
+        )
     check_config(cfg)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -305,7 +372,9 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
     model = DetectorModel(net, spec).to(device)
     decay = [p for _, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for _, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}], lr=cfg.lr)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}], lr=cfg.lr
+    )
     per_epoch = math.ceil(len(train_set) / cfg.batch)
     steps = cfg.epochs * per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, warmup_frac=0.05))
@@ -313,7 +382,9 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
     start, best, best_thr, history = 0, -1.0, 0.3, []
     if prev:
         if list(prev["labels"]) != list(train_set.names):
-            raise UserError(f"checkpoint '{resume}' was trained on classes {prev['labels']} but the data has {train_set.names}; resume with the same data")
+            raise UserError(
+                f"checkpoint '{resume}' was trained on classes {prev['labels']} but the data has {train_set.names}; resume with the same data"
+            )
         net.load_state_dict(prev["model"])
         opt.load_state_dict(prev["optimizer"])
         with warnings.catch_warnings():
@@ -327,27 +398,58 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
     last_path, best_path = out / "last.pt", out / "best.pt"
     for epoch in range(start, cfg.epochs):
         te = time.perf_counter()
-        tr = train_one_epoch(model, train_set, opt, sched, cfg, device, rng, scaler, rotate, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        tr = train_one_epoch(
+            model, train_set, opt, sched, cfg, device, rng, scaler, rotate, desc=f"epoch {epoch + 1}/{cfg.epochs}"
+        )
         ev, thr = evaluate(model, val_set, device, cfg)
-        row = {"epoch": epoch + 1, **tr, **ev, "threshold": thr, "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - te}
+        row = {
+            "epoch": epoch + 1,
+            **tr,
+            **ev,
+            "threshold": thr,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - te,
+        }
         history.append(row)
         improved = ev["val_map50"] > best
         if improved:
             best, best_thr = ev["val_map50"], thr
         ckpt = {
-            "format": CHECKPOINT_FORMAT, "task": TASK, "arch": cfg.arch, "labels": list(train_set.names), "input": asdict(spec),
+            "format": CHECKPOINT_FORMAT,
+            "task": TASK,
+            "arch": cfg.arch,
+            "labels": list(train_set.names),
+            "input": asdict(spec),
             "detector": {"width": cfg.width, "base_width": cfg.base_width, "max_dets": net.max_dets, "stride": STRIDE},
             "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch + 1, "best_map50": best, "map50": ev["val_map50"], "map50_95": ev["val_map50_95"],
-            "threshold": thr, "history": history, "config": asdict(cfg), "data_root": root,
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch + 1,
+            "best_map50": best,
+            "map50": ev["val_map50"],
+            "map50_95": ev["val_map50_95"],
+            "threshold": thr,
+            "history": history,
+            "config": asdict(cfg),
+            "data_root": root,
         }
         save_checkpoint(last_path, ckpt)
         if improved:
             save_checkpoint(best_path, ckpt)
         write_detect_metrics(out, history)
-        print(f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['train_loss']:.3f}  val loss {ev['val_loss']:.3f}  "
-              f"val mAP@0.5 {ev['val_map50']:.4f}  mAP@0.5:0.95 {ev['val_map50_95']:.4f}  "
-              f"P {ev['val_precision']:.3f} R {ev['val_recall']:.3f} @{thr:.2f}  ({row['seconds']:.0f}s){'  *best' if improved else ''}")
-    return DetectTrainResult(best_map50=best, threshold=best_thr, best=str(best_path), last=str(last_path), out=str(out),
-                             history=history, data=summary, weights=weights_info, seconds=time.perf_counter() - t0)
+        print(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['train_loss']:.3f}  val loss {ev['val_loss']:.3f}  "
+            f"val mAP@0.5 {ev['val_map50']:.4f}  mAP@0.5:0.95 {ev['val_map50_95']:.4f}  "
+            f"P {ev['val_precision']:.3f} R {ev['val_recall']:.3f} @{thr:.2f}  ({row['seconds']:.0f}s){'  *best' if improved else ''}"
+        )
+    return DetectTrainResult(
+        best_map50=best,
+        threshold=best_thr,
+        best=str(best_path),
+        last=str(last_path),
+        out=str(out),
+        history=history,
+        data=summary,
+        weights=weights_info,
+        seconds=time.perf_counter() - t0,
+    )

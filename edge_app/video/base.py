@@ -55,8 +55,9 @@ class Source:
 
     live: bool = False
 
-    def __init__(self, name: str, *, width: int | None = None, height: int | None = None,
-                 flip: str | None = None) -> None:
+    def __init__(
+        self, name: str, *, width: int | None = None, height: int | None = None, flip: str | None = None
+    ) -> None:
         if flip is not None and flip not in FLIPS:
             raise UserError(f"--flip '{flip}' is not supported; use one of {', '.join(FLIPS)}")
         for what, v in (("width", width), ("height", height)):
@@ -108,7 +109,7 @@ class Source:
         """Stop iterating and free the device or file; safe to call twice and from another thread."""
         self._stop.set()
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -159,7 +160,7 @@ class Sink(Protocol):
     def update_stats(self, stats: dict[str, Any]) -> None:
         """Take the HUD numbers (a browser page shows them)."""
 
-    def attach_source(self, source: "Source") -> None:
+    def attach_source(self, source: Source) -> None:
         """Learn the source (a browser page shows its live status)."""
 
 
@@ -175,5 +176,5 @@ class SinkBase:
     def update_stats(self, stats: dict[str, Any]) -> None:
         """Most sinks show no live numbers."""
 
-    def attach_source(self, source: "Source") -> None:
+    def attach_source(self, source: Source) -> None:
         """Most sinks do not care where frames come from."""

@@ -38,9 +38,22 @@ FILE_RETRY_READS = 300
 class CaptureSource(Source):
     """Frames from a ``cv2.VideoCapture`` made by ``opener``; see the module docstring."""
 
-    def __init__(self, name: str, opener: Opener, *, live: bool, cannot_open: str, policy: ReconnectPolicy,
-                 attempts: int = 1, fps: float | None = None, loop: bool = False, width: int | None = None,
-                 height: int | None = None, flip: str | None = None, live_if_endless: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        opener: Opener,
+        *,
+        live: bool,
+        cannot_open: str,
+        policy: ReconnectPolicy,
+        attempts: int = 1,
+        fps: float | None = None,
+        loop: bool = False,
+        width: int | None = None,
+        height: int | None = None,
+        flip: str | None = None,
+        live_if_endless: bool = False,
+    ) -> None:
         super().__init__(name, width=width, height=height, flip=flip)
         self.live = live
         self.loop = loop
@@ -105,8 +118,10 @@ class CaptureSource(Source):
                 return True
             limit = self.policy.give_up_after_s
             if limit is not None and time.monotonic() - start + delay > limit:
-                raise UserError(f"source '{self.name}' did not come back within {limit:g} s; check the camera "
-                                "or stream and start again")
+                raise UserError(
+                    f"source '{self.name}' did not come back within {limit:g} s; check the camera "
+                    "or stream and start again"
+                )
             if self._stop.wait(delay):
                 return False
         return False  # unreachable: delays() is endless
@@ -153,8 +168,12 @@ class CaptureSource(Source):
             missing = self.frame_count - delivered if self.frame_count else recovered
             self.decode_errors += max(0, missing, recovered)
             if missing > 0:
-                log.warning("%s: %d of %d frames could not be decoded (damaged or truncated file)",
-                            self.name, missing, self.frame_count)
+                log.warning(
+                    "%s: %d of %d frames could not be decoded (damaged or truncated file)",
+                    self.name,
+                    missing,
+                    self.frame_count,
+                )
             if not self.loop or delivered == 0 or not self._restart():
                 break
             delivered = failures = recovered = 0
@@ -185,8 +204,12 @@ VideoFileSource = CaptureSource  # the first pipeline's name for it
 
 # ----------------------------------------------------------------------------------------------- openers
 def _ffmpeg_capture(url: str, options: str | None, policy: ReconnectPolicy) -> cv2.VideoCapture:
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(policy.open_timeout_s * 1000),
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(policy.read_timeout_s * 1000)]
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(policy.open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(policy.read_timeout_s * 1000),
+    ]
     with _env_lock:
         old = os.environ.get(FFMPEG_OPTIONS_ENV)
         if options is not None:
@@ -212,7 +235,9 @@ class StreamOpener:
         self.url = url
         self.policy = policy
         user_set = FFMPEG_OPTIONS_ENV in os.environ  # the user's own FFmpeg options win
-        self.options: list[str | None] = list(RTSP_TRANSPORTS) if url.lower().startswith("rtsp") and not user_set else [None]
+        self.options: list[str | None] = (
+            list(RTSP_TRANSPORTS) if url.lower().startswith("rtsp") and not user_set else [None]
+        )
 
     def __call__(self) -> cv2.VideoCapture:
         """Try each transport, the last one that worked first."""
@@ -227,22 +252,50 @@ class StreamOpener:
         return cap
 
 
-def open_file(name: str, path: Path, *, loop: bool = False, width: int | None = None, height: int | None = None,
-              flip: str | None = None) -> CaptureSource:
+def open_file(
+    name: str,
+    path: Path,
+    *,
+    loop: bool = False,
+    width: int | None = None,
+    height: int | None = None,
+    flip: str | None = None,
+) -> CaptureSource:
     """A video file: every frame in order, none dropped; decode failures counted in ``decode_errors``."""
-    cannot = (f"cannot read video '{name}' (not a video, damaged before its first frame, or a codec this OpenCV "
-              f"lacks); re-encode it with: ffmpeg -i '{name}' -c:v libx264 -pix_fmt yuv420p fixed.mp4")
-    return CaptureSource(name, lambda: cv2.VideoCapture(str(path)), live=False, cannot_open=cannot,
-                         policy=ReconnectPolicy(), loop=loop, width=width, height=height, flip=flip)
+    cannot = (
+        f"cannot read video '{name}' (not a video, damaged before its first frame, or a codec this OpenCV "
+        f"lacks); re-encode it with: ffmpeg -i '{name}' -c:v libx264 -pix_fmt yuv420p fixed.mp4"
+    )
+    return CaptureSource(
+        name,
+        lambda: cv2.VideoCapture(str(path)),
+        live=False,
+        cannot_open=cannot,
+        policy=ReconnectPolicy(),
+        loop=loop,
+        width=width,
+        height=height,
+        flip=flip,
+    )
 
 
-def open_camera(name: str, device: int | str, *, fps: float | None, policy: ReconnectPolicy,
-                width: int | None = None, height: int | None = None, flip: str | None = None) -> CaptureSource:
+def open_camera(
+    name: str,
+    device: int | str,
+    *,
+    fps: float | None,
+    policy: ReconnectPolicy,
+    width: int | None = None,
+    height: int | None = None,
+    flip: str | None = None,
+) -> CaptureSource:
     """A camera by index (``0``) or V4L2 device path; size and frame rate are requested from the driver."""
     linux = sys.platform.startswith("linux")
     if linux and isinstance(device, int) and not Path(f"/dev/video{device}").exists():
-        raise UserError(f"camera {device} was not found (no /dev/video{device}); list cameras with "
-                        "'ls /dev/video*', or try --source synthetic")
+        raise UserError(
+            f"camera {device} was not found (no /dev/video{device}); list cameras with "
+            "'ls /dev/video*', or try --source synthetic"
+        )
 
     def opener() -> cv2.VideoCapture:
         """Open the device and ask it for the requested size and rate."""
@@ -256,21 +309,43 @@ def open_camera(name: str, device: int | str, *, fps: float | None, policy: Reco
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # latency first: do not queue stale frames in the driver
         return cap
 
-    cannot = (f"camera '{name}' exists but cannot be opened or delivers no frames (busy, or not a capture "
-              "device); close other programs using it or pick another with 'ls /dev/video*'")
-    return CaptureSource(name, opener, live=True, cannot_open=cannot, policy=policy, fps=fps,
-                         width=width, height=height, flip=flip)
+    cannot = (
+        f"camera '{name}' exists but cannot be opened or delivers no frames (busy, or not a capture "
+        "device); close other programs using it or pick another with 'ls /dev/video*'"
+    )
+    return CaptureSource(
+        name, opener, live=True, cannot_open=cannot, policy=policy, fps=fps, width=width, height=height, flip=flip
+    )
 
 
-def open_stream(url: str, *, fps: float | None, policy: ReconnectPolicy, width: int | None = None,
-                height: int | None = None, flip: str | None = None) -> CaptureSource:
+def open_stream(
+    url: str,
+    *,
+    fps: float | None,
+    policy: ReconnectPolicy,
+    width: int | None = None,
+    height: int | None = None,
+    flip: str | None = None,
+) -> CaptureSource:
     """An ``rtsp://`` / ``rtmp://`` / ``http(s)://`` stream through FFmpeg, retried per ``policy``."""
-    cannot = (f"cannot open stream '{url}' after {policy.open_attempts} tries; check the URL and that the camera "
-              "or server is running and reachable")
+    cannot = (
+        f"cannot open stream '{url}' after {policy.open_attempts} tries; check the URL and that the camera "
+        "or server is running and reachable"
+    )
     http = url.lower().startswith("http")
-    return CaptureSource(url, StreamOpener(url, policy), live=True, cannot_open=cannot, policy=policy,
-                         attempts=policy.open_attempts, fps=fps, width=width, height=height, flip=flip,
-                         live_if_endless=http)
+    return CaptureSource(
+        url,
+        StreamOpener(url, policy),
+        live=True,
+        cannot_open=cannot,
+        policy=policy,
+        attempts=policy.open_attempts,
+        fps=fps,
+        width=width,
+        height=height,
+        flip=flip,
+        live_if_endless=http,
+    )
 
 
 def gstreamer_available() -> bool:
@@ -279,38 +354,68 @@ def gstreamer_available() -> bool:
     return bool(m and m.group(1).upper() == "YES")
 
 
-def open_gstreamer(name: str, pipeline: str, *, fps: float | None, policy: ReconnectPolicy,
-                   width: int | None = None, height: int | None = None, flip: str | None = None) -> CaptureSource:
+def open_gstreamer(
+    name: str,
+    pipeline: str,
+    *,
+    fps: float | None,
+    policy: ReconnectPolicy,
+    width: int | None = None,
+    height: int | None = None,
+    flip: str | None = None,
+) -> CaptureSource:
     """A raw GStreamer pipeline ending in ``appsink`` (``gst:...``); live unless it reads a file."""
     if not pipeline:
         raise UserError("'gst:' needs a pipeline after it; e.g. gst:videotestsrc ! videoconvert ! appsink")
     if not gstreamer_available():
-        raise UserError(f"source '{name}' needs OpenCV built with GStreamer, and this one has none; install "
-                        "your platform's OpenCV with GStreamer (JetPack's python3-opencv) or use another source")
+        raise UserError(
+            f"source '{name}' needs OpenCV built with GStreamer, and this one has none; install "
+            "your platform's OpenCV with GStreamer (JetPack's python3-opencv) or use another source"
+        )
     cannot = f"GStreamer pipeline '{pipeline}' did not start or gave no frames; test it with gst-launch-1.0"
-    return CaptureSource(name, lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER), live="filesrc" not in pipeline,
-                         cannot_open=cannot, policy=policy, fps=fps, width=width, height=height, flip=flip)
+    return CaptureSource(
+        name,
+        lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER),
+        live="filesrc" not in pipeline,
+        cannot_open=cannot,
+        policy=policy,
+        fps=fps,
+        width=width,
+        height=height,
+        flip=flip,
+    )
 
 
 CSI_FLIP_METHOD = {None: 0, "180": 2, "h": 4, "v": 6}  # nvvidconv flip-method values
 
 
-def csi_pipeline(sensor_id: int, width: int = 1280, height: int = 720, fps: float = 30.0,
-                 flip: str | None = None) -> str:
+def csi_pipeline(
+    sensor_id: int, width: int = 1280, height: int = 720, fps: float = 30.0, flip: str | None = None
+) -> str:
     """The GStreamer pipeline for a Jetson CSI camera (nvarguscamerasrc); flips in the ISP, not on the CPU."""
     if flip not in CSI_FLIP_METHOD:
         raise UserError(f"--flip '{flip}' is not supported; use one of h, v, 180")
     rate = Fraction(fps).limit_denominator(1001)
-    return (f"nvarguscamerasrc sensor-id={sensor_id} ! "
-            f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, "
-            f"framerate=(fraction){rate.numerator}/{rate.denominator}, format=(string)NV12 ! "
-            f"nvvidconv flip-method={CSI_FLIP_METHOD[flip]} ! "
-            f"video/x-raw, width=(int){width}, height=(int){height}, format=(string)BGRx ! "
-            "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, "
+        f"framerate=(fraction){rate.numerator}/{rate.denominator}, format=(string)NV12 ! "
+        f"nvvidconv flip-method={CSI_FLIP_METHOD[flip]} ! "
+        f"video/x-raw, width=(int){width}, height=(int){height}, format=(string)BGRx ! "
+        "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
 
 
-def open_csi(name: str, sensor: str, *, fps: float | None, policy: ReconnectPolicy, width: int | None = None,
-             height: int | None = None, flip: str | None = None) -> CaptureSource:
+def open_csi(
+    name: str,
+    sensor: str,
+    *,
+    fps: float | None,
+    policy: ReconnectPolicy,
+    width: int | None = None,
+    height: int | None = None,
+    flip: str | None = None,
+) -> CaptureSource:
     """``csi://N``: Jetson CSI camera N through nvarguscamerasrc (needs OpenCV with GStreamer)."""
     if not re.fullmatch(r"\d+", sensor):
         raise UserError(f"source '{name}' needs a sensor number; use csi://0 or csi://1")

@@ -88,7 +88,7 @@ def parse_serve(spec: str) -> tuple[str, int]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a hung browser tab must never keep the program alive
 
-    def __init__(self, addr: tuple[str, int], hub: "MjpegServer") -> None:
+    def __init__(self, addr: tuple[str, int], hub: MjpegServer) -> None:
         self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.hub = hub
         super().__init__(addr, _Handler)
@@ -132,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass  # the browser went away
 
-    def _stream(self, hub: "MjpegServer") -> None:
+    def _stream(self, hub: MjpegServer) -> None:
         self.send_response(200)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
@@ -145,7 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
                 seq, jpeg = hub.wait_newer(seq, timeout=0.5)
                 if jpeg is None:
                     continue
-                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode())
+                self.wfile.write(
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                )
                 self.wfile.write(jpeg)
                 self.wfile.write(b"\r\n")
                 self.wfile.flush()
@@ -176,17 +178,23 @@ class MjpegServer:
             self.httpd = _Server((host, port), self)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise UserError(f"port {port} on {host} is already in use; stop the program using it or pick "
-                                f"another port, e.g. --serve {host}:{port + 1}") from None
+                raise UserError(
+                    f"port {port} on {host} is already in use; stop the program using it or pick "
+                    f"another port, e.g. --serve {host}:{port + 1}"
+                ) from None
             if e.errno == errno.EACCES:
-                raise UserError(f"port {port} needs root to listen on; use a port above 1023, e.g. --serve {host}:8080") from None
-            raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e}); use 127.0.0.1 or an address "
-                            "of this machine") from None
+                raise UserError(
+                    f"port {port} needs root to listen on; use a port above 1023, e.g. --serve {host}:8080"
+                ) from None
+            raise UserError(
+                f"cannot listen on {host}:{port} ({e.strerror or e}); use 127.0.0.1 or an address of this machine"
+            ) from None
         self.host, self.port = self.httpd.server_address[:2]
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("the MJPEG view on %s:%d is reachable from the network", host, self.port)
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"mjpeg:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name=f"mjpeg:{self.port}", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -247,12 +255,26 @@ class MjpegServer:
         """The stats set by the pipeline, the attached source's live state, the server's own counters."""
         src = self.source
         with self._cond:
-            live = {} if src is None else {  # read now: no frames flow while a stream is reconnecting
-                "status": getattr(src, "status", "ok"), "reconnects": getattr(src, "reconnects", 0),
-                "decode_errors": getattr(src, "decode_errors", 0)}
-            return {**self._stats, **live, "server": {
-                "clients": self.clients, "clients_total": self.clients_total, "clients_served": self.clients_served,
-                "frames_published": self.frames_published, "frames_sent": self.frames_sent}}
+            live = (
+                {}
+                if src is None
+                else {  # read now: no frames flow while a stream is reconnecting
+                    "status": getattr(src, "status", "ok"),
+                    "reconnects": getattr(src, "reconnects", 0),
+                    "decode_errors": getattr(src, "decode_errors", 0),
+                }
+            )
+            return {
+                **self._stats,
+                **live,
+                "server": {
+                    "clients": self.clients,
+                    "clients_total": self.clients_total,
+                    "clients_served": self.clients_served,
+                    "frames_published": self.frames_published,
+                    "frames_sent": self.frames_sent,
+                },
+            }
 
     def close(self) -> None:
         """Stop streaming, stop the server thread and free the port; safe to call twice."""
@@ -309,7 +331,7 @@ class MjpegSink(SinkBase):
         """Stop the server thread and free the port; safe to call twice."""
         self.server.close()
 
-    def __enter__(self) -> "MjpegSink":
+    def __enter__(self) -> MjpegSink:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -36,13 +36,20 @@ log = logging.getLogger("edge_app.video")
 # is written only when asked for.
 CODECS = ("h264", "vp9", "mjpeg", "mp4v")
 CODECS_BY_EXT: dict[str, tuple[str, ...]] = {
-    ".mp4": ("h264", "mp4v"), ".m4v": ("h264", "mp4v"), ".mov": ("h264", "mp4v", "mjpeg"),
-    ".mkv": ("h264", "vp9", "mjpeg", "mp4v"), ".webm": ("vp9",), ".avi": ("mjpeg", "mp4v"),
+    ".mp4": ("h264", "mp4v"),
+    ".m4v": ("h264", "mp4v"),
+    ".mov": ("h264", "mp4v", "mjpeg"),
+    ".mkv": ("h264", "vp9", "mjpeg", "mp4v"),
+    ".webm": ("vp9",),
+    ".avi": ("mjpeg", "mp4v"),
 }
 HOME_EXT = {"h264": ".mp4", "vp9": ".webm", "mjpeg": ".avi", "mp4v": ".mp4"}  # the usual container per codec
 OPENCV_FOURCC = {"vp9": "VP90", "mjpeg": "MJPG", "mp4v": "mp4v"}  # codecs OpenCV's own FFmpeg writes
 PYAV_PIN = "av==18.1.0"  # requirements.txt; av 19 needs Python >= 3.12
-X264_OPTIONS = {"preset": "veryfast", "crf": "23"}  # 474 fps at 640x480 on 2 cores (FACTS.md); crf 23: x264's default quality
+X264_OPTIONS = {
+    "preset": "veryfast",
+    "crf": "23",
+}  # 474 fps at 640x480 on 2 cores (FACTS.md); crf 23: x264's default quality
 
 
 def _result_dict(result: Any) -> dict[str, Any]:
@@ -131,19 +138,29 @@ class VideoFileSink(SinkBase):
     and renames it, so the output path only ever holds a complete, playable file.
     """
 
-    def __init__(self, path: str | Path, fps: float | Fraction, size: tuple[int, int], codec: str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, fps: float | Fraction, size: tuple[int, int], codec: str | None = None
+    ) -> None:
         self.path = Path(path)
         ext = self.path.suffix.lower()
         if ext not in CODECS_BY_EXT:
-            raise UserError(f"cannot write video '{self.path}': unknown extension '{ext}'; use one of {', '.join(CODECS_BY_EXT)}")
+            raise UserError(
+                f"cannot write video '{self.path}': unknown extension '{ext}'; use one of {', '.join(CODECS_BY_EXT)}"
+            )
         if codec is not None and codec not in CODECS:
-            raise UserError(f"cannot write video '{self.path}': codec '{codec}' is unknown; choose one of {', '.join(CODECS)}")
+            raise UserError(
+                f"cannot write video '{self.path}': codec '{codec}' is unknown; choose one of {', '.join(CODECS)}"
+            )
         allowed = CODECS_BY_EXT[ext]
         if codec is not None and codec not in allowed:
-            raise UserError(f"cannot write {codec} into '{self.path}': a {ext} file takes {', '.join(allowed)}; "
-                            f"use a {HOME_EXT[codec]} output for {codec}")
+            raise UserError(
+                f"cannot write {codec} into '{self.path}': a {ext} file takes {', '.join(allowed)}; "
+                f"use a {HOME_EXT[codec]} output for {codec}"
+            )
         if self.path.is_dir():
-            raise UserError(f"cannot write video '{self.path}': it is a folder; give a file name such as {self.path / ('out' + ext)}")
+            raise UserError(
+                f"cannot write video '{self.path}': it is a folder; give a file name such as {self.path / ('out' + ext)}"
+            )
         self.codec = codec or allowed[0]
         if not fps > 0:
             raise UserError(f"cannot write video '{self.path}' at {fps} fps; the frame rate must be positive")
@@ -151,8 +168,10 @@ class VideoFileSink(SinkBase):
         if w < 1 or h < 1:
             raise UserError(f"cannot write video '{self.path}' of size {w}x{h}; width and height must be positive")
         if self.codec == "h264" and not pyav_available():
-            raise UserError(f"writing H.264 to '{self.path}' needs PyAV, which is not installed; pip install {PYAV_PIN}, "
-                            "or write VP9 (codec vp9, a .webm output)")
+            raise UserError(
+                f"writing H.264 to '{self.path}' needs PyAV, which is not installed; pip install {PYAV_PIN}, "
+                "or write VP9 (codec vp9, a .webm output)"
+            )
         ensure_writable_dir(self.path.parent)
         self.rate = _as_rate(fps)
         self.fps = float(self.rate)
@@ -173,8 +192,10 @@ class VideoFileSink(SinkBase):
         except Exception as e:  # noqa: BLE001 - any encoder failure is one sentence, with no partial file left
             self.tmp.unlink(missing_ok=True)
             why = getattr(e, "strerror", None) or str(e)
-            raise UserError(f"cannot write '{self.path}' with codec {self.codec} ({why}); "
-                            "choose a writable output path, or another codec (h264 .mp4, vp9 .webm, mjpeg .avi)") from None
+            raise UserError(
+                f"cannot write '{self.path}' with codec {self.codec} ({why}); "
+                "choose a writable output path, or another codec (h264 .mp4, vp9 .webm, mjpeg .avi)"
+            ) from None
 
     def _pts(self, result: Any) -> int:
         """Frames since the first one, by the source's frame numbers when the results carry them."""
@@ -191,8 +212,13 @@ class VideoFileSink(SinkBase):
             raise RuntimeError(f"video sink '{self.path}' is closed")
         if (frame.shape[1], frame.shape[0]) != self.frame_size:
             if not self._warned_resize:
-                log.warning("%s: frames of %dx%d resized to the video's %dx%d", self.path, frame.shape[1],
-                            frame.shape[0], *self.frame_size)
+                log.warning(
+                    "%s: frames of %dx%d resized to the video's %dx%d",
+                    self.path,
+                    frame.shape[1],
+                    frame.shape[0],
+                    *self.frame_size,
+                )
                 self._warned_resize = True
             frame = cv2.resize(frame, self.frame_size, interpolation=cv2.INTER_AREA)
         if frame.ndim == 2:
@@ -221,7 +247,7 @@ class VideoFileSink(SinkBase):
             self.tmp.unlink(missing_ok=True)
             log.warning("no frames were written; %s was not created", self.path)
 
-    def __enter__(self) -> "VideoFileSink":
+    def __enter__(self) -> VideoFileSink:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -265,8 +291,9 @@ class JsonlSink(SinkBase):
 
     takes_images = False  # a data sink: written after the image sinks, so each line holds end-to-end latency
 
-    def __init__(self, path: str | Path, append: bool = False, flush_every: int = 16,
-                 flush_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, path: str | Path, append: bool = False, flush_every: int = 16, flush_interval_s: float = 1.0
+    ) -> None:
         self.path = Path(path)
         ensure_writable_dir(self.path.parent)
         self.flush_every = max(1, flush_every)
@@ -306,7 +333,7 @@ class JsonlSink(SinkBase):
             self.f.close()
             self.f = None
 
-    def __enter__(self) -> "JsonlSink":
+    def __enter__(self) -> JsonlSink:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -369,7 +396,7 @@ class DisplaySink(SinkBase):
             cv2.waitKey(1)
         self._shown = False
 
-    def __enter__(self) -> "DisplaySink":
+    def __enter__(self) -> DisplaySink:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -377,10 +404,19 @@ class DisplaySink(SinkBase):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def open_sinks(*, fps: float, size: tuple[int, int], video: str | Path | None = None,
-               jsonl: str | Path | None = None, append: bool = False, display: bool = False,
-               serve: str | None = None, title: str = "edge_app", source: Any = None,
-               codec: str | None = None) -> list[Sink]:
+def open_sinks(
+    *,
+    fps: float,
+    size: tuple[int, int],
+    video: str | Path | None = None,
+    jsonl: str | Path | None = None,
+    append: bool = False,
+    display: bool = False,
+    serve: str | None = None,
+    title: str = "edge_app",
+    source: Any = None,
+    codec: str | None = None,
+) -> list[Sink]:
     """Open the requested sinks; if one fails, close those already open and re-raise.
 
     ``source``: when given, the MJPEG view reports its status (e.g. "reconnecting") live.

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import parse_qsl
 
-
-from edge_app.errors import UserError
 from edge_app.data.folder import IMAGE_EXTS, read_image
+from edge_app.errors import UserError
 from edge_app.video import capture
 from edge_app.video.base import FLIPS, Frame, ReconnectPolicy, Source
 
@@ -35,8 +34,17 @@ class ImageSource(Source):
 
     live = False
 
-    def __init__(self, name: str, paths: list[Path], *, fps: float | None = None, loop: bool = False,
-                 width: int | None = None, height: int | None = None, flip: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        paths: list[Path],
+        *,
+        fps: float | None = None,
+        loop: bool = False,
+        width: int | None = None,
+        height: int | None = None,
+        flip: str | None = None,
+    ) -> None:
         super().__init__(name, width=width, height=height, flip=flip)
         self.paths = paths
         self.loop = loop
@@ -46,7 +54,9 @@ class ImageSource(Source):
             # Every frame must share one size (video sinks need it): the first readable image sets it.
             first = next((img for img in (read_image(p) for p in paths[:50]) if img is not None), None)
             if first is None:
-                raise UserError(f"none of the first images of '{name}' can be read; check that they are valid image files")
+                raise UserError(
+                    f"none of the first images of '{name}' can be read; check that they are valid image files"
+                )
             self.size = (first.shape[1], first.shape[0])
 
     def _frames(self) -> Iterator[tuple[Any, ...]]:
@@ -74,17 +84,35 @@ class SyntheticSource(Source):
 
     live = True
 
-    def __init__(self, name: str, *, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, frames: int = 0, seed: int = 1, objects: int = 4,
-                 loop: bool = False, flip: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        frames: int = 0,
+        seed: int = 1,
+        objects: int = 4,
+        loop: bool = False,
+        flip: str | None = None,
+    ) -> None:
         from edge_app.data.synthetic import VideoConfig
 
         super().__init__(name, width=width, height=height, flip=flip)
         d = VideoConfig()
         w, h = (width, height) if width and height else (d.width, d.height)
         k = h / d.height  # objects keep their size relative to the frame, as tiles expect
-        self.cfg = VideoConfig(width=w, height=h, fps=float(fps or d.fps), frames=max(0, frames), objects=objects,
-                               min_size=d.min_size * k, max_size=d.max_size * k, seed=seed)
+        self.cfg = VideoConfig(
+            width=w,
+            height=h,
+            fps=float(fps or d.fps),
+            frames=max(0, frames),
+            objects=objects,
+            min_size=d.min_size * k,
+            max_size=d.max_size * k,
+            seed=seed,
+        )
         self.loop = loop
         self.fps = self.cfg.fps
         self.size = (w, h)
@@ -118,7 +146,7 @@ def _image_paths(pattern: str) -> list[Path]:
 
 def _parse_synthetic(uri: str) -> dict[str, int]:
     """``synthetic`` or ``synthetic?frames=300&seed=2&objects=3``."""
-    rest = uri[len("synthetic"):]
+    rest = uri[len("synthetic") :]
     if rest and not rest.startswith("?"):
         raise UserError(f"source '{uri}' is not understood; use 'synthetic' or 'synthetic?frames=300&seed=1'")
     opts: dict[str, int] = {}
@@ -134,9 +162,16 @@ def _parse_synthetic(uri: str) -> dict[str, int]:
     return opts
 
 
-def open_source(uri: str, *, width: int | None = None, height: int | None = None, fps: float | None = None,
-                loop: bool = False, flip: str | None = None,
-                reconnect: ReconnectPolicy | None = None) -> Source:
+def open_source(
+    uri: str,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+    loop: bool = False,
+    flip: str | None = None,
+    reconnect: ReconnectPolicy | None = None,
+) -> Source:
     """Open any ``--source`` string; raise :class:`UserError` with one sentence when it cannot be opened.
 
     ``width``/``height``: cameras are asked for that size, and every source's frames come out at it.
@@ -163,8 +198,10 @@ def open_source(uri: str, *, width: int | None = None, height: int | None = None
         if scheme == "file":
             uri = m.group(2)
         else:
-            raise UserError(f"source scheme '{scheme}://' is not supported; use a file, a camera index, "
-                            f"{', '.join(s + '://' for s in STREAM_SCHEMES)}, gst:, csi://N or synthetic")
+            raise UserError(
+                f"source scheme '{scheme}://' is not supported; use a file, a camera index, "
+                f"{', '.join(s + '://' for s in STREAM_SCHEMES)}, gst:, csi://N or synthetic"
+            )
     if re.fullmatch(r"\d+", uri):
         return capture.open_camera(uri, int(uri), fps=fps, policy=policy, **common)
     p = Path(uri).expanduser()
@@ -175,7 +212,9 @@ def open_source(uri: str, *, width: int | None = None, height: int | None = None
     if p.is_dir():
         paths = _image_paths(str(p / "*"))
         if not paths:
-            raise UserError(f"folder '{uri}' holds no images ({', '.join(sorted(IMAGE_EXTS)[:3])}, ...); pass a folder of images or a video file")
+            raise UserError(
+                f"folder '{uri}' holds no images ({', '.join(sorted(IMAGE_EXTS)[:3])}, ...); pass a folder of images or a video file"
+            )
         return ImageSource(uri, paths, fps=fps, loop=loop, **common)
     if p.is_file():
         if p.suffix.lower() in IMAGE_EXTS:
@@ -186,11 +225,14 @@ def open_source(uri: str, *, width: int | None = None, height: int | None = None
     if any(c in uri for c in "*?["):
         paths = _image_paths(uri)
         if not paths:
-            raise UserError(f"pattern '{uri}' matches no images; check the pattern (quote it so the shell does not expand it)")
+            raise UserError(
+                f"pattern '{uri}' matches no images; check the pattern (quote it so the shell does not expand it)"
+            )
         return ImageSource(uri, paths, fps=fps, loop=loop, **common)
-    raise UserError(f"source '{uri}' was not found; pass an existing video file, image folder or glob, a camera "
-                    "index such as 0, /dev/videoN, rtsp:// or http(s):// URL, gst:<pipeline>, csi://N or synthetic")
+    raise UserError(
+        f"source '{uri}' was not found; pass an existing video file, image folder or glob, a camera "
+        "index such as 0, /dev/videoN, rtsp:// or http(s):// URL, gst:<pipeline>, csi://N or synthetic"
+    )
 
 
-__all__ = ["Frame", "ReconnectPolicy", "Source", "ImageSource", "SyntheticSource", "open_source", "FLIPS",
-           "IMAGE_EXTS"]
+__all__ = ["Frame", "ReconnectPolicy", "Source", "ImageSource", "SyntheticSource", "open_source", "FLIPS", "IMAGE_EXTS"]

@@ -13,12 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.compile import ranges as cal
 from edge_app.cli import main
+from edge_app.compile import ranges as cal
+from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
 from edge_app.engine_dir import EngineDir, InputSpec
 from edge_app.errors import UserError
 from edge_app.fsutil import sha256_file
-from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
 from tests.helpers import write_tiny_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,12 +64,18 @@ def test_video_frames_are_sampled_evenly(tmp_path: Path) -> None:
     assert imgs.images.shape == (4, 32, 32, 3) and not imgs.skipped
 
 
-@pytest.mark.parametrize("make,match", [
-    (lambda p: p.mkdir(), "holds no images"),
-    (lambda p: (p.mkdir(), (p / "a.png").write_bytes(b"\x89PNG garbage"), (p / "b.jpg").write_text("x")), "none of the 2 file"),
-    # Fixed, non-video bytes: random ones are now and then probed by FFmpeg as a raw stream with no frames.
-    (lambda p: p.with_suffix(".mp4").write_bytes(b"not a video " * 170), "cannot open .* as a video"),
-])
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda p: p.mkdir(), "holds no images"),
+        (
+            lambda p: (p.mkdir(), (p / "a.png").write_bytes(b"\x89PNG garbage"), (p / "b.jpg").write_text("x")),
+            "none of the 2 file",
+        ),
+        # Fixed, non-video bytes: random ones are now and then probed by FFmpeg as a raw stream with no frames.
+        (lambda p: p.with_suffix(".mp4").write_bytes(b"not a video " * 170), "cannot open .* as a video"),
+    ],
+)
 def test_bad_image_sources_are_one_sentence(tmp_path: Path, make, match: str) -> None:
     target = tmp_path / "src"
     make(target)
@@ -96,7 +102,9 @@ def test_cache_is_invalidated_by_model_images_and_damage(tmp_path: Path) -> None
 
     rec, why = cal.read_cache(path, key)
     assert rec is not None and rec["ranges"] == {"t": [-1.0, 2.0]} and "reusing" in why
-    assert cal.read_cache(path, cal.cache_key("b" * 64, plan, "minmax"))[1].endswith("(the model changed); recalibrating")
+    assert cal.read_cache(path, cal.cache_key("b" * 64, plan, "minmax"))[1].endswith(
+        "(the model changed); recalibrating"
+    )
 
     _write_images(tmp_path / "imgs", 7)  # one image more
     plan2 = cal.plan_images(str(tmp_path / "imgs"), SPEC, num=8)
@@ -183,10 +191,17 @@ def engine_copy(tiny_engine: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(tiny_engine, tmp_path / "tiny"))
 
 
-def test_rerun_is_a_cache_hit_and_changes_recalibrate(engine_copy: Path, tiny_dataset: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = CalibrateConfig(images=str(tiny_dataset / "train"), num=24, method="minmax",
-                          cache_dir=str(tmp_path / "calibration"), speed=False, progress=False)
+def test_rerun_is_a_cache_hit_and_changes_recalibrate(
+    engine_copy: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = CalibrateConfig(
+        images=str(tiny_dataset / "train"),
+        num=24,
+        method="minmax",
+        cache_dir=str(tmp_path / "calibration"),
+        speed=False,
+        progress=False,
+    )
     exported = EngineDir(engine_copy).load_meta().accuracy["fp32"]
     assert exported.from_training_run and exported.top1 is not None
     first: list[str] = []
@@ -224,13 +239,27 @@ def test_rerun_is_a_cache_hit_and_changes_recalibrate(engine_copy: Path, tiny_da
     assert json.loads(cache.read_text())["images"]["count"] == 12
 
 
-def test_cli_corrupt_cache_recalibrates(engine_copy: Path, tiny_dataset: Path, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture) -> None:
+def test_cli_corrupt_cache_recalibrates(
+    engine_copy: Path, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     cache = cal.cache_path(tmp_path / "calibration", "tiny", "percentile")
     cache.parent.mkdir()
     cache.write_text('{"format": "edge_app.calibration/1", "ranges": {"x": [0, ')  # truncated mid-write
-    rc = main(["calibrate", str(engine_copy), "--images", str(tiny_dataset / "train"), "--num", "16",
-               "--method", "percentile", "--cache-dir", str(tmp_path / "calibration"), "--no-speed"])
+    rc = main(
+        [
+            "calibrate",
+            str(engine_copy),
+            "--images",
+            str(tiny_dataset / "train"),
+            "--num",
+            "16",
+            "--method",
+            "percentile",
+            "--cache-dir",
+            str(tmp_path / "calibration"),
+            "--no-speed",
+        ]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "is damaged or truncated; recalibrating" in out.out
@@ -238,16 +267,20 @@ def test_cli_corrupt_cache_recalibrates(engine_copy: Path, tiny_dataset: Path, t
     assert json.loads(cache.read_text())["images"]["count"] == 16
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--num", "0"], r"--num 0 asks for no calibration images"),
-    (["--method", "kl"], r"unknown calibration method 'kl'; choose one of entropy, percentile, minmax"),
-    (["--images", "EMPTY"], r"holds no images"),
-    (["--images", "NONIMAGES"], r"none of the 1 file\(s\) .* could be decoded"),
-    (["--images", "BADVIDEO"], r"cannot open '.*bad\.mp4' as a video"),
-    (["--val", "/nonexistent/val"], r"validation folder '/nonexistent/val' does not exist"),
-])
-def test_cli_bad_input_leaves_engine_untouched(engine_copy: Path, tiny_dataset: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture, args: list[str], match: str) -> None:
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--num", "0"], r"--num 0 asks for no calibration images"),
+        (["--method", "kl"], r"unknown calibration method 'kl'; choose one of entropy, percentile, minmax"),
+        (["--images", "EMPTY"], r"holds no images"),
+        (["--images", "NONIMAGES"], r"none of the 1 file\(s\) .* could be decoded"),
+        (["--images", "BADVIDEO"], r"cannot open '.*bad\.mp4' as a video"),
+        (["--val", "/nonexistent/val"], r"validation folder '/nonexistent/val' does not exist"),
+    ],
+)
+def test_cli_bad_input_leaves_engine_untouched(
+    engine_copy: Path, tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], match: str
+) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "nonimages").mkdir()
     (tmp_path / "nonimages" / "notes.png").write_text("not an image")
@@ -257,7 +290,9 @@ def test_cli_bad_input_leaves_engine_untouched(engine_copy: Path, tiny_dataset: 
     if "--images" not in args:
         args += ["--images", str(tiny_dataset / "train")]
     before = _snapshot(engine_copy)
-    rc = main(["calibrate", str(engine_copy), "--cache-dir", str(tmp_path / "calibration"), "--no-speed", "--num", "8", *args])
+    rc = main(
+        ["calibrate", str(engine_copy), "--cache-dir", str(tmp_path / "calibration"), "--no-speed", "--num", "8", *args]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     last = err.split("\r")[-1]  # after any progress bar
@@ -272,8 +307,13 @@ def test_cli_bad_input_leaves_engine_untouched(engine_copy: Path, tiny_dataset: 
 def test_cli_engine_without_model_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "eng").mkdir()
     (tmp_path / "eng" / "meta.json").write_text("{}")
-    r = subprocess.run([sys.executable, str(REPO / "run.py"), "calibrate", str(tmp_path / "eng")],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "calibrate", str(tmp_path / "eng")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert "has no model.onnx; run `python run.py export" in r.stderr
@@ -285,8 +325,15 @@ def test_calibrate_on_an_unlabelled_folder_of_real_photographs(engine_copy: Path
     from tests.helpers import PHOTOS, photos
 
     photos(tmp_path / "photos")
-    cfg = CalibrateConfig(images=str(tmp_path / "photos"), num=len(PHOTOS), method="minmax", val=None,
-                          cache_dir=str(tmp_path / "calibration"), speed=False, progress=False)
+    cfg = CalibrateConfig(
+        images=str(tmp_path / "photos"),
+        num=len(PHOTOS),
+        method="minmax",
+        val=None,
+        cache_dir=str(tmp_path / "calibration"),
+        speed=False,
+        progress=False,
+    )
     r = run_calibrate(engine_copy, cfg, say=lambda s: None)
     assert (engine_copy / "model.int8.cpu.onnx").is_file() and (engine_copy / "model.int8.trt.onnx").is_file()
     assert r.report["int8.cpu"].n > 0

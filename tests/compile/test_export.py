@@ -7,9 +7,9 @@ import onnx
 import pytest
 import torch
 
+from edge_app.compile.export import PARITY_TOLERANCE, ExportResult, Parity, export
 from edge_app.engine_dir import EngineDir
 from edge_app.errors import UserError
-from edge_app.compile.export import PARITY_TOLERANCE, ExportResult, Parity, export
 from edge_app.fsutil import sha256_file
 from edge_app.models.preprocess import InGraphPreprocess
 
@@ -32,15 +32,21 @@ def test_export_writes_onnx_and_meta_with_parity(tiny_engine) -> None:
     assert [n.op_type for n in g.node if "images" in n.input] == ["Cast"]
 
 
-def test_export_refuses_a_graph_tensorrt_would_reject_and_writes_nothing(tiny_checkpoint, tmp_path, monkeypatch) -> None:
+def test_export_refuses_a_graph_tensorrt_would_reject_and_writes_nothing(
+    tiny_checkpoint, tmp_path, monkeypatch
+) -> None:
     """The old preprocessing (Transpose on uint8, then Cast) is caught by the TensorRT rules check in export."""
+
     def transpose_first(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).to(self.scale.dtype)
         return torch.flip(x, dims=[1]) * self.scale + self.shift
 
     monkeypatch.setattr(InGraphPreprocess, "forward", transpose_first)
-    with pytest.raises(UserError, match=r"'model.onnx' breaks 2 TensorRT ONNX rule\(s\).*node '/pre/Transpose' \(Transpose\) "
-                                        r"consumes the uint8 input 'images' directly"):
+    with pytest.raises(
+        UserError,
+        match=r"'model.onnx' breaks 2 TensorRT ONNX rule\(s\).*node '/pre/Transpose' \(Transpose\) "
+        r"consumes the uint8 input 'images' directly",
+    ):
         export(tiny_checkpoint, "old", tmp_path)
     assert not (tmp_path / "old" / "model.onnx").exists() and not (tmp_path / "old" / "meta.json").exists()
 

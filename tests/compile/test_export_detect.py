@@ -43,7 +43,10 @@ def test_torch_and_onnxruntime_backends_agree(det_engine: Path) -> None:
     from edge_app.runtime import open_engine
 
     x = parity_images(64, 64, n=4, seed=3)
-    with open_engine(det_engine, "torch", "fp32", "cpu") as t, open_engine(det_engine, "onnxruntime", "fp32", "cpu") as o:
+    with (
+        open_engine(det_engine, "torch", "fp32", "cpu") as t,
+        open_engine(det_engine, "onnxruntime", "fp32", "cpu") as o,
+    ):
         a, b = t.infer(x), o.infer(x)
     assert set(a) == set(b) == {"dets"} and a["dets"].shape == (4, 100, 6)
     c = compare_dets(a["dets"], b["dets"])
@@ -57,8 +60,9 @@ def test_calibrate_keeps_head_and_decode_float(det_engine: Path, tmp_path: Path)
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        r = run_calibrate_detect(det_engine, CalibrateConfig(num=8, method="minmax", progress=False, speed=False),
-                                 say=lambda s: None)
+        r = run_calibrate_detect(
+            det_engine, CalibrateConfig(num=8, method="minmax", progress=False, speed=False), say=lambda s: None
+        )
     finally:
         os.chdir(cwd)
     assert set(r["report"]) == {"fp32", "fp16", "int8.trt", "int8.cpu"}
@@ -70,13 +74,22 @@ def test_calibrate_keeps_head_and_decode_float(det_engine: Path, tmp_path: Path)
         qdq = {n.name for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
         assert qdq  # the trunk is quantized
         for n in m.graph.node:  # nothing from the head's last convs on is fed through Q/DQ
-            if n.op_type in ("Sigmoid", "TopK", "GatherElements", "Equal") or (n.op_type == "MaxPool" and "Sigmoid" in
-                                                                              producer.get(n.input[0], n).op_type):
-                assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in n.input), (f, n.name)
-        head_convs = [n for n in m.graph.node if n.op_type == "Conv" and any(
-            c.op_type == "Sigmoid" or c.op_type == "Flatten" for c in m.graph.node if n.output[0] in c.input)]
-        assert head_convs and all(producer[n.input[1]].op_type != "DequantizeLinear" for n in head_convs
-                                  if n.input[1] in producer)
+            if n.op_type in ("Sigmoid", "TopK", "GatherElements", "Equal") or (
+                n.op_type == "MaxPool" and "Sigmoid" in producer.get(n.input[0], n).op_type
+            ):
+                assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in n.input), (
+                    f,
+                    n.name,
+                )
+        head_convs = [
+            n
+            for n in m.graph.node
+            if n.op_type == "Conv"
+            and any(c.op_type == "Sigmoid" or c.op_type == "Flatten" for c in m.graph.node if n.output[0] in c.input)
+        ]
+        assert head_convs and all(
+            producer[n.input[1]].op_type != "DequantizeLinear" for n in head_convs if n.input[1] in producer
+        )
     meta = json.loads((det_engine / "meta.json").read_text())
     assert meta["accuracy"]["int8.cpu"]["file"] == "model.int8.cpu.onnx"
     x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
@@ -86,7 +99,9 @@ def test_calibrate_keeps_head_and_decode_float(det_engine: Path, tmp_path: Path)
         assert e.infer(x)["dets"].shape == (2, 100, 6)
     import onnxruntime as ort  # the ORT backend refuses fp16 on the CPU (too slow); the file itself runs
 
-    got = ort.InferenceSession(str(det_engine / "model.fp16.onnx"), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    got = ort.InferenceSession(str(det_engine / "model.fp16.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"images": x}
+    )[0]
     assert got.shape == (2, 100, 6) and got.dtype == np.float32
 
 

@@ -10,10 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
+from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
+from edge_app.compile.quantize import place_residual_qdq, preprocessing_nodes
 from edge_app.engine_dir import EngineDir
 from edge_app.fsutil import sha256_file
-from edge_app.compile.quantize import place_residual_qdq, preprocessing_nodes
-from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,14 @@ def calibrated(tiny_engine: Path, tiny_dataset: Path, tmp_path_factory: pytest.T
     """A copy of the tiny engine calibrated once (minmax, 36 training images), with its run summary."""
     root = tmp_path_factory.mktemp("calibrated")
     eng = Path(shutil.copytree(tiny_engine, root / "tiny"))
-    cfg = CalibrateConfig(images=str(tiny_dataset / "train"), num=36, method="minmax",
-                          cache_dir=str(root / "calibration"), speed=False, progress=False)
+    cfg = CalibrateConfig(
+        images=str(tiny_dataset / "train"),
+        num=36,
+        method="minmax",
+        cache_dir=str(root / "calibration"),
+        speed=False,
+        progress=False,
+    )
     lines: list[str] = []
     r = run_calibrate(eng, cfg, say=lines.append)
     return {"engine": eng, "cfg": cfg, "summary": r, "lines": lines}
@@ -87,20 +93,31 @@ def test_residual_pass_picks_the_deeper_conv_branch() -> None:
     from onnx import helper
 
     def qdq(x: str, tag: str) -> list[onnx.NodeProto]:
-        return [helper.make_node("QuantizeLinear", [x, "s", "z"], [f"{tag}_q"], name=f"{tag}_Q"),
-                helper.make_node("DequantizeLinear", [f"{tag}_q", "s", "z"], [f"{tag}_dq"], name=f"{tag}_DQ")]
+        return [
+            helper.make_node("QuantizeLinear", [x, "s", "z"], [f"{tag}_q"], name=f"{tag}_Q"),
+            helper.make_node("DequantizeLinear", [f"{tag}_q", "s", "z"], [f"{tag}_dq"], name=f"{tag}_DQ"),
+        ]
 
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c1"], name="conv1"),
-             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-             helper.make_node("Conv", ["r1", "w"], ["c2"], name="conv2"),
-             helper.make_node("Conv", ["x", "w"], ["ds"], name="downsample"),
-             *qdq("c2", "main"), *qdq("ds", "skip"),
-             helper.make_node("Add", ["main_dq", "skip_dq"], ["y"], name="add")]
-    g = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                          [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w"),
-                           numpy_helper.from_array(np.array(0.1, np.float32), "s"),
-                           numpy_helper.from_array(np.array(0, np.int8), "z")])
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c1"], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w"], ["c2"], name="conv2"),
+        helper.make_node("Conv", ["x", "w"], ["ds"], name="downsample"),
+        *qdq("c2", "main"),
+        *qdq("ds", "skip"),
+        helper.make_node("Add", ["main_dq", "skip_dq"], ["y"], name="add"),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w"),
+            numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+            numpy_helper.from_array(np.array(0, np.int8), "z"),
+        ],
+    )
     m = helper.make_model(g)
     assert place_residual_qdq(m) == 1
     add = next(n for n in m.graph.node if n.op_type == "Add")
@@ -186,7 +203,7 @@ def test_calibrate_result_is_what_meta_json_holds(calibrated: dict) -> None:
     assert r.written[-1] == str(ed.meta_path) and str(ed.onnx_path("int8", "trt")) in r.written
     table = format_report(r.report, None)  # what calibrate printed, from the typed report
     start = calibrated["lines"].index(table[0])
-    assert calibrated["lines"][start:start + len(table)] == table and len(table) == 2 + len(ACCURACY_KEYS)
+    assert calibrated["lines"][start : start + len(table)] == table and len(table) == 2 + len(ACCURACY_KEYS)
     # the export-time (PyTorch) figure is kept beside the ORT one
     assert r.report["fp32"].training_top1 is not None and r.report["fp32"].source is None
 

@@ -9,8 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.data.detection import (DetectionSet, boxes_to_frame, boxes_to_input, detect_format, load_detection_data,
-                                     read_coco, read_yolo)
+from edge_app.data.detection import (
+    DetectionSet,
+    boxes_to_frame,
+    boxes_to_input,
+    detect_format,
+    load_detection_data,
+    read_coco,
+    read_yolo,
+)
 from edge_app.engine_dir import InputSpec
 from edge_app.errors import UserError
 
@@ -26,8 +33,16 @@ def _img(path: Path, w: int = 128, h: int = 64) -> Path:
 def _coco(root: Path, annotations: list[dict], images: list[dict] | None = None) -> Path:
     for i in range(4):
         _img(root / "images" / f"{i}.png")
-    images = images if images is not None else [{"id": i, "file_name": f"{i}.png", "width": 128, "height": 64} for i in range(4)]
-    doc = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "cat"}, {"id": 3, "name": "dog"}]}
+    images = (
+        images
+        if images is not None
+        else [{"id": i, "file_name": f"{i}.png", "width": 128, "height": 64} for i in range(4)]
+    )
+    doc = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "cat"}, {"id": 3, "name": "dog"}],
+    }
     (root / "instances.json").write_text(json.dumps(doc))
     return root
 
@@ -62,13 +77,16 @@ def test_coco_reads_and_counts_bad_annotations(tmp_path: Path) -> None:
     assert (0.0, 16.0, 32.0, 32.0) in allb and (32.0, 32.0, 48.0, 40.0) in allb and (50.0, 16.0, 64.0, 26.0) in allb
 
 
-@pytest.mark.parametrize("text,match", [
-    ("{not json", "is not JSON"),
-    ("[1, 2]", "not an object"),
-    ('{"images": []}', "no 'annotations' list"),
-    ('{"annotations": []}', "no 'images' list"),
-    ('{"images": [], "annotations": []}', "no 'categories'"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("{not json", "is not JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"images": []}', "no 'annotations' list"),
+        ('{"annotations": []}', "no 'images' list"),
+        ('{"images": [], "annotations": []}', "no 'categories'"),
+    ],
+)
 def test_coco_bad_input(tmp_path: Path, text: str, match: str) -> None:
     (tmp_path / "instances.json").write_text(text)
     with pytest.raises(UserError, match=match):
@@ -79,8 +97,11 @@ def test_coco_nothing_usable(tmp_path: Path) -> None:
     _coco(tmp_path, [{"image_id": 0, "category_id": 5, "bbox": [0, 0, 10, 10]}])
     with pytest.raises(UserError, match="no usable box"):
         load_detection_data(tmp_path, SPEC)
-    (tmp_path / "instances.json").write_text(json.dumps({"images": [{"id": 0, "file_name": "nope.png"}], "annotations": [],
-                                                         "categories": [{"id": 1, "name": "a"}]}))
+    (tmp_path / "instances.json").write_text(
+        json.dumps(
+            {"images": [{"id": 0, "file_name": "nope.png"}], "annotations": [], "categories": [{"id": 1, "name": "a"}]}
+        )
+    )
     with pytest.raises(UserError, match="no usable training image"):
         load_detection_data(tmp_path, SPEC)
 
@@ -96,7 +117,10 @@ def _yolo(root: Path, labels: dict[str, str], names: str = "cat\ndog\n") -> Path
 
 
 def test_yolo_reads_and_counts(tmp_path: Path) -> None:
-    _yolo(tmp_path, {"a": "0 0.5 0.5 0.5 0.5\n1 0.25 0.25 0.1 0.2\n", "b": "5 0.5 0.5 0.1 0.1\n", "orphan": "0 0.5 0.5 0.1 0.1\n"})
+    _yolo(
+        tmp_path,
+        {"a": "0 0.5 0.5 0.5 0.5\n1 0.25 0.25 0.1 0.2\n", "b": "5 0.5 0.5 0.1 0.1\n", "orphan": "0 0.5 0.5 0.1 0.1\n"},
+    )
     items, names, rep = read_yolo(tmp_path)
     assert names == ["cat", "dog"] and len(items) == 3  # c has no label file: an image with no objects
     assert rep.skipped["unknown class"] == 1 and rep.skipped["missing or unreadable image"] == 1
@@ -107,8 +131,14 @@ def test_yolo_reads_and_counts(tmp_path: Path) -> None:
     assert train.classes[0].tolist() == [0, 1] and len(train.boxes[2]) == 0
 
 
-@pytest.mark.parametrize("line,match", [("0 0.5 0.5 0.5", "has 4 fields"), ("0 0.1 0.2 0.3 0.4 0.5 0.6", "has 7 fields"),
-                                        ("cat 0.5 0.5 0.1 0.1", "not numbers")])
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ("0 0.5 0.5 0.5", "has 4 fields"),
+        ("0 0.1 0.2 0.3 0.4 0.5 0.6", "has 7 fields"),
+        ("cat 0.5 0.5 0.1 0.1", "not numbers"),
+    ],
+)
 def test_yolo_bad_line(tmp_path: Path, line: str, match: str) -> None:
     _yolo(tmp_path, {"a": line + "\n"})
     with pytest.raises(UserError, match=match) as e:
@@ -153,7 +183,12 @@ def test_letterbox_mapping_matches_the_host_resize() -> None:
     img = resize_to_input(frame, spec)
     b = boxes_to_input(np.array([[64, 36, 128, 72]]), (72, 128), spec)[0]
     ys, xs = np.nonzero(img[..., 0] > 128)
-    assert abs(xs.min() - b[0]) <= 1 and abs(ys.min() - b[1]) <= 1 and abs(xs.max() + 1 - b[2]) <= 1 and abs(ys.max() + 1 - b[3]) <= 1
+    assert (
+        abs(xs.min() - b[0]) <= 1
+        and abs(ys.min() - b[1]) <= 1
+        and abs(xs.max() + 1 - b[2]) <= 1
+        and abs(ys.max() + 1 - b[3]) <= 1
+    )
 
 
 def test_detection_set_validates() -> None:

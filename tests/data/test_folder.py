@@ -49,12 +49,15 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path) -> None:
     assert read_image(root / "a" / "broken.jpg") is None
 
 
-@pytest.mark.parametrize("setup,match", [
-    (lambda p: None, "does not exist"),
-    (lambda p: p.mkdir(), "has no class folders"),
-    (lambda p: make_folder(p, classes=("only",)), "only one class"),
-    (lambda p: [(p / c).mkdir(parents=True) for c in ("a", "b")], "no images"),
-])
+@pytest.mark.parametrize(
+    "setup,match",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.mkdir(), "has no class folders"),
+        (lambda p: make_folder(p, classes=("only",)), "only one class"),
+        (lambda p: [(p / c).mkdir(parents=True) for c in ("a", "b")], "no images"),
+    ],
+)
 def test_bad_dataset_folders(tmp_path, setup, match) -> None:
     root = tmp_path / "ds"
     setup(root)

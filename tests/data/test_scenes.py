@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_app.data.scenes import CLASSES, HELDOUT_SEED, SceneConfig, heldout_video_frames, make_scenes, render_scene, scene_rng
+from edge_app.data.scenes import (
+    CLASSES,
+    HELDOUT_SEED,
+    SceneConfig,
+    heldout_video_frames,
+    make_scenes,
+    render_scene,
+    scene_rng,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +45,9 @@ def test_scenes_vary(scenes) -> None:
     assert (counts == 0).any()  # empty images
     sides = np.concatenate([np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) for b in scenes.boxes if len(b)])
     assert sides.min() < 15 and sides.max() > 50  # many scales
-    edge = np.concatenate([(b[:, 0] <= 0.5) | (b[:, 1] <= 0.5) | (b[:, 2] >= 127.5) | (b[:, 3] >= 95.5)
-                           for b in scenes.boxes if len(b)])
+    edge = np.concatenate(
+        [(b[:, 0] <= 0.5) | (b[:, 1] <= 0.5) | (b[:, 2] >= 127.5) | (b[:, 3] >= 95.5) for b in scenes.boxes if len(b)]
+    )
     assert edge.any()  # truncated at the edges
     all_c = np.concatenate(scenes.classes)
     assert set(all_c.tolist()) == set(range(len(CLASSES)))
@@ -53,8 +62,14 @@ def test_objects_are_visible(scenes) -> None:
         for x1, y1, x2, y2 in boxes.astype(int):
             if x2 - x1 < 6 or y2 - y1 < 6:
                 continue
-            inner = img[y1 + (y2 - y1) // 3:y2 - (y2 - y1) // 3, x1 + (x2 - x1) // 3:x2 - (x2 - x1) // 3].reshape(-1, 3).mean(0)
-            ring = np.concatenate([img[max(0, y1 - 3):y1, x1:x2].reshape(-1, 3), img[y2:y2 + 3, x1:x2].reshape(-1, 3)])
+            inner = (
+                img[y1 + (y2 - y1) // 3 : y2 - (y2 - y1) // 3, x1 + (x2 - x1) // 3 : x2 - (x2 - x1) // 3]
+                .reshape(-1, 3)
+                .mean(0)
+            )
+            ring = np.concatenate(
+                [img[max(0, y1 - 3) : y1, x1:x2].reshape(-1, 3), img[y2 : y2 + 3, x1:x2].reshape(-1, 3)]
+            )
             if len(ring):
                 diffs.append(np.abs(inner - ring.mean(0)).max())
     assert np.median(diffs) > 20

@@ -5,7 +5,16 @@ import json
 import cv2
 import numpy as np
 
-from edge_app.data.synthetic import CLASSES, SHAPES, SyntheticConfig, SyntheticScene, VideoConfig, render_crop, write_dataset, write_video
+from edge_app.data.synthetic import (
+    CLASSES,
+    SHAPES,
+    SyntheticConfig,
+    SyntheticScene,
+    VideoConfig,
+    render_crop,
+    write_dataset,
+    write_video,
+)
 
 
 def test_dataset_layout_is_an_image_folder_and_cached(tmp_path) -> None:

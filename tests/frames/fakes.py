@@ -22,8 +22,9 @@ class FakeEngine(Engine):
 
     backend = "fake"
 
-    def __init__(self, delay_s: float = 0.0, bright: float = 127.0, size: int = 32, fail: bool = False,
-                 interrupt_after: int = 0) -> None:
+    def __init__(
+        self, delay_s: float = 0.0, bright: float = 127.0, size: int = 32, fail: bool = False, interrupt_after: int = 0
+    ) -> None:
         meta = EngineMeta(name="fake", arch="none", labels=list(LABELS), input=InputSpec(size, size))
         super().__init__(EngineDir("/nonexistent"), meta, "fp32", "cpu")
         self.delay_s, self.bright, self.fail = delay_s, bright, fail
@@ -52,8 +53,14 @@ class FakeDetEngine(Engine):
     backend = "fake"
 
     def __init__(self, size: int = 32) -> None:
-        meta = EngineMeta(name="fakedet", arch="none", labels=list(LABELS[1:]), input=InputSpec(size, size),
-                          outputs=["dets"], extra={"task": "detect"})
+        meta = EngineMeta(
+            name="fakedet",
+            arch="none",
+            labels=list(LABELS[1:]),
+            input=InputSpec(size, size),
+            outputs=["dets"],
+            extra={"task": "detect"},
+        )
         super().__init__(EngineDir("/nonexistent"), meta, "fp32", "cpu")
         self.last_timings = {"h2d": 0.25}  # as a GPU backend reports its own split
 
@@ -67,7 +74,9 @@ class FakeDetEngine(Engine):
 class FakeSource:
     """``n`` frames (0 = endless) of ``size``; ``live`` as given; ``period_s`` between frames (0: as fast as possible)."""
 
-    def __init__(self, n: int = 20, live: bool = False, size: tuple[int, int] = (64, 48), period_s: float = 0.0) -> None:
+    def __init__(
+        self, n: int = 20, live: bool = False, size: tuple[int, int] = (64, 48), period_s: float = 0.0
+    ) -> None:
         self.n, self.live, self.size, self.period_s = n, live, size, period_s
         self.fps = 30.0
         self.frame_count = n or None

@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge_app.frames.annotate import AnnotateResult, annotate_config, annotate_video, completed_results
 from edge_app.cli import main as cli_main
+from edge_app.frames.annotate import AnnotateResult, annotate_config, annotate_video, completed_results
 from tests.frames.fakes import FakeEngine
 from tests.helpers import write_tiny_video
 
@@ -34,8 +34,21 @@ def test_folder_of_videos_with_summary(tiny_engine: Path, tmp_path: Path, capsys
     write_tiny_video(d / "a.mp4", frames=6)
     write_tiny_video(d / "b.mp4", frames=4)
     (d / "notes.txt").write_text("not a video")
-    code = cli_main(["annotate", str(d), "--engine", str(tiny_engine), "--out", str(tmp_path / "out"), "--mode", "tiles",
-                     "--batch", "3", "--no-progress"])
+    code = cli_main(
+        [
+            "annotate",
+            str(d),
+            "--engine",
+            str(tiny_engine),
+            "--out",
+            str(tmp_path / "out"),
+            "--mode",
+            "tiles",
+            "--batch",
+            "3",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert re.search(r"a\.mp4: annotated 6 frames \(6 read, 0 failed to decode\)", out)
@@ -108,18 +121,24 @@ def test_completed_results_stop_at_a_gap(tmp_path: Path) -> None:
     assert [r.index for r in completed_results(p)] == [0, 1]
 
 
-@pytest.mark.parametrize("more,extra,match", [
-    ([], ["--mode", "tiles", "--tiles", "0x3"], r"--tiles 0x3 needs 1 to 32 columns and rows"),
-    ([], ["--conf", "2"], r"--conf 2 is not a probability"),
-    ([], ["--out", "{tmp}/blocker/o.mp4"], r"cannot write to folder '.*blocker'"),
-    (["{tmp}/in.mp4"], ["--out", "{tmp}/one.mp4"], r"--out '.*one.mp4' is one video file but there are 2 inputs"),
-])
-def test_bad_input_is_one_sentence(more: list[str], extra: list[str], match: str, tiny_engine: Path, tmp_path: Path,
-                                   capsys) -> None:
+@pytest.mark.parametrize(
+    "more,extra,match",
+    [
+        ([], ["--mode", "tiles", "--tiles", "0x3"], r"--tiles 0x3 needs 1 to 32 columns and rows"),
+        ([], ["--conf", "2"], r"--conf 2 is not a probability"),
+        ([], ["--out", "{tmp}/blocker/o.mp4"], r"cannot write to folder '.*blocker'"),
+        (["{tmp}/in.mp4"], ["--out", "{tmp}/one.mp4"], r"--out '.*one.mp4' is one video file but there are 2 inputs"),
+    ],
+)
+def test_bad_input_is_one_sentence(
+    more: list[str], extra: list[str], match: str, tiny_engine: Path, tmp_path: Path, capsys
+) -> None:
     write_tiny_video(tmp_path / "in.mp4", frames=2)
     (tmp_path / "blocker").write_text("x")
     more, extra = ([e.replace("{tmp}", str(tmp_path)) for e in x] for x in (more, extra))
-    code = cli_main(["annotate", str(tmp_path / "in.mp4"), *more, "--engine", str(tiny_engine), "--no-progress", *extra])
+    code = cli_main(
+        ["annotate", str(tmp_path / "in.mp4"), *more, "--engine", str(tiny_engine), "--no-progress", *extra]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and err.count("\n") == 1
     assert re.search(match, err), err

@@ -33,7 +33,9 @@ def _lines(p: Path) -> list[dict]:
     return [json.loads(x) for x in p.read_text().splitlines()]
 
 
-def test_a_folder_of_photographs_is_annotated_with_relative_names(tiny_engine: Path, photo_tree: Path, tmp_path: Path) -> None:
+def test_a_folder_of_photographs_is_annotated_with_relative_names(
+    tiny_engine: Path, photo_tree: Path, tmp_path: Path
+) -> None:
     videos, images = split_inputs([str(photo_tree)])
     assert videos == [] and len(images) == len(PHOTOS) + 2
     out = tmp_path / "out"
@@ -77,17 +79,36 @@ def test_globs_and_bad_inputs(photo_tree: Path, tmp_path: Path) -> None:
         split_inputs([str(tmp_path / "nothing.jpg")])
 
 
-def test_cli_annotates_photographs_and_fails_when_none_decodes(tiny_engine: Path, photo_tree: Path, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_annotates_photographs_and_fails_when_none_decodes(
+    tiny_engine: Path, photo_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli"
-    assert main(["annotate", str(photo_tree / "a"), "--engine", str(tiny_engine), "--out", str(out), "--no-progress",
-                 "--backend", "onnxruntime"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(photo_tree / "a"),
+                "--engine",
+                str(tiny_engine),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--backend",
+                "onnxruntime",
+            ]
+        )
+        == 0
+    )
     assert f"{len(PHOTOS)} images: annotated {len(PHOTOS)}, 0 unreadable" in capsys.readouterr().out
     assert len(_lines(out / JSONL_NAME)) == len(PHOTOS)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.png").write_bytes(b"nope")
-    assert main(["annotate", str(bad), "--engine", str(tiny_engine), "--out", str(tmp_path / "o2"), "--no-progress"]) == 2
+    assert (
+        main(["annotate", str(bad), "--engine", str(tiny_engine), "--out", str(tmp_path / "o2"), "--no-progress"]) == 2
+    )
     assert "none of the 1 images could be decoded" in capsys.readouterr().err
-    assert main(["annotate", str(photo_tree / "a"), "--engine", str(tiny_engine), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert (
+        main(["annotate", str(photo_tree / "a"), "--engine", str(tiny_engine), "--out", str(tmp_path / "x.mp4")]) == 2
+    )
     assert "is one video file but the inputs include" in capsys.readouterr().err

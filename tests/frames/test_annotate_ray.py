@@ -30,7 +30,9 @@ from tests.helpers import write_tiny_video
 REPO = Path(__file__).resolve().parents[2]
 INNER = os.environ.get("EDGE_APP_RAY_NETNS") == "1"  # set when this file runs inside its own network namespace
 ENGINE_ENV = "EDGE_APP_RAY_TEST_ENGINE"
-inner_only = pytest.mark.skipif(not INNER, reason="runs inside the network namespace of test_ray_tests_in_own_network_namespace")
+inner_only = pytest.mark.skipif(
+    not INNER, reason="runs inside the network namespace of test_ray_tests_in_own_network_namespace"
+)
 
 
 def frames_in(jsonl: Path) -> list[int]:
@@ -65,9 +67,13 @@ def test_ray_tests_in_own_network_namespace(tiny_engine: Path, tmp_path: Path) -
     if probe.returncode != 0:
         pytest.skip(f"cannot create a network namespace here: {probe.stderr.strip()}")
     env = {**os.environ, "EDGE_APP_RAY_NETNS": "1", ENGINE_ENV: str(tiny_engine), "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = (f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider -x "
-           f"--basetemp={tmp_path / 'inner'} {Path(__file__).relative_to(REPO)} -k cluster_")
-    r = subprocess.run(["unshare", "-n", "sh", "-c", cmd], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    cmd = (
+        f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider -x "
+        f"--basetemp={tmp_path / 'inner'} {Path(__file__).relative_to(REPO)} -k cluster_"
+    )
+    r = subprocess.run(
+        ["unshare", "-n", "sh", "-c", cmd], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     tail = (r.stdout + r.stderr)[-6000:]
     assert r.returncode == 0, f"cluster tests failed inside the namespace:\n{tail}"
     assert " passed" in r.stdout and "skipped" not in r.stdout.splitlines()[-1], tail
@@ -112,9 +118,13 @@ def test_cluster_outputs_equal_a_local_run(cluster, engine: Path, tmp_path: Path
     common = [str(d), "--engine", str(engine), "--no-progress", "--no-hud", "--batch", "4"]
     assert cli_main(["annotate", *common, "--out", str(tmp_path / "local")]) == 0
     capsys.readouterr()
-    assert cli_main(["annotate", *common, "--out", str(tmp_path / "ray"), "--ray", cluster.address, "--workers", "2"]) == 0
+    assert (
+        cli_main(["annotate", *common, "--out", str(tmp_path / "ray"), "--ray", cluster.address, "--workers", "2"]) == 0
+    )
     said = capsys.readouterr().out
-    assert 1 <= said.count("worker on 127.0.0.1 (node ") <= 2  # a worker still starting when the files run out does none
+    assert (
+        1 <= said.count("worker on 127.0.0.1 (node ") <= 2
+    )  # a worker still starting when the files run out does none
     assert "total: 3 files (3 complete), 60 frames read, 60 written, 0 failed to decode" in said
     for stem, n in (("a", 30), ("b", 18), ("c", 12)):
         local = [json.loads(s) for s in (tmp_path / "local" / f"{stem}.jsonl").read_text().splitlines()]
@@ -122,8 +132,13 @@ def test_cluster_outputs_equal_a_local_run(cluster, engine: Path, tmp_path: Path
         assert [r["frame"] for r in ray] == list(range(n))
         for x, y in zip(local, ray, strict=True):  # timings aside, the same labels in the same order
             assert [lb["class_id"] for lb in x["labels"]] == [lb["class_id"] for lb in y["labels"]]
-            np.testing.assert_allclose([lb["score"] for lb in x["labels"]], [lb["score"] for lb in y["labels"]], atol=2e-4)
-        a, b = cv2.VideoCapture(str(tmp_path / "local" / f"{stem}.mp4")), cv2.VideoCapture(str(tmp_path / "ray" / f"{stem}.mp4"))
+            np.testing.assert_allclose(
+                [lb["score"] for lb in x["labels"]], [lb["score"] for lb in y["labels"]], atol=2e-4
+            )
+        a, b = (
+            cv2.VideoCapture(str(tmp_path / "local" / f"{stem}.mp4")),
+            cv2.VideoCapture(str(tmp_path / "ray" / f"{stem}.mp4")),
+        )
         for _ in range(n):
             (oa, fa), (ob, fb) = a.read(), b.read()
             assert oa and ob
@@ -146,6 +161,7 @@ def _worker_writing(path: Path) -> int | None:
 
 def _when_lines(jsonl: Path, n: int, act, timeout: float = 120.0) -> threading.Thread:
     """In a thread: once ``jsonl`` holds ``n`` complete lines, call ``act()`` (once)."""
+
     def run() -> None:
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:
@@ -153,6 +169,7 @@ def _when_lines(jsonl: Path, n: int, act, timeout: float = 120.0) -> threading.T
                 act()
                 return
             time.sleep(0.005)
+
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
@@ -172,8 +189,21 @@ def test_cluster_worker_killed_mid_file_every_frame_once(cluster, engine: Path, 
         os.kill(pid, 9)
 
     t = _when_lines(jl, 16, kill)
-    code = cli_main(["annotate", str(video), "--engine", str(engine), "--out", str(tmp_path / "out"), "--no-progress",
-                     "--ray", cluster.address, "--workers", "2"])
+    code = cli_main(
+        [
+            "annotate",
+            str(video),
+            "--engine",
+            str(engine),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+            "--ray",
+            cluster.address,
+            "--workers",
+            "2",
+        ]
+    )
     t.join(timeout=1)
     said = capsys.readouterr().out
     assert killed, "the kill never happened"
@@ -200,14 +230,29 @@ def test_cluster_node_lost_mid_file_every_frame_once(cluster, engine: Path, tmp_
 
     def lose_its_node() -> None:
         raylet = _parent(_worker_writing(jl))  # Ray workers are children of their node's raylet
-        node = next(nd for nd in cluster.worker_nodes if nd.all_processes[rc.PROCESS_TYPE_RAYLET][0].process.pid == raylet)
+        node = next(
+            nd for nd in cluster.worker_nodes if nd.all_processes[rc.PROCESS_TYPE_RAYLET][0].process.pid == raylet
+        )
         lost.append(complete_lines(jl))
         cluster.remove_node(node, allow_graceful=False)  # every process of the node killed at once
 
     t = _when_lines(jl, 16, lose_its_node)
     try:
-        code = cli_main(["annotate", str(video), "--engine", str(engine), "--out", str(tmp_path / "out"), "--no-progress",
-                         "--ray", cluster.address, "--workers", "2"])
+        code = cli_main(
+            [
+                "annotate",
+                str(video),
+                "--engine",
+                str(engine),
+                "--out",
+                str(tmp_path / "out"),
+                "--no-progress",
+                "--ray",
+                cluster.address,
+                "--workers",
+                "2",
+            ]
+        )
         t.join(timeout=1)
     finally:
         cluster.add_node(num_cpus=1)  # back to two worker nodes for the next test
@@ -224,7 +269,17 @@ def test_cluster_ctrl_c_then_resume(cluster, engine: Path, tmp_path: Path, capsy
     n = 300
     video = write_tiny_video(tmp_path / "in.mp4", frames=n, size=(320, 240))
     out = tmp_path / "o"
-    args = ["annotate", str(video), "--engine", str(engine), "--out", str(out), "--no-progress", "--ray", cluster.address]
+    args = [
+        "annotate",
+        str(video),
+        "--engine",
+        str(engine),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--ray",
+        cluster.address,
+    ]
     t = _when_lines(out / "in.jsonl", 16, _thread.interrupt_main)  # what Ctrl-C does to the driver
     assert cli_main(args) == 130
     t.join(timeout=1)
@@ -234,27 +289,50 @@ def test_cluster_ctrl_c_then_resume(cluster, engine: Path, tmp_path: Path, capsy
     assert 0 < k < n and frames_in(out / "in.jsonl") == list(range(k))
     assert count_frames(out / "in.mp4") == k  # the worker closed its video: playable, the same frames as the lines
     assert cli_main([*args, "--resume"]) == 0
-    assert f"annotated {n} of {n} frames ({n} read, 0 failed to decode, {k} carried over by resume" in capsys.readouterr().out
+    assert (
+        f"annotated {n} of {n} frames ({n} read, 0 failed to decode, {k} carried over by resume"
+        in capsys.readouterr().out
+    )
     assert frames_in(out / "in.jsonl") == list(range(n)) and count_frames(out / "in.mp4") == n
 
 
 @inner_only
-def test_cluster_input_only_on_the_driver_is_one_sentence_per_file(cluster, engine: Path, tmp_path: Path, capsys,
-                                                                  monkeypatch) -> None:
+def test_cluster_input_only_on_the_driver_is_one_sentence_per_file(
+    cluster, engine: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
     from edge_app.frames import annotate_ray
 
     video = write_tiny_video(tmp_path / "here.mp4", frames=4)
     real = annotate_ray.make_jobs
 
     def elsewhere(inputs, outputs, resume):  # as if the driver's path did not exist on the worker's node
-        return [j.__class__(j.index, j.video + ".not-on-this-node", j.out_video, j.out_jsonl, j.resume)
-                for j in real(inputs, outputs, resume)]
+        return [
+            j.__class__(j.index, j.video + ".not-on-this-node", j.out_video, j.out_jsonl, j.resume)
+            for j in real(inputs, outputs, resume)
+        ]
+
     monkeypatch.setattr(annotate_ray, "make_jobs", elsewhere)
-    code = cli_main(["annotate", str(video), "--engine", str(engine), "--out", str(tmp_path / "o"), "--no-progress",
-                     "--ray", cluster.address, "--workers", "1"])
+    code = cli_main(
+        [
+            "annotate",
+            str(video),
+            "--engine",
+            str(engine),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+            "--ray",
+            cluster.address,
+            "--workers",
+            "1",
+        ]
+    )
     said = capsys.readouterr().out
     assert code == 1
-    assert "FAILED: input '" in said and "is not on node 127.0.0.1; every node must see the inputs at the same path" in said
+    assert (
+        "FAILED: input '" in said
+        and "is not on node 127.0.0.1; every node must see the inputs at the same path" in said
+    )
     assert not (tmp_path / "o" / "here.jsonl").exists()
 
 
@@ -285,12 +363,17 @@ def test_ray_not_installed_says_the_install_command(tiny_engine: Path, tmp_path:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("extra,match", [
-    (["--ray", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
-    (["--workers", "2"], "--workers 2 applies only with --ray"),
-    (["--ray", "head:port"], "--ray 'head:port' is not a Ray address; use auto or HOST:PORT"),
-])
-def test_bad_ray_options_are_one_sentence(extra: list[str], match: str, tiny_engine: Path, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--ray", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
+        (["--workers", "2"], "--workers 2 applies only with --ray"),
+        (["--ray", "head:port"], "--ray 'head:port' is not a Ray address; use auto or HOST:PORT"),
+    ],
+)
+def test_bad_ray_options_are_one_sentence(
+    extra: list[str], match: str, tiny_engine: Path, tmp_path: Path, capsys
+) -> None:
     try:
         code = cli_main(_args(tmp_path, tiny_engine, *extra))
     except SystemExit as e:  # argparse's own check of the value
@@ -310,20 +393,37 @@ def test_missing_input_is_one_sentence_and_writes_nothing(tiny_engine: Path, tmp
     (tmp_path / "out").mkdir()
     keep = tmp_path / "out" / "in.jsonl"
     keep.write_text('{"frame": 0}\n')  # an earlier run's output must survive a bad command
-    assert cli_main(["annotate", str(tmp_path / "nope.mp4"), "--engine", str(tiny_engine), "--out", str(tmp_path / "out"),
-                     "--ray"]) == 2
+    assert (
+        cli_main(
+            [
+                "annotate",
+                str(tmp_path / "nope.mp4"),
+                "--engine",
+                str(tiny_engine),
+                "--out",
+                str(tmp_path / "out"),
+                "--ray",
+            ]
+        )
+        == 2
+    )
     assert "input '" in capsys.readouterr().err and keep.read_text() == '{"frame": 0}\n'
 
 
 def test_plan_splits_each_nodes_cpus_and_gpus() -> None:
     from edge_app.frames.annotate_ray import plan_workers
 
-    nodes = [{"NodeID": "a", "Alive": True, "Resources": {"CPU": 2.0}},
-             {"NodeID": "b", "Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
-             {"NodeID": "dead", "Alive": False, "Resources": {"CPU": 64.0}}]
+    nodes = [
+        {"NodeID": "a", "Alive": True, "Resources": {"CPU": 2.0}},
+        {"NodeID": "b", "Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+        {"NodeID": "dead", "Alive": False, "Resources": {"CPU": 64.0}},
+    ]
     assert plan_workers(nodes, 0) == [("a", {"num_cpus": 2.0}, True), ("b", {"num_cpus": 8.0, "num_gpus": 1.0}, True)]
-    assert plan_workers(nodes, 3) == [("a", {"num_cpus": 1.0}, False), ("b", {"num_cpus": 8.0, "num_gpus": 1.0}, True),
-                                      ("a", {"num_cpus": 1.0}, False)]
+    assert plan_workers(nodes, 3) == [
+        ("a", {"num_cpus": 1.0}, False),
+        ("b", {"num_cpus": 8.0, "num_gpus": 1.0}, True),
+        ("a", {"num_cpus": 1.0}, False),
+    ]
 
 
 def test_engine_files_ship_models_not_plans(tiny_engine: Path, tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.frames.detect_eval import evaluate_video, labels_from_jsonl, load_truth, match_frame, score
 from edge_app.errors import UserError
+from edge_app.frames.detect_eval import evaluate_video, labels_from_jsonl, load_truth, match_frame, score
 from edge_app.frames.labellers import TileConfig
 from edge_app.frames.postprocess import FrameResult, Label
 from tests.frames.fakes import FakeEngine
@@ -40,8 +40,10 @@ def test_threshold_is_inclusive_at_iou_0_3() -> None:
 
 def test_score_totals_precision_recall(tmp_path: Path) -> None:
     truth = {0: TRUTH, 1: TRUTH[:1]}
-    preds = [(0, [Label(1, "circle", 0.9, (0, 0, 100, 100))]), (1, [Label(1, "circle", 0.9, (0, 0, 100, 100)),
-                                                                    Label(2, "square", 0.7, (500, 500, 600, 600))])]
+    preds = [
+        (0, [Label(1, "circle", 0.9, (0, 0, 100, 100))]),
+        (1, [Label(1, "circle", 0.9, (0, 0, 100, 100)), Label(2, "square", 0.7, (500, 500, 600, 600))]),
+    ]
     s = score(preds, truth)
     assert (s.tp, s.fp, s.fn, s.frames) == (2, 1, 1, 2)
     assert s.precision == pytest.approx(2 / 3) and s.recall == pytest.approx(2 / 3)

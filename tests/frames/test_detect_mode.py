@@ -54,32 +54,86 @@ def test_the_engines_threshold_is_the_default(det_engine: Path) -> None:
 def test_detect_mode_runs_through_the_pipeline(det_engine: Path) -> None:
     sink = RecordingSink()
     with open_engine(det_engine, "onnxruntime", "fp32", "cpu") as eng:
-        rep = run_pipeline(eng, FakeSource(n=6, size=(160, 90)), [sink],
-                           PipelineConfig(mode="detect", mode_config=DetectConfig(conf=0.0, max_det=3), batch=2))
+        rep = run_pipeline(
+            eng,
+            FakeSource(n=6, size=(160, 90)),
+            [sink],
+            PipelineConfig(mode="detect", mode_config=DetectConfig(conf=0.0, max_det=3), batch=2),
+        )
     assert rep.frames_written == 6 and rep.mode == "detect" and sink.indices == list(range(6))
     assert all(0 < len(r.labels) <= 3 and all(lb.box is not None for lb in r.labels) for r in sink.results)
 
 
-@pytest.mark.parametrize("kw, msg", [({"conf": 1.5}, "conf 1.5 is not a probability"), ({"max_det": 0}, "max_det 0 must be")])
+@pytest.mark.parametrize(
+    "kw, msg", [({"conf": 1.5}, "conf 1.5 is not a probability"), ({"max_det": 0}, "max_det 0 must be")]
+)
 def test_bad_settings_name_the_field(kw: dict, msg: str) -> None:
     with pytest.raises(FieldError, match=msg):
         DetectConfig(**kw)
 
 
-def test_cli_detect_on_a_video_and_the_wrong_engine_kinds(det_engine: Path, tiny_engine: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_detect_on_a_video_and_the_wrong_engine_kinds(
+    det_engine: Path, tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     video = write_tiny_video(tmp_path / "v.mp4", frames=6)
     out = tmp_path / "out"
-    assert main(["annotate", str(video), "--engine", str(det_engine), "--mode", "detect", "--conf", "0", "--max-det", "4",
-                 "--out", str(out), "--no-progress", "--backend", "onnxruntime"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(video),
+                "--engine",
+                str(det_engine),
+                "--mode",
+                "detect",
+                "--conf",
+                "0",
+                "--max-det",
+                "4",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--backend",
+                "onnxruntime",
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(x) for x in (out / "v.jsonl").read_text().splitlines()]
     assert [x["frame"] for x in lines] == list(range(6))
-    assert all(0 < len(x["labels"]) <= 4 and {"class_id", "class", "score", "box"} <= set(x["labels"][0]) for x in lines)
+    assert all(
+        0 < len(x["labels"]) <= 4 and {"class_id", "class", "score", "box"} <= set(x["labels"][0]) for x in lines
+    )
     capsys.readouterr()
-    assert main(["annotate", str(video), "--engine", str(tiny_engine), "--mode", "detect", "--out", str(tmp_path / "o2")]) == 2
+    assert (
+        main(["annotate", str(video), "--engine", str(tiny_engine), "--mode", "detect", "--out", str(tmp_path / "o2")])
+        == 2
+    )
     assert "--mode 'detect' needs a detect engine, but engine 'tiny' has task 'classify'" in capsys.readouterr().err
-    assert main(["annotate", str(video), "--engine", str(det_engine), "--mode", "classify", "--out", str(tmp_path / "o3")]) == 2
-    assert "needs a classify engine, but engine 'det' has task 'detect'; modes for detect engines: 'detect'" in capsys.readouterr().err
-    assert main(["annotate", str(video), "--engine", str(det_engine), "--mode", "detect", "--max-det", "0", "--out", str(tmp_path / "o4")]) == 2
+    assert (
+        main(["annotate", str(video), "--engine", str(det_engine), "--mode", "classify", "--out", str(tmp_path / "o3")])
+        == 2
+    )
+    assert (
+        "needs a classify engine, but engine 'det' has task 'detect'; modes for detect engines: 'detect'"
+        in capsys.readouterr().err
+    )
+    assert (
+        main(
+            [
+                "annotate",
+                str(video),
+                "--engine",
+                str(det_engine),
+                "--mode",
+                "detect",
+                "--max-det",
+                "0",
+                "--out",
+                str(tmp_path / "o4"),
+            ]
+        )
+        == 2
+    )
     assert "--max-det 0 must be" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()

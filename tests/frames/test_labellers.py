@@ -19,8 +19,20 @@ import pytest
 
 from edge_app.cli import main as cli_main
 from edge_app.frames.fields import FieldError
-from edge_app.frames.labellers import (ClassifyConfig, ClassifyLabeller, Labeller, LabellerSpec, ModeConfig, TileConfig,
-                                       TileLabeller, get_mode, make_labeller, mode_names, register_mode, unregister_mode)
+from edge_app.frames.labellers import (
+    ClassifyConfig,
+    ClassifyLabeller,
+    Labeller,
+    LabellerSpec,
+    ModeConfig,
+    TileConfig,
+    TileLabeller,
+    get_mode,
+    make_labeller,
+    mode_names,
+    register_mode,
+    unregister_mode,
+)
 from edge_app.frames.pipeline import PipelineConfig, run_pipeline
 from edge_app.frames.postprocess import Label, softmax
 from edge_app.frames.preprocess import to_batch
@@ -52,7 +64,11 @@ class WholeFrameLabeller(Labeller):
         out = []
         for p, (w, h) in zip(softmax(outputs["logits"]), sizes):
             c = int(p.argmax())
-            out.append([Label(c, self.names[c], float(p[c]), (0.0, 0.0, float(w), float(h)))] if p[c] >= self.config.min_score else [])
+            out.append(
+                [Label(c, self.names[c], float(p[c]), (0.0, 0.0, float(w), float(h)))]
+                if p[c] >= self.config.min_score
+                else []
+            )
         return out
 
 
@@ -63,11 +79,19 @@ class DetsLabeller(Labeller):
     outputs = ("dets",)
 
     def prepare(self, frames: list[np.ndarray]) -> tuple[np.ndarray, Any]:
-        return to_batch(frames, self.spec), [(f.shape[1] / self.spec.width, f.shape[0] / self.spec.height) for f in frames]
+        return to_batch(frames, self.spec), [
+            (f.shape[1] / self.spec.width, f.shape[0] / self.spec.height) for f in frames
+        ]
 
     def decode(self, outputs: dict[str, np.ndarray], scales: Any) -> list[list[Label]]:
-        return [[Label(int(c), self.names[int(c)], float(s), (x1 * sx, y1 * sy, x2 * sx, y2 * sy))
-                 for x1, y1, x2, y2, s, c in rows if s > 0] for rows, (sx, sy) in zip(outputs["dets"], scales)]
+        return [
+            [
+                Label(int(c), self.names[int(c)], float(s), (x1 * sx, y1 * sy, x2 * sx, y2 * sy))
+                for x1, y1, x2, y2, s, c in rows
+                if s > 0
+            ]
+            for rows, (sx, sy) in zip(outputs["dets"], scales)
+        ]
 
 
 @pytest.fixture()
@@ -114,31 +138,44 @@ def test_a_mode_registered_outside_the_library_runs_through_the_pipeline(toy_mod
 
 def test_a_detector_mode_runs_on_a_detect_engine_and_scales_boxes(toy_modes: None) -> None:
     sink = RecordingSink()
-    rep = run_pipeline(FakeDetEngine(size=32), FakeSource(n=3, size=(128, 64)), [sink], PipelineConfig(mode="toydet", batch=2))
+    rep = run_pipeline(
+        FakeDetEngine(size=32), FakeSource(n=3, size=(128, 64)), [sink], PipelineConfig(mode="toydet", batch=2)
+    )
     assert rep.frames_written == 3
-    assert [[(lab.name, lab.box) for lab in r.labels] for r in sink.results] == [[("circle", (32.0, 16.0, 96.0, 48.0))]] * 3
+    assert [[(lab.name, lab.box) for lab in r.labels] for r in sink.results] == [
+        [("circle", (32.0, 16.0, 96.0, 48.0))]
+    ] * 3
     assert "h2d" in sink.results[0].timings  # the engine's own split reaches the frame's timings
 
 
 def test_modes_refuse_an_engine_of_another_task_in_one_sentence(toy_modes: None) -> None:
-    with pytest.raises(FieldError, match=r"^mode 'classify' needs a classify engine, but engine 'fakedet' has task 'detect'; "
-                                         r"modes for detect engines: 'toydet'$"):
+    with pytest.raises(
+        FieldError,
+        match=r"^mode 'classify' needs a classify engine, but engine 'fakedet' has task 'detect'; "
+        r"modes for detect engines: 'toydet'$",
+    ):
         make_labeller(FakeDetEngine(), "classify")
-    with pytest.raises(FieldError, match=r"^mode 'toydet' needs a detect engine, but engine 'fake' has task 'classify'"):
+    with pytest.raises(
+        FieldError, match=r"^mode 'toydet' needs a detect engine, but engine 'fake' has task 'classify'"
+    ):
         run_pipeline(FakeEngine(), FakeSource(n=2), [RecordingSink()], PipelineConfig(mode="toydet"))
 
 
 def test_a_mode_refuses_an_engine_without_the_output_it_reads() -> None:
     eng = FakeEngine()
     eng.meta.outputs = ["probs"]
-    with pytest.raises(FieldError, match=r"^mode 'classify' reads the engine output logits, but engine 'fake' outputs probs"):
+    with pytest.raises(
+        FieldError, match=r"^mode 'classify' reads the engine output logits, but engine 'fake' outputs probs"
+    ):
         make_labeller(eng, "classify")
 
 
 def test_tiles_needs_a_background_class() -> None:
     eng = FakeEngine()
     eng.meta.labels = [n for n in LABELS if n != "background"] + ["other"]
-    with pytest.raises(FieldError, match=r"^mode 'tiles' needs a 'background' class, but engine 'fake' has classes circle, "):
+    with pytest.raises(
+        FieldError, match=r"^mode 'tiles' needs a 'background' class, but engine 'fake' has classes circle, "
+    ):
         make_labeller(eng, "tiles")
 
 
@@ -161,7 +198,9 @@ def test_register_mode_checks_the_class_it_is_given() -> None:
     class LooseConfig(ClassifyLabeller):
         config_type = Loose  # type: ignore[assignment]
 
-    with pytest.raises(ValueError, match="mode 'classify' is already registered by edge_app.frames.modes.classify.ClassifyLabeller"):
+    with pytest.raises(
+        ValueError, match="mode 'classify' is already registered by edge_app.frames.modes.classify.ClassifyLabeller"
+    ):
         register_mode("classify")(Another)
     with pytest.raises(ValueError, match="must be lower-case"):
         register_mode("Bad Name")(Another)
@@ -173,21 +212,31 @@ def test_register_mode_checks_the_class_it_is_given() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ configs
-@pytest.mark.parametrize("make,field,message", [
-    (lambda: ClassifyConfig(top_k=0), "top_k", r"^top_k 0 must be at least 1"),
-    (lambda: ClassifyConfig(top_k=2.5), "top_k", r"^top_k 2.5 is not a whole number"),
-    (lambda: TileConfig(grid=(0, 3)), "grid", r"^grid 0x3 needs 1 to 32 columns and rows"),
-    (lambda: TileConfig(scales=(1.0, 0.0)), "scales", r"^scales 1,0 is out of range; use values in \(0, 1\]"),
-    (lambda: TileConfig(conf=2.0), "conf", r"^conf 2 is not a probability"),
-    (lambda: TileConfig(iou=-0.1), "iou", r"^iou -0.1 is not an overlap fraction"),
-    (lambda: TileConfig(min_votes=0), "min_votes", r"^min_votes 0 must be at least 1"),
-    (lambda: PipelineConfig(batch=0), "batch", r"^batch 0 must be at least 1"),
-    (lambda: PipelineConfig(max_frames=-1), "max_frames", r"^max_frames -1 must be at least 0"),
-    (lambda: PipelineConfig(duration=-1.0), "duration", r"^duration -1 must be 0 \(no limit\) or more seconds"),
-    (lambda: PipelineConfig(mode="tiles", mode_config=ClassifyConfig()), "mode_config",
-     r"^mode_config ClassifyConfig does not configure mode 'tiles'; pass a TileConfig"),
-    (lambda: LabellerSpec("engines/x", "classify", TileConfig()), "mode_config", r"^mode_config TileConfig does not configure"),
-])
+@pytest.mark.parametrize(
+    "make,field,message",
+    [
+        (lambda: ClassifyConfig(top_k=0), "top_k", r"^top_k 0 must be at least 1"),
+        (lambda: ClassifyConfig(top_k=2.5), "top_k", r"^top_k 2.5 is not a whole number"),
+        (lambda: TileConfig(grid=(0, 3)), "grid", r"^grid 0x3 needs 1 to 32 columns and rows"),
+        (lambda: TileConfig(scales=(1.0, 0.0)), "scales", r"^scales 1,0 is out of range; use values in \(0, 1\]"),
+        (lambda: TileConfig(conf=2.0), "conf", r"^conf 2 is not a probability"),
+        (lambda: TileConfig(iou=-0.1), "iou", r"^iou -0.1 is not an overlap fraction"),
+        (lambda: TileConfig(min_votes=0), "min_votes", r"^min_votes 0 must be at least 1"),
+        (lambda: PipelineConfig(batch=0), "batch", r"^batch 0 must be at least 1"),
+        (lambda: PipelineConfig(max_frames=-1), "max_frames", r"^max_frames -1 must be at least 0"),
+        (lambda: PipelineConfig(duration=-1.0), "duration", r"^duration -1 must be 0 \(no limit\) or more seconds"),
+        (
+            lambda: PipelineConfig(mode="tiles", mode_config=ClassifyConfig()),
+            "mode_config",
+            r"^mode_config ClassifyConfig does not configure mode 'tiles'; pass a TileConfig",
+        ),
+        (
+            lambda: LabellerSpec("engines/x", "classify", TileConfig()),
+            "mode_config",
+            r"^mode_config TileConfig does not configure",
+        ),
+    ],
+)
 def test_library_errors_name_the_field_not_a_flag(make: Callable[[], Any], field: str, message: str) -> None:
     with pytest.raises(FieldError, match=message) as e:
         make()
@@ -212,10 +261,16 @@ def test_no_function_of_the_frame_loop_defaults_to_a_mutable_config() -> None:
     import edge_app.frames.pipeline
 
     found = []
-    for mod in (edge_app.frames.annotate, edge_app.frames.detect_eval, edge_app.frames.labellers, edge_app.frames.modes.base,
-                edge_app.frames.pipeline):
+    for mod in (
+        edge_app.frames.annotate,
+        edge_app.frames.detect_eval,
+        edge_app.frames.labellers,
+        edge_app.frames.modes.base,
+        edge_app.frames.pipeline,
+    ):
         for name, fn in inspect.getmembers(mod, inspect.isfunction) + [
-                (f"{c}.__init__", cls.__init__) for c, cls in inspect.getmembers(mod, inspect.isclass)]:
+            (f"{c}.__init__", cls.__init__) for c, cls in inspect.getmembers(mod, inspect.isclass)
+        ]:
             for p in inspect.signature(fn).parameters.values():
                 d = p.default
                 if dataclasses.is_dataclass(d) and not type(d).__dataclass_params__.frozen:  # type: ignore[attr-defined]
@@ -231,14 +286,19 @@ def test_field_errors_survive_pickling_as_a_worker_sends_them_back() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-@pytest.mark.parametrize("args,match", [
-    (["--top-k", "0"], r"^error: --top-k 0 must be at least 1"),
-    (["--iou", "1.5"], r"^error: --iou 1.5 is not an overlap fraction"),
-    (["--max-frames", "-1"], r"^error: --max-frames -1 must be at least 0"),
-    (["--duration", "-1"], r"^error: --duration -1 must be 0 \(no limit\) or more seconds"),
-    (["--scales", "1.0,big"], r"^error: --scales: tile scales '1.0,big' are not a comma-separated list"),
-])
-def test_cli_errors_name_the_flag(args: list[str], match: str, tiny_engine: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--top-k", "0"], r"^error: --top-k 0 must be at least 1"),
+        (["--iou", "1.5"], r"^error: --iou 1.5 is not an overlap fraction"),
+        (["--max-frames", "-1"], r"^error: --max-frames -1 must be at least 0"),
+        (["--duration", "-1"], r"^error: --duration -1 must be 0 \(no limit\) or more seconds"),
+        (["--scales", "1.0,big"], r"^error: --scales: tile scales '1.0,big' are not a comma-separated list"),
+    ],
+)
+def test_cli_errors_name_the_flag(
+    args: list[str], match: str, tiny_engine: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = cli_main(["live", "--engine", str(tiny_engine), "--source", "synthetic", *args])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
@@ -260,15 +320,18 @@ def _engine_copy(src: Path, dst: Path, **meta_changes: Any) -> Path:
     return dst
 
 
-def test_cli_names_the_mode_flag_when_the_engine_does_not_fit(tiny_engine: Path, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_names_the_mode_flag_when_the_engine_does_not_fit(
+    tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     det = _engine_copy(tiny_engine, tmp_path / "det", task="detect")
     assert cli_main(["live", "--engine", str(det), "--source", "synthetic", "--max-frames", "2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --mode 'classify' needs a classify engine, but engine 'tiny' has task 'detect'; ")
     labels = json.loads((tiny_engine / "meta.json").read_text())["labels"]
     nobg = _engine_copy(tiny_engine, tmp_path / "nobg", labels=[n if n != "background" else "nothing" for n in labels])
-    assert cli_main(["live", "--engine", str(nobg), "--source", "synthetic", "--mode", "tiles", "--max-frames", "2"]) == 2
+    assert (
+        cli_main(["live", "--engine", str(nobg), "--source", "synthetic", "--mode", "tiles", "--max-frames", "2"]) == 2
+    )
     assert capsys.readouterr().err.startswith("error: --mode 'tiles' needs a 'background' class")
 
 
@@ -283,9 +346,15 @@ def _label_in_worker(blob: bytes) -> list[list[str]]:
 
 
 def test_spec_pickles_and_builds_here(tiny_engine: Path) -> None:
-    spec = LabellerSpec(tiny_engine, "tiles", TileConfig(grid=(2, 1), scales=(1.0,)), backend="onnxruntime", precision="fp32")
+    spec = LabellerSpec(
+        tiny_engine, "tiles", TileConfig(grid=(2, 1), scales=(1.0,)), backend="onnxruntime", precision="fp32"
+    )
     back = pickle.loads(pickle.dumps(spec))
-    assert back == spec and back.engine_path == str(tiny_engine) and back.mode_config == TileConfig(grid=(2, 1), scales=(1.0,))
+    assert (
+        back == spec
+        and back.engine_path == str(tiny_engine)
+        and back.mode_config == TileConfig(grid=(2, 1), scales=(1.0,))
+    )
     with back.build() as lab:
         assert isinstance(lab, TileLabeller) and lab.config == spec.mode_config
         assert lab.engine.backend == "onnxruntime"
@@ -314,6 +383,9 @@ def test_a_labeller_passed_to_the_pipeline_must_match_its_config() -> None:
     sink = RecordingSink()
     rep = run_pipeline(eng, FakeSource(n=3), [sink], PipelineConfig(mode_config=ClassifyConfig(top_k=1)), lab)
     assert rep.frames_written == 3 and all(len(r.labels) == 1 for r in sink.results)
-    with pytest.raises(ValueError, match=r"the labeller runs mode 'classify' with ClassifyConfig\(top_k=1\), but the config asks "
-                                         r"for mode 'classify' with ClassifyConfig\(top_k=3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the labeller runs mode 'classify' with ClassifyConfig\(top_k=1\), but the config asks "
+        r"for mode 'classify' with ClassifyConfig\(top_k=3\)",
+    ):
         run_pipeline(eng, FakeSource(n=3), [RecordingSink()], PipelineConfig(), lab)

@@ -6,8 +6,17 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.frames.overlay import (FONT, BoxAnnotator, HudInfo, LabelAnnotator, LatencyAnnotator, OverlayConfig,
-                              build_annotators, class_colour, text_scale)
+from edge_app.frames.overlay import (
+    FONT,
+    BoxAnnotator,
+    HudInfo,
+    LabelAnnotator,
+    LatencyAnnotator,
+    OverlayConfig,
+    build_annotators,
+    class_colour,
+    text_scale,
+)
 from edge_app.frames.postprocess import FrameResult, Label
 
 SIZES = {"480p": (480, 854), "4K": (2160, 3840)}
@@ -15,13 +24,23 @@ SIZES = {"480p": (480, 854), "4K": (2160, 3840)}
 
 def result_for(h: int, w: int) -> FrameResult:
     box = (w * 0.3, h * 0.3, w * 0.6, h * 0.7)
-    return FrameResult(3, 1.0, [Label(1, "circle", 0.91, box), Label(4, "star", 0.8)],
-                       {"capture": 1.0, "preprocess": 2.0, "inference": 5.5, "postprocess": 0.3})
+    return FrameResult(
+        3,
+        1.0,
+        [Label(1, "circle", 0.91, box), Label(4, "star", 0.8)],
+        {"capture": 1.0, "preprocess": 2.0, "inference": 5.5, "postprocess": 0.3},
+    )
 
 
 def hud() -> HudInfo:
-    return HudInfo(stage_ms={"capture": 1.0, "preprocess": 2.0, "inference": 5.5, "postprocess": 0.3, "overlay": 0.9},
-                   end_to_end_ms=42.0, fps=29.7, dropped=3, backend="onnxruntime", precision="int8")
+    return HudInfo(
+        stage_ms={"capture": 1.0, "preprocess": 2.0, "inference": 5.5, "postprocess": 0.3, "overlay": 0.9},
+        end_to_end_ms=42.0,
+        fps=29.7,
+        dropped=3,
+        backend="onnxruntime",
+        precision="int8",
+    )
 
 
 @pytest.mark.parametrize("name", list(SIZES))
@@ -45,7 +64,7 @@ def test_boxes_are_drawn_in_the_class_colour(name: str) -> None:
     ymid = (y1 + y2) // 2
     assert tuple(out[ymid, x1]) == class_colour(1)  # left edge of the box
     assert out[ymid, (x1 + x2) // 2].max() == 0  # inside stays untouched
-    tab = out[y1 - h // 30: y1, x1: x1 + w // 20].reshape(-1, 3)
+    tab = out[y1 - h // 30 : y1, x1 : x1 + w // 20].reshape(-1, 3)
     assert (tab == class_colour(1)).all(axis=1).mean() > 0.4  # the label tab (coloured, white text) sits above the box
 
 
@@ -56,15 +75,24 @@ def test_hud_and_labels_draw_in_their_corners(name: str) -> None:
     for a in build_annotators(OverlayConfig(boxes=False), hud):
         frame = a.annotate(frame, result_for(h, w))
     assert frame[: h // 8, : w // 4].any(), "labels in the top-left corner"
-    assert frame[-h // 8:, : w // 4].any(), "HUD in the bottom-left corner"
-    assert not frame[h // 3: 2 * h // 3, w // 3: 2 * w // 3].any(), "no banner while the source is ok"
+    assert frame[-h // 8 :, : w // 4].any(), "HUD in the bottom-left corner"
+    assert not frame[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].any(), "no banner while the source is ok"
 
 
 def test_hud_lines_hold_every_number_and_each_can_be_turned_off() -> None:
     r = result_for(480, 854)
     lines = " / ".join(LatencyAnnotator(hud).lines(r, hud()))
-    for part in ("capture 1.0", "preprocess 2.0", "inference 5.5", "postprocess 0.3", "overlay 0.9",
-                 "end-to-end 42.0 ms", "29.7 FPS", "dropped 3", "onnxruntime int8"):
+    for part in (
+        "capture 1.0",
+        "preprocess 2.0",
+        "inference 5.5",
+        "postprocess 0.3",
+        "overlay 0.9",
+        "end-to-end 42.0 ms",
+        "29.7 FPS",
+        "dropped 3",
+        "onnxruntime int8",
+    ):
         assert part in lines
     quiet = LatencyAnnotator(hud, show_stages=False, show_fps=False, show_engine=False, show_dropped=False)
     assert quiet.lines(r, hud()) == ["end-to-end 42.0 ms"]

@@ -30,7 +30,9 @@ def test_file_source_never_drops_and_keeps_order(tmp_path: Path) -> None:
     lines = [json.loads(s) for s in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [ln["frame"] for ln in lines] == list(range(40))
     # JSON lines are written after the image sinks, so they carry the frame's end-to-end latency.
-    assert {"capture", "preprocess", "inference", "postprocess", "overlay", "end_to_end"} <= set(lines[-1]["timings_ms"])
+    assert {"capture", "preprocess", "inference", "postprocess", "overlay", "end_to_end"} <= set(
+        lines[-1]["timings_ms"]
+    )
 
 
 def test_live_source_drops_oldest_and_counts() -> None:
@@ -61,10 +63,13 @@ def test_tiles_mode_runs_all_tiles_of_a_frame_in_one_call() -> None:
     assert eng.calls == [n_tiles] * 3
 
 
-@pytest.mark.parametrize("cfg,reason,written", [
-    (PipelineConfig(max_frames=7), "max_frames", 7),
-    (PipelineConfig(duration=0.3), "duration", None),
-])
+@pytest.mark.parametrize(
+    "cfg,reason,written",
+    [
+        (PipelineConfig(max_frames=7), "max_frames", 7),
+        (PipelineConfig(duration=0.3), "duration", None),
+    ],
+)
 def test_stop_conditions(cfg: PipelineConfig, reason: str, written: int | None) -> None:
     src = FakeSource(n=0, live=True, period_s=0.01)  # endless
     sink = RecordingSink()
@@ -105,8 +110,7 @@ def test_worker_error_is_raised_after_sinks_are_closed() -> None:
 
 def test_hud_stats_reach_sinks_that_want_them() -> None:
     sink = RecordingSink()
-    run_pipeline(FakeEngine(), FakeSource(n=30, live=False, period_s=0.002), [sink],
-                 PipelineConfig(stats_every_s=0.0))
+    run_pipeline(FakeEngine(), FakeSource(n=30, live=False, period_s=0.002), [sink], PipelineConfig(stats_every_s=0.0))
     last = sink.stats[-1]
     assert last["backend"] == "fake" and last["frames_written"] >= 29 and last["fps"] > 0
     assert "inference" in last["stages_ms"]
@@ -121,13 +125,16 @@ def test_report_stages_and_latency() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-@pytest.mark.parametrize("args,match", [
-    (["--mode", "tiles", "--tiles", "0x3"], r"--tiles 0x3 needs 1 to 32 columns and rows"),
-    (["--mode", "tiles", "--conf", "2"], r"--conf 2 is not a probability"),
-    (["--scales", "1.0,0"], r"--scales 1,0 is out of range"),
-    (["--tiles", "3by3"], r"tile grid '3by3' is not COLSxROWS"),
-    (["--batch", "0"], r"--batch 0 must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--mode", "tiles", "--tiles", "0x3"], r"--tiles 0x3 needs 1 to 32 columns and rows"),
+        (["--mode", "tiles", "--conf", "2"], r"--conf 2 is not a probability"),
+        (["--scales", "1.0,0"], r"--scales 1,0 is out of range"),
+        (["--tiles", "3by3"], r"tile grid '3by3' is not COLSxROWS"),
+        (["--batch", "0"], r"--batch 0 must be at least 1"),
+    ],
+)
 def test_live_bad_options_are_one_sentence(args: list[str], match: str, tiny_engine: Path, capsys) -> None:
     code = cli_main(["live", "--engine", str(tiny_engine), "--source", "synthetic", *args])
     err = capsys.readouterr().err
@@ -148,9 +155,33 @@ def test_live_unwritable_output_is_a_user_error(tiny_engine: Path, tmp_path: Pat
 
 def test_live_synthetic_to_video_and_jsonl(tiny_engine: Path, tmp_path: Path) -> None:
     out, jl = tmp_path / "live.mp4", tmp_path / "live.jsonl"
-    r = subprocess.run([sys.executable, str(REPO / "run.py"), "live", "--engine", str(tiny_engine), "--source", "synthetic",
-                        "--width", "320", "--height", "180", "--mode", "tiles", "--max-frames", "12",
-                        "--save", str(out), "--jsonl", str(jl)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "run.py"),
+            "live",
+            "--engine",
+            str(tiny_engine),
+            "--source",
+            "synthetic",
+            "--width",
+            "320",
+            "--height",
+            "180",
+            "--mode",
+            "tiles",
+            "--max-frames",
+            "12",
+            "--save",
+            str(out),
+            "--jsonl",
+            str(jl),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert "12 frames read" in r.stdout and "end-to-end latency p50" in r.stdout
     lines = [json.loads(s) for s in jl.read_text().splitlines()]

@@ -28,7 +28,9 @@ def test_topk_orders_by_score_and_validates_k() -> None:
 
 
 def test_frame_result_round_trips_through_its_json_line() -> None:
-    r = FrameResult(4, 12.5, [Label(1, "circle", 0.9, (1.0, 2.0, 30.0, 40.0)), Label(2, "square", 0.1)], {"inference": 3.25})
+    r = FrameResult(
+        4, 12.5, [Label(1, "circle", 0.9, (1.0, 2.0, 30.0, 40.0)), Label(2, "square", 0.1)], {"inference": 3.25}
+    )
     back = FrameResult.from_dict(r.to_dict())
     assert back.index == 4 and back.labels[0].box == (1.0, 2.0, 30.0, 40.0) and back.labels[1].box is None
     assert back.timings == {"inference": 3.25}
@@ -59,8 +61,11 @@ def test_nms_keeps_the_best_of_each_overlapping_group() -> None:
 
 
 def test_classwise_nms_keeps_overlapping_boxes_of_different_classes() -> None:
-    labs = [Label(1, "circle", 0.9, (0, 0, 10, 10)), Label(2, "square", 0.8, (0, 0, 10, 10)),
-            Label(1, "circle", 0.7, (1, 1, 10, 10))]
+    labs = [
+        Label(1, "circle", 0.9, (0, 0, 10, 10)),
+        Label(2, "square", 0.8, (0, 0, 10, 10)),
+        Label(1, "circle", 0.7, (1, 1, 10, 10)),
+    ]
     kept = classwise_nms(labs, 0.5)
     assert [(lab.name, lab.score) for lab in kept] == [("circle", 0.9), ("square", 0.8)]
 
@@ -69,7 +74,10 @@ def test_tiles_to_boxes_thresholds_skips_background_and_shrinks() -> None:
     tiles = np.array([[0, 0, 100, 100], [200, 0, 300, 100], [400, 0, 500, 100], [600, 0, 700, 100]])
     lg = logits_for([(1, 0.95), (0, 0.99), (2, 0.4), (2, 0.8)])
     labs = tiles_to_boxes(lg, tiles, LABELS, conf=0.5, iou=0.5)
-    assert [(lab.name, lab.box) for lab in labs] == [("circle", (0.0, 0.0, 100.0, 100.0)), ("square", (600.0, 0.0, 700.0, 100.0))]
+    assert [(lab.name, lab.box) for lab in labs] == [
+        ("circle", (0.0, 0.0, 100.0, 100.0)),
+        ("square", (600.0, 0.0, 700.0, 100.0)),
+    ]
     # box_scale shrinks about the tile centre
     labs = tiles_to_boxes(lg, tiles, LABELS, conf=0.9, iou=0.5, box_scale=0.6)
     assert len(labs) == 1 and labs[0].box == pytest.approx((20.0, 20.0, 80.0, 80.0))

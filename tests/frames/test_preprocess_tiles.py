@@ -11,14 +11,17 @@ from edge_app.frames.labellers import TileConfig
 from edge_app.frames.preprocess import crop_tiles, parse_grid, parse_scales, tile_boxes
 
 
-@pytest.mark.parametrize("size,grid,scales", [
-    ((1280, 720), (3, 3), (1.0,)),
-    ((1280, 720), (3, 3), (1.0, 0.6)),
-    ((1920, 1080), (4, 2), (0.75, 0.5)),
-    ((641, 359), (2, 2), (1.0,)),
-    ((360, 640), (3, 3), (1.0,)),  # portrait
-    ((1280, 720), (1, 1), (1.0,)),  # asks for fewer tiles than a square side allows
-])
+@pytest.mark.parametrize(
+    "size,grid,scales",
+    [
+        ((1280, 720), (3, 3), (1.0,)),
+        ((1280, 720), (3, 3), (1.0, 0.6)),
+        ((1920, 1080), (4, 2), (0.75, 0.5)),
+        ((641, 359), (2, 2), (1.0,)),
+        ((360, 640), (3, 3), (1.0,)),  # portrait
+        ((1280, 720), (1, 1), (1.0,)),  # asks for fewer tiles than a square side allows
+    ],
+)
 def test_tiles_are_square_inside_and_cover_every_pixel(size, grid, scales) -> None:
     w, h = size
     boxes = tile_boxes(size, grid, scales)
@@ -48,10 +51,13 @@ def test_smaller_scale_uses_more_tiles() -> None:
     assert len(both) > 2 * len(big)
 
 
-@pytest.mark.parametrize("text,match", [
-    ("3", "is not COLSxROWS"),
-    ("axb", "is not COLSxROWS"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("3", "is not COLSxROWS"),
+        ("axb", "is not COLSxROWS"),
+    ],
+)
 def test_bad_grid_text(text: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_grid(text)

@@ -12,12 +12,14 @@ from edge_app.models import create_model, list_models
 from edge_app.models.detector import DetectorModel, DetectorNet, decode, load_backbone_weights
 
 
-def numpy_decode(heat_logits: np.ndarray, size: np.ndarray, offset: np.ndarray, in_w: int, in_h: int, k: int) -> np.ndarray:
+def numpy_decode(
+    heat_logits: np.ndarray, size: np.ndarray, offset: np.ndarray, in_w: int, in_h: int, k: int
+) -> np.ndarray:
     """Reference CenterNet decode written plainly: 3x3 peak test, top-k over class x cell, box from size/offset."""
     n, c, h, w = heat_logits.shape
     heat = 1 / (1 + np.exp(-heat_logits.astype(np.float64)))
     pad = np.pad(heat, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    peak = np.max([pad[:, :, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+    peak = np.max([pad[:, :, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=0)
     heat = np.where(peak == heat, heat, 0.0)
     out = np.zeros((n, k, 6))
     for i in range(n):
@@ -29,12 +31,20 @@ def numpy_decode(heat_logits: np.ndarray, size: np.ndarray, offset: np.ndarray, 
             sx, sy = in_w / w, in_h / h
             cx, cy = (x + offset[i, 0, y, x]) * sx, (y + offset[i, 1, y, x]) * sy
             bw, bh = max(0.0, size[i, 0, y, x]) * sx, max(0.0, size[i, 1, y, x]) * sy
-            out[i, r] = [np.clip(cx - bw / 2, 0, in_w), np.clip(cy - bh / 2, 0, in_h), np.clip(cx + bw / 2, 0, in_w),
-                         np.clip(cy + bh / 2, 0, in_h), flat[idx], cls]
+            out[i, r] = [
+                np.clip(cx - bw / 2, 0, in_w),
+                np.clip(cy - bh / 2, 0, in_h),
+                np.clip(cx + bw / 2, 0, in_w),
+                np.clip(cy + bh / 2, 0, in_h),
+                flat[idx],
+                cls,
+            ]
     return out
 
 
-@pytest.mark.parametrize("shape,k", [((2, 3, 16, 16), 100), ((1, 5, 8, 12), 100), ((2, 1, 4, 4), 100), ((1, 2, 16, 16), 7)])
+@pytest.mark.parametrize(
+    "shape,k", [((2, 3, 16, 16), 100), ((1, 5, 8, 12), 100), ((2, 1, 4, 4), 100), ((1, 2, 16, 16), 7)]
+)
 def test_decode_matches_numpy_reference(shape: tuple[int, int, int, int], k: int) -> None:
     rng = np.random.default_rng(sum(shape))
     n, c, h, w = shape
@@ -90,7 +100,9 @@ def test_forward_shapes(tiny_net: DetectorModel) -> None:
     with torch.no_grad():
         maps = tiny_net.forward_maps(x)
         dets = tiny_net(x)
-    assert maps.heat.shape == (2, 3, 16, 24) and maps.size.shape == (2, 2, 16, 24) and maps.offset.shape == (2, 2, 16, 24)
+    assert (
+        maps.heat.shape == (2, 3, 16, 24) and maps.size.shape == (2, 2, 16, 24) and maps.offset.shape == (2, 2, 16, 24)
+    )
     assert dets.shape == (2, 100, 6) and dets.dtype == torch.float32
     assert (dets[..., 0] <= dets[..., 2]).all() and (dets[..., 2] <= 96).all() and (dets[..., 3] <= 64).all()
 

@@ -7,10 +7,20 @@ from edge_app.errors import UserError
 from edge_app.models import create_model, list_models, load_weights
 
 # torchvision.models.resnetNN(num_classes=1000) parameter counts.
-TORCHVISION_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
-                      "resnet101": 44_549_160, "resnet152": 60_192_808}
-BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3),
-          "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
+TORCHVISION_PARAMS = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+}
+BLOCKS = {
+    "resnet18": (2, 2, 2, 2),
+    "resnet34": (3, 4, 6, 3),
+    "resnet50": (3, 4, 6, 3),
+    "resnet101": (3, 4, 23, 3),
+    "resnet152": (3, 8, 36, 3),
+}
 
 
 def torchvision_keys(arch: str) -> set[str]:
@@ -73,7 +83,9 @@ def test_weights_round_trip_and_head_replacement(tmp_path) -> None:
 def test_weights_of_wrong_architecture_are_refused(tmp_path) -> None:
     path = tmp_path / "r50.pth"
     torch.save(create_model("resnet50", num_classes=10).state_dict(), path)
-    with pytest.raises(UserError, match=r"do not fit resnet18 \(unexpected .layer1.0.conv3.weight.*these weights fit --arch resnet50"):
+    with pytest.raises(
+        UserError, match=r"do not fit resnet18 \(unexpected .layer1.0.conv3.weight.*these weights fit --arch resnet50"
+    ):
         load_weights(create_model("resnet18"), path, "resnet18")
 
 

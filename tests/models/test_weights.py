@@ -11,7 +11,14 @@ import torch
 from edge_app.errors import UserError
 from edge_app.models import create_model
 from edge_app.models.labels import check_label_count, imagenet_labels, resolve_labels
-from edge_app.models.weights import LAYOUT, arch_of, fetch_pretrained, pretrained_entry, read_state_dict, torchvision_table
+from edge_app.models.weights import (
+    LAYOUT,
+    arch_of,
+    fetch_pretrained,
+    pretrained_entry,
+    read_state_dict,
+    torchvision_table,
+)
 
 
 def test_imagenet_labels_are_torchvisions_order() -> None:
@@ -29,16 +36,24 @@ def test_labels_from_file_list_and_builtin(tmp_path: Path) -> None:
     assert len(resolve_labels("imagenet")) == 1000
 
 
-@pytest.mark.parametrize("spec, msg", [("a,,b", "has an empty name"), ("a,b,a", "repeat the name 'a'"),
-                                       ("missing.txt", "labels file 'missing.txt' does not exist"),
-                                       ("cats", "neither imagenet, a file, nor a comma-separated list")])
+@pytest.mark.parametrize(
+    "spec, msg",
+    [
+        ("a,,b", "has an empty name"),
+        ("a,b,a", "repeat the name 'a'"),
+        ("missing.txt", "labels file 'missing.txt' does not exist"),
+        ("cats", "neither imagenet, a file, nor a comma-separated list"),
+    ],
+)
 def test_bad_labels_are_one_sentence(spec: str, msg: str) -> None:
     with pytest.raises(UserError, match=msg):
         resolve_labels(spec)
 
 
 def test_label_count_must_match_the_head() -> None:
-    with pytest.raises(UserError, match=r"3 labels were given but the weights in 'w.pth' have 10 outputs \(fc\); pass 10 labels"):
+    with pytest.raises(
+        UserError, match=r"3 labels were given but the weights in 'w.pth' have 10 outputs \(fc\); pass 10 labels"
+    ):
         check_label_count(["a", "b", "c"], 10, "w.pth")
 
 
@@ -61,9 +76,13 @@ def test_pretrained_table_has_every_resnet() -> None:
         e = pretrained_entry(arch)
         assert e["url"].startswith("https://download.pytorch.org/models/" + arch + "-")
         assert e["url"].endswith(f"-{e['sha256_prefix']}.pth") and e["crop_size"] == 224
-    assert pretrained_entry("resnet50")["name"] == "IMAGENET1K_V2" and pretrained_entry("resnet50")["resize_size"] == 232
+    assert (
+        pretrained_entry("resnet50")["name"] == "IMAGENET1K_V2" and pretrained_entry("resnet50")["resize_size"] == 232
+    )
     assert pretrained_entry("resnet18", "IMAGENET1K_V1")["resize_size"] == 256
-    with pytest.raises(UserError, match="resnet18 has no weights 'IMAGENET1K_V2'; choose DEFAULT or one of IMAGENET1K_V1"):
+    with pytest.raises(
+        UserError, match="resnet18 has no weights 'IMAGENET1K_V2'; choose DEFAULT or one of IMAGENET1K_V1"
+    ):
         pretrained_entry("resnet18", "IMAGENET1K_V2")
 
 
@@ -97,5 +116,7 @@ def test_pretrained_with_a_bad_hash_keeps_nothing(tmp_path: Path) -> None:
 
 def test_pretrained_offline_names_the_url_and_weights(tmp_path: Path) -> None:
     url = (tmp_path / "nowhere" / "resnet18-f37072fd.pth").as_uri()
-    with pytest.raises(UserError, match=r"cannot download file://.*resnet18-f37072fd.pth .*pass it with --weights FILE"):
+    with pytest.raises(
+        UserError, match=r"cannot download file://.*resnet18-f37072fd.pth .*pass it with --weights FILE"
+    ):
         fetch_pretrained("resnet18", cache_dir=tmp_path / "cache", url=url)

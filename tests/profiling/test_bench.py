@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import time
 from pathlib import Path
@@ -12,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_app.profiling import bench
-from edge_app.profiling.bench import BenchConfig, Case, measure, parse_batches, parse_list, run_bench
-from edge_app.runtime.registry import Variant, backend_names, backends, get_backend
 from edge_app.cli import main
 from edge_app.engine_dir import EngineDir
 from edge_app.errors import UserError
+from edge_app.profiling import bench
+from edge_app.profiling.bench import BenchConfig, Case, measure, parse_batches, parse_list, run_bench
 from edge_app.profiling.timers import StageTimer
+from edge_app.runtime.registry import Variant, backend_names, backends, get_backend
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -62,16 +61,37 @@ class FakeEngine:
 def _case_result(variant: str, batch: int = 1, throughput: float = 10.0, **kw: Any) -> bench.CaseResult:
     """A measured case as ``run_bench`` records it, with made-up numbers."""
     stats = dict.fromkeys(("min", "p50", "p90", "p99", "max", "mean"), 1.0)
-    return bench.CaseResult(**{
-        "variant": variant, "backend": "fake", "precision": "fp32", "device": "cpu", "description": "fake engine",
-        "model_file": "model.onnx", "batch": batch, "latency_ms": stats, "percentiles_exact": True,
-        "throughput_ips": throughput, "calls": 10, "measured_s": 1.0, "slices": 2, "warmup_s": 0.1, "warmup_calls": 1,
-        "stages_ms": {}, "accuracy_top1": None, "agreement_fp32": None, "histogram": {"bins": {}}, **kw})
+    return bench.CaseResult(
+        **{
+            "variant": variant,
+            "backend": "fake",
+            "precision": "fp32",
+            "device": "cpu",
+            "description": "fake engine",
+            "model_file": "model.onnx",
+            "batch": batch,
+            "latency_ms": stats,
+            "percentiles_exact": True,
+            "throughput_ips": throughput,
+            "calls": 10,
+            "measured_s": 1.0,
+            "slices": 2,
+            "warmup_s": 0.1,
+            "warmup_calls": 1,
+            "stages_ms": {},
+            "accuracy_top1": None,
+            "agreement_fp32": None,
+            "histogram": {"bins": {}},
+            **kw,
+        }
+    )
 
 
 def _fake_cases(log: list[str], *ms: float) -> list[Case]:
-    return [Case(Variant(f"v{i}", "fake", "fp32", "cpu"), FakeEngine(f"v{i}", m, log), 1, StageTimer(10_000))  # type: ignore[arg-type]
-            for i, m in enumerate(ms)]
+    return [
+        Case(Variant(f"v{i}", "fake", "fp32", "cpu"), FakeEngine(f"v{i}", m, log), 1, StageTimer(10_000))  # type: ignore[arg-type]
+        for i, m in enumerate(ms)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -82,20 +102,35 @@ def test_parse_batches_and_lists() -> None:
     assert parse_list(None, backend_names(), "--backends") is None
 
 
-@pytest.mark.parametrize("text, msg", [("0", r"--batch 0 is not a batch size"), ("1,x", r"'x' is not a whole number"),
-                                       ("-3", r"--batch -3 is not a batch size")])
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ("0", r"--batch 0 is not a batch size"),
+        ("1,x", r"'x' is not a whole number"),
+        ("-3", r"--batch -3 is not a batch size"),
+    ],
+)
 def test_parse_batches_rejects_bad_sizes(text: str, msg: str) -> None:
     with pytest.raises(UserError, match=msg):
         parse_batches(text)
 
 
 def test_parse_list_rejects_unknown_backend() -> None:
-    with pytest.raises(UserError, match=r"--backends 'tflite' is not known; choose from tensorrt, .*onnxruntime, .*torch"):
+    with pytest.raises(
+        UserError, match=r"--backends 'tflite' is not known; choose from tensorrt, .*onnxruntime, .*torch"
+    ):
         parse_list("torch,tflite", backend_names(), "--backends")
 
 
-@pytest.mark.parametrize("kw, msg", [({"duration": -1}, r"--duration -1 is negative"), ({"warmup": -0.5}, r"--warmup -0.5 is negative"),
-                                     ({"iterations": 0}, r"--iterations 0 is below 1"), ({"batches": (2, 0)}, r"--batch 0 is not")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"duration": -1}, r"--duration -1 is negative"),
+        ({"warmup": -0.5}, r"--warmup -0.5 is negative"),
+        ({"iterations": 0}, r"--iterations 0 is below 1"),
+        ({"batches": (2, 0)}, r"--batch 0 is not"),
+    ],
+)
 def test_config_rejects_bad_values(kw: dict[str, Any], msg: str) -> None:
     with pytest.raises(UserError, match=msg):
         BenchConfig(**kw)
@@ -112,9 +147,20 @@ def test_discovery_adds_gpu_variants_where_present(engine_with_int8: Path, monke
     variants, skipped = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig())
     keys = [v.key for v in variants if v.backend in ("tensorrt", "onnxruntime", "torch")]
     # the baseline first, then registry order; PyTorch on the GPU replaces PyTorch on the CPU (one torch-fp32)
-    assert keys == ["torch-fp32", "trt-fp32", "trt-fp16", "ort-gpu-fp32", "ort-gpu-fp16", "ort-fp32", "ort-int8-cpu", "torch-fp16"]
+    assert keys == [
+        "torch-fp32",
+        "trt-fp32",
+        "trt-fp16",
+        "ort-gpu-fp32",
+        "ort-gpu-fp16",
+        "ort-fp32",
+        "ort-int8-cpu",
+        "torch-fp16",
+    ]
     assert next(v for v in variants if v.key == "torch-fp32").device == "cuda"
-    assert bench.Skipped("trt-int8", "model.int8.trt.onnx is missing; run `python run.py calibrate` to make it") in skipped
+    assert (
+        bench.Skipped("trt-int8", "model.int8.trt.onnx is missing; run `python run.py calibrate` to make it") in skipped
+    )
     only = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig(device="cpu", precisions=("int8",)))[0]
     assert [v.key for v in only if v.backend == "onnxruntime"] == ["ort-int8-cpu"]
 
@@ -132,7 +178,9 @@ def test_measure_interleaves_variants_in_slices_and_respects_windows() -> None:
     # after the two warm-ups, the variants alternate: many turns each, not one long block per variant
     assert runs[:2] == ["v0", "v1"] and runs[2:8] == ["v0", "v1"] * 3
     for c in cases:
-        assert cfg.warmup <= c.warmup_s <= cfg.warmup + 0.1  # one call past the deadline at most (slack: shared CI cores)
+        assert (
+            cfg.warmup <= c.warmup_s <= cfg.warmup + 0.1
+        )  # one call past the deadline at most (slack: shared CI cores)
         assert cfg.duration <= c.measured_s <= cfg.duration + cfg.slice_s + 0.1
         assert c.slices >= 5 and c.calls == c.timer.stats["latency"].count
         assert c.timer.stats["latency"].percentile(50) >= c.engine.ms  # type: ignore[attr-defined]
@@ -143,7 +191,11 @@ def test_measure_interleaves_variants_in_slices_and_respects_windows() -> None:
 def test_measure_runs_at_least_the_iterations_when_they_take_longer() -> None:
     log: list[str] = []
     cases = _fake_cases(log, 3.0)
-    measure(cases, np.zeros((1, 8, 8, 3), np.uint8), BenchConfig(warmup=0.0, duration=0.01, iterations=25, slice_s=0.02, progress=False))
+    measure(
+        cases,
+        np.zeros((1, 8, 8, 3), np.uint8),
+        BenchConfig(warmup=0.0, duration=0.01, iterations=25, slice_s=0.02, progress=False),
+    )
     assert cases[0].calls >= 25 and cases[0].measured_s >= 25 * 3e-3
 
 
@@ -167,18 +219,55 @@ def test_run_bench_measures_every_variant_and_writes_reports(engine_with_int8: P
             assert r.accuracy_top1 == meta.accuracy["fp32"].top1
         if r.variant == "ort-int8-cpu":
             assert r.accuracy_top1 == 0.4321 and r.agreement_fp32 == 0.97 and r.model_file == "model.int8.cpu.onnx"
-    assert rep.files == {"latency_png": str(out / "latency.png"), "throughput_png": str(out / "throughput.png"),
-                         "json": str(out / "bench.json")}
+    assert rep.files == {
+        "latency_png": str(out / "latency.png"),
+        "throughput_png": str(out / "throughput.png"),
+        "json": str(out / "bench.json"),
+    }
     saved = json.loads((out / "bench.json").read_text())
     # bench.json keeps the keys (and their order) it had when the report was a dict
-    assert list(saved) == ["engine", "name", "arch", "input", "created", "mode", "baseline", "wall_s", "config", "machine",
-                           "threads", "results", "skipped", "files"]
+    assert list(saved) == [
+        "engine",
+        "name",
+        "arch",
+        "input",
+        "created",
+        "mode",
+        "baseline",
+        "wall_s",
+        "config",
+        "machine",
+        "threads",
+        "results",
+        "skipped",
+        "files",
+    ]
     assert list(saved["results"][0]) == [
-        "variant", "backend", "precision", "device", "description", "model_file", "batch", "latency_ms", "percentiles_exact",
-        "throughput_ips", "calls", "measured_s", "slices", "warmup_s", "warmup_calls", "stages_ms", "accuracy_top1",
-        "agreement_fp32", "histogram", "speedup"]
+        "variant",
+        "backend",
+        "precision",
+        "device",
+        "description",
+        "model_file",
+        "batch",
+        "latency_ms",
+        "percentiles_exact",
+        "throughput_ips",
+        "calls",
+        "measured_s",
+        "slices",
+        "warmup_s",
+        "warmup_calls",
+        "stages_ms",
+        "accuracy_top1",
+        "agreement_fp32",
+        "histogram",
+        "speedup",
+    ]
     assert saved["engine"] == str(engine_with_int8) and saved["mode"] == "model" and saved["files"] == rep.files
-    assert saved["results"][0]["variant"] == rep.results[0].variant and saved["skipped"] == [s.to_dict() for s in rep.skipped]
+    assert saved["results"][0]["variant"] == rep.results[0].variant and saved["skipped"] == [
+        s.to_dict() for s in rep.skipped
+    ]
     assert "progress" not in saved["config"] and saved["config"]["warmup"] == cfg.warmup
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["versions"]["onnxruntime"]
     assert len(saved["results"]) == len(got) and saved["config"]["batches"] == [1, 2]
@@ -187,20 +276,46 @@ def test_run_bench_measures_every_variant_and_writes_reports(engine_with_int8: P
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files
 
 
-def test_cli_bench_prints_table_with_ratios_and_missing_accuracy(tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["bench", str(tiny_engine), "--warmup", "0.05", "--duration", "0.2", "--iterations", "2", "--slice", "0.05",
-               "--backends", "torch,onnxruntime", "--precisions", "fp32", "--out", str(tmp_path / "o")])
+def test_cli_bench_prints_table_with_ratios_and_missing_accuracy(
+    tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        [
+            "bench",
+            str(tiny_engine),
+            "--warmup",
+            "0.05",
+            "--duration",
+            "0.2",
+            "--iterations",
+            "2",
+            "--slice",
+            "0.05",
+            "--backends",
+            "torch,onnxruntime",
+            "--precisions",
+            "fp32",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "machine: " in out and " cores, GPU: " in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("torch-fp32 ", "ort-fp32 "))}
     assert rows["torch-fp32"][9] == "1.00x" and rows["ort-fp32"][9].endswith("x")
-    assert "not measured: ort-int8-cpu (model.int8.cpu.onnx is missing; run `python run.py calibrate`" not in out  # filtered by --precisions
+    assert (
+        "not measured: ort-int8-cpu (model.int8.cpu.onnx is missing; run `python run.py calibrate`" not in out
+    )  # filtered by --precisions
     assert f"{tmp_path / 'o' / 'bench.json'}" in out
 
 
 def test_speedup_is_relative_to_the_baseline_at_the_same_batch() -> None:
-    results = [_case_result("torch-fp32", 1, 10.0), _case_result("ort-fp32", 1, 25.0), _case_result("ort-fp32", 8, 80.0)]
+    results = [
+        _case_result("torch-fp32", 1, 10.0),
+        _case_result("ort-fp32", 1, 25.0),
+        _case_result("ort-fp32", 8, 80.0),
+    ]
     got = bench.add_ratios(results)
     assert [r.speedup for r in got] == [pytest.approx(1.0), pytest.approx(2.5), None]  # no baseline at batch 8
     assert results[1].speedup is None  # the records are frozen: add_ratios returns new ones
@@ -211,8 +326,12 @@ def test_speedup_is_relative_to_the_baseline_at_the_same_batch() -> None:
 def test_report_to_dict_is_bench_json_shape(tiny_engine: Path) -> None:
     ed = EngineDir(tiny_engine)
     header = bench.bench_header(ed, ed.load_meta(), quick(batches=(1, 4)), "model", 1.5)
-    rep = bench.BenchReport(**vars(header), results=(_case_result("torch-fp32"),), skipped=(bench.Skipped("trt", "no GPU"),),
-                            files={"json": "x/bench.json"})
+    rep = bench.BenchReport(
+        **vars(header),
+        results=(_case_result("torch-fp32"),),
+        skipped=(bench.Skipped("trt", "no GPU"),),
+        files={"json": "x/bench.json"},
+    )
     d = rep.to_dict()
     assert d["engine"] == str(tiny_engine) and d["input"] == "32x32" and d["wall_s"] == 1.5
     assert d["config"]["batches"] == [1, 4] and "progress" not in d["config"]
@@ -255,8 +374,9 @@ def test_cli_engine_folder_without_model(tmp_path: Path, capsys: pytest.CaptureF
     assert "has no model.onnx; run `python run.py export" in err
 
 
-def test_cli_batch_beyond_engine_profile(tiny_engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_batch_beyond_engine_profile(
+    tiny_engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     real_open = bench.open_variant
 
     def open_with_profile(path: Path, v: Variant, cfg: BenchConfig) -> Any:
@@ -265,16 +385,27 @@ def test_cli_batch_beyond_engine_profile(tiny_engine: Path, tmp_path: Path, monk
         return eng
 
     monkeypatch.setattr(bench, "open_variant", open_with_profile)
-    err = _cli_error(["bench", str(tiny_engine), "--backends", "onnxruntime", "--batch", "1,8", "--out", str(tmp_path)], capsys)
+    err = _cli_error(
+        ["bench", str(tiny_engine), "--backends", "onnxruntime", "--batch", "1,8", "--out", str(tmp_path)], capsys
+    )
     assert "--batch 8 exceeds the ort-fp32 engine's profile maximum of 4; use --batch up to 4" in err
 
 
-def test_cli_backend_not_installed(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    gone = tuple(dataclasses.replace(b, available=lambda dev: (False, "onnxruntime is not installed")) if b.name == "onnxruntime" else b
-                 for b in backends())
+def test_cli_backend_not_installed(
+    tiny_engine: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gone = tuple(
+        dataclasses.replace(b, available=lambda dev: (False, "onnxruntime is not installed"))
+        if b.name == "onnxruntime"
+        else b
+        for b in backends()
+    )
     monkeypatch.setattr(bench, "backends", lambda: gone)
     err = _cli_error(["bench", str(tiny_engine), "--backends", "onnxruntime"], capsys)
-    assert "--backends onnxruntime: cuda: onnxruntime is not installed; cpu: onnxruntime is not installed; pip install onnxruntime" in err
+    assert (
+        "--backends onnxruntime: cuda: onnxruntime is not installed; cpu: onnxruntime is not installed; pip install onnxruntime"
+        in err
+    )
 
 
 def test_cli_tensorrt_named_where_it_is_missing(tiny_engine: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -285,9 +416,10 @@ def test_cli_tensorrt_named_where_it_is_missing(tiny_engine: Path, capsys: pytes
 
 
 def test_no_runnable_variant(tiny_engine: Path, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"no variant of .* can run here \(ort-int8-cpu: model.int8.cpu.onnx is missing"):
+    with pytest.raises(
+        UserError, match=r"no variant of .* can run here \(ort-int8-cpu: model.int8.cpu.onnx is missing"
+    ):
         run_bench(tiny_engine, quick(backends=("onnxruntime",), precisions=("int8",)), tmp_path)
-
 
 
 # ------------------------------------------------------------------------------------------------ scripts
@@ -302,13 +434,17 @@ def _script(*args: str) -> str:
 
 
 def test_overhead_script_prints_both_p50s_and_windows(tiny_engine: Path) -> None:
-    out = _script("scripts/bench_overhead.py", str(tiny_engine), "--warmup", "0.05", "--duration", "0.2", "--rounds", "1")
+    out = _script(
+        "scripts/bench_overhead.py", str(tiny_engine), "--warmup", "0.05", "--duration", "0.2", "--rounds", "1"
+    )
     assert "round 1: bare session.run p50 " in out and "bench ort-fp32 p50 " in out
     assert "interleaved in 0.1 s slices" in out and "windows: warm-up off by at most" in out
 
 
 def test_make_bench_engine_script_exports_a_runnable_engine(tmp_path: Path) -> None:
-    out = _script("scripts/make_bench_engine.py", "--img", "32", "--classes", "3", "--name", "r", "--engines", str(tmp_path))
+    out = _script(
+        "scripts/make_bench_engine.py", "--img", "32", "--classes", "3", "--name", "r", "--engines", str(tmp_path)
+    )
     assert f"wrote {tmp_path / 'r'}" in out
     meta = EngineDir(tmp_path / "r").load_meta()
     assert meta.arch == "resnet18" and (meta.input.height, meta.num_classes) == (32, 3)

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.profiling.bench import BenchConfig
-from edge_app.profiling.bench_pipeline import run_pipeline_bench
 from edge_app.cli import main
 from edge_app.errors import UserError
+from edge_app.profiling.bench import BenchConfig
+from edge_app.profiling.bench_pipeline import run_pipeline_bench
 from tests.helpers import write_tiny_video
 
 
 def test_pipeline_bench_times_every_stage_of_every_variant(tiny_engine: Path, tmp_path: Path) -> None:
     video = write_tiny_video(tmp_path / "clip.mp4", frames=8)  # shorter than the run: the source is looped
-    cfg = BenchConfig(warmup=0.2, duration=0.6, iterations=12, progress=False, backends=("torch", "onnxruntime"), precisions=("fp32",))
+    cfg = BenchConfig(
+        warmup=0.2, duration=0.6, iterations=12, progress=False, backends=("torch", "onnxruntime"), precisions=("fp32",)
+    )
     rep = run_pipeline_bench(tiny_engine, str(video), cfg, tmp_path / "out")
     assert [r["variant"] for r in rep["results"]] == ["torch-fp32", "ort-fp32"]
     for r in rep["results"]:
@@ -32,7 +34,9 @@ def test_pipeline_bench_times_every_stage_of_every_variant(tiny_engine: Path, tm
     assert (tmp_path / "out" / "pipeline_stages.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_pipeline_bench_bad_source_is_one_sentence(tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pipeline_bench_bad_source_is_one_sentence(
+    tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc = main(["bench", str(tiny_engine), "--pipeline", str(tmp_path / "nope.mp4"), "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: source ") and "was not found" in err and "Traceback" not in err
@@ -41,4 +45,6 @@ def test_pipeline_bench_bad_source_is_one_sentence(tiny_engine: Path, tmp_path: 
 def test_pipeline_bench_needs_a_runnable_variant(tiny_engine: Path, tmp_path: Path) -> None:
     video = write_tiny_video(tmp_path / "clip.mp4", frames=4)
     with pytest.raises(UserError, match=r"no variant of .* can run here"):
-        run_pipeline_bench(tiny_engine, str(video), BenchConfig(progress=False, precisions=("fp16",), device="cpu"), tmp_path)
+        run_pipeline_bench(
+            tiny_engine, str(video), BenchConfig(progress=False, precisions=("fp16",), device="cpu"), tmp_path
+        )

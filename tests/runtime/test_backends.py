@@ -15,7 +15,10 @@ BACKENDS = [b.name for b in backends() if "cpu" in b.devices and b.available("cp
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backends_agree_with_each_other(tiny_engine, backend, rng) -> None:
     x = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    with open_engine(tiny_engine, "torch", "fp32", "cpu") as ref, open_engine(tiny_engine, backend, "fp32", "cpu") as eng:
+    with (
+        open_engine(tiny_engine, "torch", "fp32", "cpu") as ref,
+        open_engine(tiny_engine, backend, "fp32", "cpu") as eng,
+    ):
         a, b = ref.infer(x)["logits"], eng.infer(x)["logits"]
         assert b.shape == (3, eng.meta.num_classes) and b.dtype == np.float32
         np.testing.assert_allclose(a, b, atol=1e-3)
@@ -63,12 +66,18 @@ def _two_output_engine(root, outputs: list[str]):
     from edge_app.engine_dir import EngineDir, EngineMeta, InputSpec
 
     g = helper.make_graph(
-        [helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
-         helper.make_node("ReduceMean", ["x"], ["logits"], axes=[1, 2], keepdims=0),
-         helper.make_node("ReduceMax", ["x"], ["extra"], axes=[1, 2], keepdims=0)],
-        "two", [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", 8, 8, 3])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3]),
-         helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["N", 3])])
+        [
+            helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceMean", ["x"], ["logits"], axes=[1, 2], keepdims=0),
+            helper.make_node("ReduceMax", ["x"], ["extra"], axes=[1, 2], keepdims=0),
+        ],
+        "two",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", 8, 8, 3])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3]),
+            helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["N", 3]),
+        ],
+    )
     ed = EngineDir(root / "two")
     ed.path.mkdir()
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), ed.onnx_path())
@@ -88,10 +97,14 @@ def test_outputs_come_back_by_name(tmp_path, rng) -> None:
 
 def test_an_output_missing_from_the_model_is_named(tmp_path) -> None:
     with open_engine(_two_output_engine(tmp_path, ["logits", "dets"]), "onnxruntime", "fp32", "cpu") as eng:
-        with pytest.raises(RuntimeError, match=r"returned outputs \['extra', 'logits'\], but meta.json lists \['logits', 'dets'\]"):
+        with pytest.raises(
+            RuntimeError, match=r"returned outputs \['extra', 'logits'\], but meta.json lists \['logits', 'dets'\]"
+        ):
             eng.infer(np.zeros((1, 8, 8, 3), np.uint8))
 
 
 def test_a_backend_asked_for_on_a_device_it_does_not_run_on(tiny_engine) -> None:
-    with pytest.raises(UserError, match="backend tensorrt runs on cuda only, not on device cpu; choose device cuda or another backend"):
+    with pytest.raises(
+        UserError, match="backend tensorrt runs on cuda only, not on device cpu; choose device cuda or another backend"
+    ):
         open_engine(tiny_engine, "tensorrt", device="cpu")

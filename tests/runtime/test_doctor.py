@@ -15,8 +15,19 @@ from edge_app.runtime import backends
 from edge_app.runtime.cuda_buffers import DeviceInfo
 
 BACKEND_LINES = tuple(f"backend {b.name} {d}" for b in backends() for d in ("cuda", "cpu") if d in b.devices)
-SECTIONS = ("python", "gpu", "tensorrt", "onnxruntime", "opencv", "opencv ffmpeg", "opencv gstreamer", "opencv gui", "cameras", "pytorch",
-            *BACKEND_LINES)
+SECTIONS = (
+    "python",
+    "gpu",
+    "tensorrt",
+    "onnxruntime",
+    "opencv",
+    "opencv ffmpeg",
+    "opencv gstreamer",
+    "opencv gui",
+    "cameras",
+    "pytorch",
+    *BACKEND_LINES,
+)
 
 
 def test_doctor_runs_here_and_gives_a_fix_for_everything_missing(capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,14 +52,22 @@ def test_doctor_json_lists_every_check(capsys: pytest.CaptureFixture[str]) -> No
 def test_gpu_check_reports_device_and_driver() -> None:
     dev = DeviceInfo(0, "Orin", (8, 7), 15 << 30, True, 12060, 12090)
     c = doctor.check_gpu(lambda: (dev, ""))
-    assert c.ok and c.detail == ("Orin, compute capability 8.7, 15.0 GiB (integrated, Jetson); driver supports CUDA 12.6, "
-                                 "cuda-python runtime 12.9")
+    assert c.ok and c.detail == (
+        "Orin, compute capability 8.7, 15.0 GiB (integrated, Jetson); driver supports CUDA 12.6, "
+        "cuda-python runtime 12.9"
+    )
 
 
-@pytest.mark.parametrize("why, fix", [
-    ("cuda-python is not installed; pip install cuda-bindings", "pip install cuda-bindings"),
-    ("no usable NVIDIA GPU (cudaGetDeviceCount failed: cudaErrorNoDevice); install the NVIDIA driver", "install the NVIDIA driver"),
-])
+@pytest.mark.parametrize(
+    "why, fix",
+    [
+        ("cuda-python is not installed; pip install cuda-bindings", "pip install cuda-bindings"),
+        (
+            "no usable NVIDIA GPU (cudaGetDeviceCount failed: cudaErrorNoDevice); install the NVIDIA driver",
+            "install the NVIDIA driver",
+        ),
+    ],
+)
 def test_gpu_check_without_gpu_gives_a_fix(why: str, fix: str) -> None:
     c = doctor.check_gpu(lambda: (None, why))
     assert not c.ok and c.detail == why.split(";")[0] and fix in c.fix
@@ -88,15 +107,22 @@ def test_video_devices(tmp_path: Path) -> None:
     assert found.ok and found.detail == f"{tmp_path}/video0, {tmp_path}/video2"
 
 
-@pytest.mark.parametrize("gpu, trt, ort_gpu, want", [
-    (True, True, False, "tensorrt on the GPU"),
-    (True, False, True, "onnxruntime on the GPU"),
-    (False, True, True, "onnxruntime on the CPU"),  # no GPU: GPU backends are skipped, as open_engine does
-])
+@pytest.mark.parametrize(
+    "gpu, trt, ort_gpu, want",
+    [
+        (True, True, False, "tensorrt on the GPU"),
+        (True, False, True, "onnxruntime on the GPU"),
+        (False, True, True, "onnxruntime on the CPU"),  # no GPU: GPU backends are skipped, as open_engine does
+    ],
+)
 def test_summary_names_the_backend_auto_would_pick(gpu: bool, trt: bool, ort_gpu: bool, want: str) -> None:
-    checks = [doctor.Check("gpu", gpu, ""), doctor.Check("backend tensorrt cuda", trt, ""),
-              doctor.Check("backend onnxruntime cuda", ort_gpu, ""), doctor.Check("backend onnxruntime cpu", True, ""),
-              doctor.Check("backend torch cpu", True, "")]
+    checks = [
+        doctor.Check("gpu", gpu, ""),
+        doctor.Check("backend tensorrt cuda", trt, ""),
+        doctor.Check("backend onnxruntime cuda", ort_gpu, ""),
+        doctor.Check("backend onnxruntime cpu", True, ""),
+        doctor.Check("backend torch cpu", True, ""),
+    ]
     assert doctor.summary(checks) == f"auto backend here: {want}"
 
 

@@ -27,8 +27,14 @@ def calibrated(tiny_engine: Path, tiny_dataset: Path, tmp_path_factory: pytest.T
 
     root = tmp_path_factory.mktemp("ov_calibrated")
     eng = Path(shutil.copytree(tiny_engine, root / "tiny"))
-    cfg = CalibrateConfig(images=str(tiny_dataset / "train"), num=24, method="minmax",
-                          cache_dir=str(root / "calibration"), speed=False, progress=False)
+    cfg = CalibrateConfig(
+        images=str(tiny_dataset / "train"),
+        num=24,
+        method="minmax",
+        cache_dir=str(root / "calibration"),
+        speed=False,
+        progress=False,
+    )
     run_calibrate(eng, cfg, say=lambda line: None)
     return eng
 
@@ -47,8 +53,11 @@ def test_without_openvino_it_says_so_and_how_to_install(monkeypatch: pytest.Monk
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
     assert ov_backend._available("cpu") == (False, "openvino is not installed")
-    with pytest.raises(UserError, match=r"backend openvino is not available here \(openvino cpu not available: openvino is "
-                                        r"not installed\); pip install openvino==\S+, or use backend auto"):
+    with pytest.raises(
+        UserError,
+        match=r"backend openvino is not available here \(openvino cpu not available: openvino is "
+        r"not installed\); pip install openvino==\S+, or use backend auto",
+    ):
         open_engine(tiny_engine, "openvino")
     with open_engine(tiny_engine, device="cpu") as eng:  # auto falls back to the next CPU backend, and says why
         assert eng.backend != "openvino" and "openvino cpu not available: openvino is not installed" in eng.choice
@@ -57,7 +66,9 @@ def test_without_openvino_it_says_so_and_how_to_install(monkeypatch: pytest.Monk
 def test_variants_and_their_accuracy_rows(tiny_engine: Path) -> None:
     vs = get_backend("openvino").variants(EngineDir(tiny_engine), "cpu")
     assert [(v.key, v.precision, v.file, v.accuracy_key) for v in vs] == [
-        ("ov-fp32", "fp32", "model.onnx", "fp32"), ("ov-int8", "int8", "model.int8.cpu.onnx", "int8.cpu")]
+        ("ov-fp32", "fp32", "model.onnx", "fp32"),
+        ("ov-int8", "int8", "model.int8.cpu.onnx", "int8.cpu"),
+    ]
     assert get_backend("openvino").variants(EngineDir(tiny_engine), "cuda") == []
 
 
@@ -67,8 +78,10 @@ def test_variants_and_their_accuracy_rows(tiny_engine: Path) -> None:
 @pytest.mark.parametrize("use", ["latency", "throughput"])
 def test_fp32_agrees_with_onnxruntime(tiny_engine: Path, rng: np.random.Generator, batch: int, use: str) -> None:
     x = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
-    with open_engine(tiny_engine, "onnxruntime", "fp32", "cpu") as ref, \
-            open_engine(tiny_engine, "openvino", "fp32", "cpu", threads=2, use=use) as eng:
+    with (
+        open_engine(tiny_engine, "onnxruntime", "fp32", "cpu") as ref,
+        open_engine(tiny_engine, "openvino", "fp32", "cpu", threads=2, use=use) as eng,
+    ):
         a, b = ref.infer(x)["logits"], eng.infer(x)["logits"]
         assert b.shape == (batch, eng.meta.num_classes) and b.dtype == np.float32
         np.testing.assert_allclose(b, a, atol=1e-3)  # fp32 stays fp32 (no silent bf16 on AMX CPUs)
@@ -83,7 +96,10 @@ def test_fp32_agrees_with_onnxruntime(tiny_engine: Path, rng: np.random.Generato
 @pytest.mark.parametrize("batch", [1, 3])
 def test_int8_agrees_with_onnxruntime_int8(calibrated: Path, rng: np.random.Generator, batch: int) -> None:
     x = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
-    with open_engine(calibrated, "onnxruntime", "int8", "cpu") as ref, open_engine(calibrated, "openvino", "int8", "cpu") as eng:
+    with (
+        open_engine(calibrated, "onnxruntime", "int8", "cpu") as ref,
+        open_engine(calibrated, "openvino", "int8", "cpu") as eng,
+    ):
         a, b = ref.infer(x)["logits"], eng.infer(x)["logits"]
         assert eng.model_file == "model.int8.cpu.onnx" and eng.precision == "int8"
         # Both run the same Q/DQ graph; rounding inside fused INT8 kernels differs by a step or so
@@ -97,7 +113,10 @@ def test_int8_falls_back_to_the_symmetric_file(calibrated: Path, tmp_path: Path,
     eng_dir = Path(shutil.copytree(calibrated, tmp_path / "trt_only"))
     (eng_dir / "model.int8.cpu.onnx").unlink()
     x = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-    with open_engine(eng_dir, "openvino", "int8", "cpu") as eng, open_engine(eng_dir, "onnxruntime", "fp32", "cpu") as ref:
+    with (
+        open_engine(eng_dir, "openvino", "int8", "cpu") as eng,
+        open_engine(eng_dir, "onnxruntime", "fp32", "cpu") as ref,
+    ):
         assert eng.model_file == "model.int8.trt.onnx" and "only the symmetric model.int8.trt.onnx exists" in eng.choice
         a, b = ref.infer(x)["logits"], eng.infer(x)["logits"]
         assert np.abs(b - a).max() <= 0.15 * float(np.abs(a).max()) + 1e-3

@@ -38,10 +38,18 @@ def contract_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str],
             else:
                 out = tmp_path_factory.mktemp(f"trt{major}") / "report.json"
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
-                r = subprocess.run([sys.executable, "-m", "tests.runtime.trt_stub.driver", str(out)], cwd=REPO, env=env,
-                                   capture_output=True, text=True, timeout=180)
+                r = subprocess.run(
+                    [sys.executable, "-m", "tests.runtime.trt_stub.driver", str(out)],
+                    cwd=REPO,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=180,
+                )
                 if not out.is_file():
-                    pytest.fail(f"contract driver for TensorRT {major} wrote no report (exit {r.returncode}):\n{r.stderr[-3000:]}")
+                    pytest.fail(
+                        f"contract driver for TensorRT {major} wrote no report (exit {r.returncode}):\n{r.stderr[-3000:]}"
+                    )
                 cache[major] = ("ok", json.loads(out.read_text()))
         state, value = cache[major]
         if state == "skip":
@@ -80,14 +88,28 @@ def test_weak_typing_api_is_where_facts_say(contract_report, major: str, present
 @pytest.mark.parametrize("major", MAJORS)
 def test_plan_key_names_version_gpu_precision_and_batch(contract_report, major: str) -> None:
     key = contract_report(major)["scenarios"]["cache_builds_once_then_loads"]["facts"]["plan_key"]
-    assert key.startswith("fp16_b1-8-32_gpu_nvidia-geforce-rtx-4090_sm89x128_trt" + wheels.BINDINGS[major][1] + "_ws2_o3_")
+    assert key.startswith(
+        "fp16_b1-8-32_gpu_nvidia-geforce-rtx-4090_sm89x128_trt" + wheels.BINDINGS[major][1] + "_ws2_o3_"
+    )
 
 
 @pytest.mark.parametrize("major", MAJORS)
 def test_build_and_run_apis_were_exercised(contract_report, major: str) -> None:
     used = set(contract_report(major)["used"])
-    for api in ("Builder.build_serialized_network", "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.set_timing_cache",
-                "IOptimizationProfile.set_shape", "OnnxParser.parse", "Runtime.deserialize_cuda_engine", "Runtime.DLA_core",
-                "IExecutionContext.set_input_shape", "IExecutionContext.set_tensor_address", "IExecutionContext.execute_async_v3",
-                "ICudaEngine.get_tensor_profile_shape", "tensorrt.MemoryPoolType", "tensorrt.TensorIOMode", "tensorrt.DataType"):
+    for api in (
+        "Builder.build_serialized_network",
+        "IBuilderConfig.set_memory_pool_limit",
+        "IBuilderConfig.set_timing_cache",
+        "IOptimizationProfile.set_shape",
+        "OnnxParser.parse",
+        "Runtime.deserialize_cuda_engine",
+        "Runtime.DLA_core",
+        "IExecutionContext.set_input_shape",
+        "IExecutionContext.set_tensor_address",
+        "IExecutionContext.execute_async_v3",
+        "ICudaEngine.get_tensor_profile_shape",
+        "tensorrt.MemoryPoolType",
+        "tensorrt.TensorIOMode",
+        "tensorrt.DataType",
+    ):
         assert api in used, f"{api} not exercised against TensorRT {wheels.BINDINGS[major][1]}"

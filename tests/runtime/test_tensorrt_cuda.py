@@ -19,7 +19,9 @@ import pytest
 from edge_app.runtime.cuda_buffers import CudaError, CudaRuntime, probe_gpu
 from tests.runtime.trt_stub.doubles import FakeCuda
 
-cudart = pytest.importorskip("cuda.bindings.runtime", reason="cuda-bindings is not installed (pip install -r requirements.txt)")
+cudart = pytest.importorskip(
+    "cuda.bindings.runtime", reason="cuda-bindings is not installed (pip install -r requirements.txt)"
+)
 
 
 class RecordingCudart:
@@ -47,7 +49,11 @@ class RecordingCudart:
             self.calls.append((name, args))
             r = self.results.get(name, ())
             r = r(*args) if callable(r) else r
-            return r if isinstance(r, tuple) and r and isinstance(r[0], cudart.cudaError_t) else (cudart.cudaError_t.cudaSuccess, *r)
+            return (
+                r
+                if isinstance(r, tuple) and r and isinstance(r[0], cudart.cudaError_t)
+                else (cudart.cudaError_t.cudaSuccess, *r)
+            )
 
         return call
 
@@ -57,14 +63,30 @@ def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
     prop = cudart.cudaDeviceProp()
     prop.major, prop.minor, prop.totalGlobalMem, prop.integrated, prop.multiProcessorCount = 8, 7, 16 << 30, 1, 8
     prop.name = b"Orin".ljust(256, b"\0")
-    rec = RecordingCudart({"cudaMallocHost": (host.ctypes.data,), "cudaMalloc": (4096,), "cudaGetDeviceCount": (1,),
-                           "cudaGetDeviceProperties": (prop,), "cudaDriverGetVersion": (12060,), "cudaRuntimeGetVersion": (12090,),
-                           "cudaStreamCreateWithFlags": (cudart.cudaStream_t(77),), "cudaEventCreate": (cudart.cudaEvent_t(),),
-                           "cudaEventElapsedTime": (0.25,), "cudaStreamEndCapture": (cudart.cudaGraph_t(),),
-                           "cudaGraphInstantiate": (cudart.cudaGraphExec_t(),)})
+    rec = RecordingCudart(
+        {
+            "cudaMallocHost": (host.ctypes.data,),
+            "cudaMalloc": (4096,),
+            "cudaGetDeviceCount": (1,),
+            "cudaGetDeviceProperties": (prop,),
+            "cudaDriverGetVersion": (12060,),
+            "cudaRuntimeGetVersion": (12090,),
+            "cudaStreamCreateWithFlags": (cudart.cudaStream_t(77),),
+            "cudaEventCreate": (cudart.cudaEvent_t(),),
+            "cudaEventElapsedTime": (0.25,),
+            "cudaStreamEndCapture": (cudart.cudaGraph_t(),),
+            "cudaGraphInstantiate": (cudart.cudaGraphExec_t(),),
+        }
+    )
     cu = CudaRuntime(rec)  # type: ignore[arg-type]
     info = cu.device_info(0)
-    assert (info.name, info.compute_capability, info.sm, info.integrated, info.total_memory) == ("Orin", (8, 7), "87", True, 16 << 30)
+    assert (info.name, info.compute_capability, info.sm, info.integrated, info.total_memory) == (
+        "Orin",
+        (8, 7),
+        "87",
+        True,
+        16 << 30,
+    )
     assert (info.sm_count, info.driver_version, info.runtime_version) == (8, 12060, 12090)
     assert cu.device_count() == 1
     ptr = cu.malloc_host(64)
@@ -75,7 +97,9 @@ def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
     s = cu.stream_create()
     assert cu.stream_handle(s) == 77
     (flags,) = [a for n, a in rec.calls if n == "cudaStreamCreateWithFlags"][0]
-    assert flags == cudart.cudaStreamNonBlocking, "the runner's stream must not synchronise with the legacy default stream"
+    assert flags == cudart.cudaStreamNonBlocking, (
+        "the runner's stream must not synchronise with the legacy default stream"
+    )
     ev = [cu.event_create(), cu.event_create()]
     cu.event_record(ev[0], s)
     cu.memcpy_h2d_async(dev, ptr, 64, s)
@@ -100,27 +124,56 @@ def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
     kinds = [a[3] for n, a in rec.calls if n == "cudaMemcpyAsync"]
     assert kinds == [cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost]
     assert {n for n, _ in rec.calls} == {
-        "cudaGetDeviceCount", "cudaGetDeviceProperties", "cudaDriverGetVersion", "cudaRuntimeGetVersion", "cudaSetDevice",
-        "cudaMallocHost", "cudaFreeHost", "cudaMalloc", "cudaFree", "cudaMemcpyAsync", "cudaStreamCreateWithFlags", "cudaGetLastError",
-        "cudaStreamSynchronize", "cudaStreamDestroy", "cudaEventCreate", "cudaEventRecord", "cudaEventElapsedTime",
-        "cudaEventDestroy", "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch",
-        "cudaGraphDestroy", "cudaGraphExecDestroy"}
+        "cudaGetDeviceCount",
+        "cudaGetDeviceProperties",
+        "cudaDriverGetVersion",
+        "cudaRuntimeGetVersion",
+        "cudaSetDevice",
+        "cudaMallocHost",
+        "cudaFreeHost",
+        "cudaMalloc",
+        "cudaFree",
+        "cudaMemcpyAsync",
+        "cudaStreamCreateWithFlags",
+        "cudaGetLastError",
+        "cudaStreamSynchronize",
+        "cudaStreamDestroy",
+        "cudaEventCreate",
+        "cudaEventRecord",
+        "cudaEventElapsedTime",
+        "cudaEventDestroy",
+        "cudaStreamBeginCapture",
+        "cudaStreamEndCapture",
+        "cudaGraphInstantiate",
+        "cudaGraphLaunch",
+        "cudaGraphDestroy",
+        "cudaGraphExecDestroy",
+    }
 
 
 def test_cuda_errors_name_the_call_and_the_error() -> None:
-    rec = RecordingCudart({"cudaMalloc": (cudart.cudaError_t.cudaErrorMemoryAllocation, None),
-                           "cudaGetErrorName": lambda e: (b"cudaErrorMemoryAllocation",),
-                           "cudaGetErrorString": lambda e: (b"out of memory",)})
+    rec = RecordingCudart(
+        {
+            "cudaMalloc": (cudart.cudaError_t.cudaErrorMemoryAllocation, None),
+            "cudaGetErrorName": lambda e: (b"cudaErrorMemoryAllocation",),
+            "cudaGetErrorString": lambda e: (b"out of memory",),
+        }
+    )
     with pytest.raises(CudaError, match=r"cudaMalloc failed: cudaErrorMemoryAllocation \(out of memory\)"):
         CudaRuntime(rec).malloc(1 << 40)  # type: ignore[arg-type]
 
 
 def _insufficient(driver: int) -> RecordingCudart:
     """cuda-bindings 13 (runtime 13.0) on a machine whose driver reports ``driver`` (0: no driver at all)."""
-    return RecordingCudart({"cudaGetDeviceCount": (cudart.cudaError_t.cudaErrorInsufficientDriver, None),
-                            "cudaGetErrorName": lambda e: (b"cudaErrorInsufficientDriver",),
-                            "cudaGetErrorString": lambda e: (b"CUDA driver version is insufficient for CUDA runtime version",),
-                            "cudaDriverGetVersion": (driver,), "cudaRuntimeGetVersion": (13000,)})
+    return RecordingCudart(
+        {
+            "cudaGetDeviceCount": (cudart.cudaError_t.cudaErrorInsufficientDriver, None),
+            "cudaGetErrorName": lambda e: (b"cudaErrorInsufficientDriver",),
+            "cudaGetErrorString": lambda e: (b"CUDA driver version is insufficient for CUDA runtime version",),
+            "cudaDriverGetVersion": (driver,),
+            "cudaRuntimeGetVersion": (13000,),
+        }
+    )
 
 
 def test_no_driver_at_all_says_there_is_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,7 +181,9 @@ def test_no_driver_at_all_says_there_is_no_gpu(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: False)
     device, why = probe_gpu(CudaRuntime(_insufficient(0)))  # type: ignore[arg-type]
     assert device is None
-    assert why.startswith("no NVIDIA GPU/driver on this machine") and "ONNX Runtime" in why and "Insufficient" not in why, why
+    assert (
+        why.startswith("no NVIDIA GPU/driver on this machine") and "ONNX Runtime" in why and "Insufficient" not in why
+    ), why
     # cudaDriverGetVersion says 0 ("no driver installed") even where a stray libcuda is found
     monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: True)
     assert probe_gpu(CudaRuntime(_insufficient(0)))[1].startswith("no NVIDIA GPU/driver")  # type: ignore[arg-type]
@@ -139,8 +194,10 @@ def test_an_old_driver_is_worded_as_the_version_mismatch_it_is(monkeypatch: pyte
     monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: True)
     device, why = probe_gpu(CudaRuntime(_insufficient(12040)))  # type: ignore[arg-type]
     assert device is None
-    assert why == ("the NVIDIA driver supports CUDA 12.4 but cuda-bindings needs CUDA 13.0: "
-                   "pip install 'cuda-bindings==12.*' (or update the NVIDIA driver)"), why
+    assert why == (
+        "the NVIDIA driver supports CUDA 12.4 but cuda-bindings needs CUDA 13.0: "
+        "pip install 'cuda-bindings==12.*' (or update the NVIDIA driver)"
+    ), why
 
 
 def test_this_machine_reports_no_gpu_rather_than_a_driver_version() -> None:

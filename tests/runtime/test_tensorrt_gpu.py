@@ -98,7 +98,9 @@ def test_tensorrt_fp32_matches_onnxruntime_and_caches_the_plan(machine, engine_c
         want = ref.infer(x)["logits"]
     lines: list[str] = []
     meta = engine_copy.load_meta()
-    with open_tensorrt(engine_copy, meta, "fp32", BatchRange(1, 2, 4), cuda_graphs=graphs, machine=machine, emit=lines.append) as eng:
+    with open_tensorrt(
+        engine_copy, meta, "fp32", BatchRange(1, 2, 4), cuda_graphs=graphs, machine=machine, emit=lines.append
+    ) as eng:
         assert any("happens once" in s for s in lines), lines
         for n in (3, 1, 3, 4):
             got = eng.infer(x[:n] if n <= 3 else np.concatenate([x, x[:1]]))["logits"]
@@ -106,7 +108,9 @@ def test_tensorrt_fp32_matches_onnxruntime_and_caches_the_plan(machine, engine_c
         print(f"TensorRT fp32 batch 4 graphs={graphs}: {eng.last_timings}")
         assert set(eng.last_timings) == {"h2d", "compute", "d2h"} and eng.last_timings["compute"] > 0
     lines.clear()
-    with open_tensorrt(engine_copy, engine_copy.load_meta(), "fp32", BatchRange(1, 2, 4), machine=machine, emit=lines.append) as eng:
+    with open_tensorrt(
+        engine_copy, engine_copy.load_meta(), "fp32", BatchRange(1, 2, 4), machine=machine, emit=lines.append
+    ) as eng:
         assert lines == [], "second open must load the cached plan"
         np.testing.assert_allclose(eng.infer(x)["logits"], want, atol=2e-2)
 
@@ -114,10 +118,14 @@ def test_tensorrt_fp32_matches_onnxruntime_and_caches_the_plan(machine, engine_c
 def test_truncated_plan_is_rebuilt_not_crashed_on(machine, engine_copy: EngineDir) -> None:  # noqa: ANN001
     from edge_app.runtime.tensorrt import BatchRange, open_tensorrt
 
-    open_tensorrt(engine_copy, engine_copy.load_meta(), "fp32", BatchRange(1, 1, 2), machine=machine, emit=lambda s: None).close()
+    open_tensorrt(
+        engine_copy, engine_copy.load_meta(), "fp32", BatchRange(1, 1, 2), machine=machine, emit=lambda s: None
+    ).close()
     plan = next(engine_copy.plans_dir.glob("*.plan"))
     plan.write_bytes(plan.read_bytes()[:1000])
     lines: list[str] = []
-    with open_tensorrt(engine_copy, engine_copy.load_meta(), "fp32", BatchRange(1, 1, 2), machine=machine, emit=lines.append) as eng:
+    with open_tensorrt(
+        engine_copy, engine_copy.load_meta(), "fp32", BatchRange(1, 1, 2), machine=machine, emit=lines.append
+    ) as eng:
         assert any("happens once" in s for s in lines)
         assert eng.infer(np.zeros((2, 32, 32, 3), np.uint8))["logits"].shape == (2, 6)

@@ -57,8 +57,11 @@ def _fake_cuda(gc: ModuleType) -> Any:
         def __init__(self) -> None:
             super().__init__()
             status = SimpleNamespace(cudaStreamCaptureStatusNone=0, cudaStreamCaptureStatusActive=1)
-            self.rt = SimpleNamespace(cudaStreamCaptureStatus=status, cudaMemGetInfo=lambda: (0, 1 << 30, 2 << 30),
-                                      cudaStreamIsCapturing=lambda h: (0, 0 if self.capturing is None else 1))
+            self.rt = SimpleNamespace(
+                cudaStreamCaptureStatus=status,
+                cudaMemGetInfo=lambda: (0, 1 << 30, 2 << 30),
+                cudaStreamIsCapturing=lambda h: (0, 0 if self.capturing is None else 1),
+            )
 
         def begin_capture(self, stream: Any) -> None:
             type(self).captures += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,22 +39,34 @@ def test_batch_range_parses(text: str, want: tuple[int, int, int]) -> None:
     assert (b.min, b.opt, b.max) == want and str(b) == ":".join(map(str, want))
 
 
-@pytest.mark.parametrize("text, match", [("8:4:1", r"batch range 8:4:1 is invalid; use MIN:OPT:MAX"),
-                                         ("0:1:2", r"batch range 0:1:2 is invalid"),
-                                         ("a:b", r"--batch 'a:b' is not MIN:OPT:MAX"),
-                                         ("1:2", r"--batch '1:2' is not MIN:OPT:MAX")])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("8:4:1", r"batch range 8:4:1 is invalid; use MIN:OPT:MAX"),
+        ("0:1:2", r"batch range 0:1:2 is invalid"),
+        ("a:b", r"--batch 'a:b' is not MIN:OPT:MAX"),
+        ("1:2", r"--batch '1:2' is not MIN:OPT:MAX"),
+    ],
+)
 def test_bad_batch_ranges_say_how_to_write_one(text: str, match: str) -> None:
     with pytest.raises(UserError, match=match):
         BatchRange.parse(text)
 
 
-@pytest.mark.parametrize("kw, match", [({"precision": "int4"}, "unknown precision 'int4'"),
-                                       ({"dla_core": -1}, r"--dla -1 is not a DLA core number"),
-                                       ({"workspace_gib": 0.0}, r"--workspace 0.0 must be more than 0 GiB"),
-                                       ({"opt_level": 6}, r"--opt-level 6 is not a TensorRT builder optimisation level"),
-                                       ({"dla_core": 0, "batch": BatchRange(1, 8, 32)},
-                                        r"--dla 0 needs a fixed batch \(DLA runs static shapes only\), not the range 1:8:32; "
-                                        r"give one number, e.g. --batch 8")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"precision": "int4"}, "unknown precision 'int4'"),
+        ({"dla_core": -1}, r"--dla -1 is not a DLA core number"),
+        ({"workspace_gib": 0.0}, r"--workspace 0.0 must be more than 0 GiB"),
+        ({"opt_level": 6}, r"--opt-level 6 is not a TensorRT builder optimisation level"),
+        (
+            {"dla_core": 0, "batch": BatchRange(1, 8, 32)},
+            r"--dla 0 needs a fixed batch \(DLA runs static shapes only\), not the range 1:8:32; "
+            r"give one number, e.g. --batch 8",
+        ),
+    ],
+)
 def test_bad_build_specs_are_user_errors(kw: dict, match: str) -> None:
     with pytest.raises(UserError, match=match):
         BuildSpec(**kw)
@@ -65,20 +76,43 @@ BASE = ("10.16.1.11", GPU, BuildSpec("fp16", BatchRange(1, 8, 32)), "ab" * 32)
 ORIN_64 = DeviceInfo(0, "Orin", (8, 7), 64 << 30, True, 12060, 12060, sm_count=16)
 
 
-@pytest.mark.parametrize("change", [
-    ("10.3.0.30", GPU, BASE[2], BASE[3]),  # another TensorRT version
-    (BASE[0], DeviceInfo(0, "NVIDIA RTX A6000", (8, 9), 48 << 30, False, 12040, 12090, sm_count=84), BASE[2], BASE[3]),  # another GPU, same sm
-    (BASE[0], DeviceInfo(0, GPU.name, (9, 0), 24 << 30, False, 12040, 12090, sm_count=128), BASE[2], BASE[3]),  # another architecture
-    (BASE[0], DeviceInfo(0, GPU.name, (8, 9), 24 << 30, False, 12040, 12090, sm_count=76), BASE[2], BASE[3]),  # fewer SMs, same name
-    (BASE[0], DeviceInfo(0, GPU.name, (8, 9), 24 << 30, False, 12040, 12090, sm_count=128, mig=True), BASE[2], BASE[3]),  # a MIG slice
-    (BASE[0], GPU, BuildSpec("int8", BatchRange(1, 8, 32)), BASE[3]),  # precision
-    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 16)), BASE[3]),  # batch range
-    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 4, 32)), BASE[3]),  # batch opt
-    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 1, 1), dla_core=0), BASE[3]),  # DLA core
-    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 32), workspace_gib=4.0), BASE[3]),  # workspace
-    (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 32), opt_level=5), BASE[3]),  # builder optimisation level
-    (BASE[0], GPU, BASE[2], "cd" * 32),  # another ONNX
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("10.3.0.30", GPU, BASE[2], BASE[3]),  # another TensorRT version
+        (
+            BASE[0],
+            DeviceInfo(0, "NVIDIA RTX A6000", (8, 9), 48 << 30, False, 12040, 12090, sm_count=84),
+            BASE[2],
+            BASE[3],
+        ),  # another GPU, same sm
+        (
+            BASE[0],
+            DeviceInfo(0, GPU.name, (9, 0), 24 << 30, False, 12040, 12090, sm_count=128),
+            BASE[2],
+            BASE[3],
+        ),  # another architecture
+        (
+            BASE[0],
+            DeviceInfo(0, GPU.name, (8, 9), 24 << 30, False, 12040, 12090, sm_count=76),
+            BASE[2],
+            BASE[3],
+        ),  # fewer SMs, same name
+        (
+            BASE[0],
+            DeviceInfo(0, GPU.name, (8, 9), 24 << 30, False, 12040, 12090, sm_count=128, mig=True),
+            BASE[2],
+            BASE[3],
+        ),  # a MIG slice
+        (BASE[0], GPU, BuildSpec("int8", BatchRange(1, 8, 32)), BASE[3]),  # precision
+        (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 16)), BASE[3]),  # batch range
+        (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 4, 32)), BASE[3]),  # batch opt
+        (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 1, 1), dla_core=0), BASE[3]),  # DLA core
+        (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 32), workspace_gib=4.0), BASE[3]),  # workspace
+        (BASE[0], GPU, BuildSpec("fp16", BatchRange(1, 8, 32), opt_level=5), BASE[3]),  # builder optimisation level
+        (BASE[0], GPU, BASE[2], "cd" * 32),  # another ONNX
+    ],
+)
 def test_plan_key_changes_with_everything_that_invalidates_a_plan(change: tuple) -> None:
     assert plan_key(*change) != plan_key(*BASE)
     assert re.fullmatch(r"[a-z0-9._-]+", plan_key(*change)), "keys are file names"
@@ -88,7 +122,10 @@ def test_plan_key_is_readable() -> None:
     assert plan_key(*BASE) == "fp16_b1-8-32_gpu_nvidia-geforce-rtx-4090_sm89x128_trt10.16.1.11_ws2_o3_abababab" + "ab"
     orin32 = DeviceInfo(0, "Orin", (8, 7), 32 << 30, True, 12060, 12060, sm_count=14)
     spec = BuildSpec("int8", BatchRange(1, 1, 1), dla_core=0, workspace_gib=1.5)
-    assert plan_key("10.3.0.30", orin32, spec, "cd" * 32) == "int8_b1-1-1_dla0_orin_sm87x14_trt10.3.0.30_ws1.5_o3_cdcdcdcdcd"
+    assert (
+        plan_key("10.3.0.30", orin32, spec, "cd" * 32)
+        == "int8_b1-1-1_dla0_orin_sm87x14_trt10.3.0.30_ws1.5_o3_cdcdcdcdcd"
+    )
     assert plan_key("10.3.0.30", ORIN_64, spec, "cd" * 32) != plan_key("10.3.0.30", orin32, spec, "cd" * 32)
 
 
@@ -103,13 +140,23 @@ def test_mig_instance_is_detected_from_the_visible_device(monkeypatch: pytest.Mo
     assert not in_mig_instance()
 
 
-@pytest.mark.parametrize("version, sm, ok", [("10.16.1.11", (6, 1), False), ("10.16.1.11", (7, 0), False),
-                                             ("10.16.1.11", (7, 5), True), ("10.3.0.30", (7, 2), True),
-                                             ("10.3.0.30", (6, 1), False), ("10.4.0.26", (7, 0), True),
-                                             ("10.5.0.18", (7, 0), False), ("11.4.0.106", (7, 5), True),
-                                             ("11.4.0.106", (6, 0), False)])
-def test_tensorrt_is_unavailable_on_a_gpu_generation_it_does_not_support(monkeypatch: pytest.MonkeyPatch, version: str,
-                                                                         sm: tuple[int, int], ok: bool) -> None:
+@pytest.mark.parametrize(
+    "version, sm, ok",
+    [
+        ("10.16.1.11", (6, 1), False),
+        ("10.16.1.11", (7, 0), False),
+        ("10.16.1.11", (7, 5), True),
+        ("10.3.0.30", (7, 2), True),
+        ("10.3.0.30", (6, 1), False),
+        ("10.4.0.26", (7, 0), True),
+        ("10.5.0.18", (7, 0), False),
+        ("11.4.0.106", (7, 5), True),
+        ("11.4.0.106", (6, 0), False),
+    ],
+)
+def test_tensorrt_is_unavailable_on_a_gpu_generation_it_does_not_support(
+    monkeypatch: pytest.MonkeyPatch, version: str, sm: tuple[int, int], ok: bool
+) -> None:
     """Defect: a Pascal GPU with TensorRT 10 was offered TensorRT, which then failed in the builder."""
     dev = DeviceInfo(0, "Tesla P4" if sm < (7, 0) else "GPU", sm, 8 << 30, False, 12040, 12090, sm_count=20)
     monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (dev, ""))
@@ -117,31 +164,53 @@ def test_tensorrt_is_unavailable_on_a_gpu_generation_it_does_not_support(monkeyp
     assert got is ok, why
     if not ok:
         need = "7.0" if version.startswith("10.") and int(version.split(".")[1]) < 5 else "7.5"
-        assert re.search(rf"TensorRT {re.escape(version)} needs a GPU of compute capability {need} or newer, but {dev.name} is "
-                         rf"{sm[0]}\.{sm[1]}; .*--backend onnxruntime", why), why
+        assert re.search(
+            rf"TensorRT {re.escape(version)} needs a GPU of compute capability {need} or newer, but {dev.name} is "
+            rf"{sm[0]}\.{sm[1]}; .*--backend onnxruntime",
+            why,
+        ), why
 
 
 def test_missing_onnx_names_the_calibrate_step(tmp_path: Path) -> None:
     ed = fake_engine_dir(tmp_path)
     assert onnx_for(ed, "fp32") == ed.path / "model.onnx"
     for prec, name in (("fp16", "model.fp16.onnx"), ("int8", "model.int8.trt.onnx")):
-        with pytest.raises(UserError, match=rf"{re.escape(name)}' does not exist; run `python run.py calibrate {re.escape(str(ed.path))}` first"):
+        with pytest.raises(
+            UserError,
+            match=rf"{re.escape(name)}' does not exist; run `python run.py calibrate {re.escape(str(ed.path))}` first",
+        ):
             onnx_for(ed, prec)
 
 
-@pytest.mark.parametrize("sm, precision, ok", [((8, 7), "int8", True), ((6, 1), "int8", True), ((6, 0), "int8", False),
-                                               ((5, 3), "fp16", True), ((5, 2), "fp16", False), ((5, 0), "fp32", True)])
+@pytest.mark.parametrize(
+    "sm, precision, ok",
+    [
+        ((8, 7), "int8", True),
+        ((6, 1), "int8", True),
+        ((6, 0), "int8", False),
+        ((5, 3), "fp16", True),
+        ((5, 2), "fp16", False),
+        ((5, 0), "fp32", True),
+    ],
+)
 def test_precision_needs_a_capable_gpu(sm: tuple[int, int], precision: str, ok: bool) -> None:
     dev = DeviceInfo(0, "GPU X", sm, 1 << 30, False, 12000, 12000)
     if ok:
         check_precision_supported(dev, precision)
     else:
-        with pytest.raises(UserError, match=rf"GPU X \(compute capability {sm[0]}.{sm[1]}\) has no fast {precision} kernels.*use --precision fp32"):
+        with pytest.raises(
+            UserError,
+            match=rf"GPU X \(compute capability {sm[0]}.{sm[1]}\) has no fast {precision} kernels.*use --precision fp32",
+        ):
             check_precision_supported(dev, precision)
 
 
 def test_available_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (None, "no usable NVIDIA GPU (no driver); install the NVIDIA driver"))
+    monkeypatch.setattr(
+        trt_backend,
+        "probe_gpu",
+        lambda cuda=None: (None, "no usable NVIDIA GPU (no driver); install the NVIDIA driver"),
+    )
     assert trt_backend.available() == (False, "no usable NVIDIA GPU (no driver); install the NVIDIA driver")
     monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (GPU, ""))
 
@@ -153,7 +222,10 @@ def test_available_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not ok and why.startswith("TensorRT is not installed")
     ok, why = trt_backend.available(trt=SimpleNamespace(__version__="8.6.1"))  # type: ignore[arg-type]
     assert not ok and "TensorRT 8.6.1 is too old" in why
-    assert trt_backend.available(trt=SimpleNamespace(__version__="11.4.0.106")) == (True, "TensorRT 11.4.0.106 on NVIDIA GeForce RTX 4090 (sm 89)")  # type: ignore[arg-type]
+    assert trt_backend.available(trt=SimpleNamespace(__version__="11.4.0.106")) == (
+        True,
+        "TensorRT 11.4.0.106 on NVIDIA GeForce RTX 4090 (sm 89)",
+    )  # type: ignore[arg-type]
 
 
 def _spy_build(monkeypatch: pytest.MonkeyPatch) -> list[BuildSpec]:
@@ -162,15 +234,23 @@ def _spy_build(monkeypatch: pytest.MonkeyPatch) -> list[BuildSpec]:
 
     def fake_build(ed: EngineDir, spec: BuildSpec, **kw: object) -> dict:
         seen.append(spec)
-        return {"cached": False, "build_s": 1.0, "plan": "plans/x.plan", "trt_version": "10.3.0.30", "gpu": "Orin",
-                "precision": spec.precision, "batch": [spec.batch.min, spec.batch.opt, spec.batch.max]}
+        return {
+            "cached": False,
+            "build_s": 1.0,
+            "plan": "plans/x.plan",
+            "trt_version": "10.3.0.30",
+            "gpu": "Orin",
+            "precision": spec.precision,
+            "batch": [spec.batch.min, spec.batch.opt, spec.batch.max],
+        }
 
     monkeypatch.setattr(trt_backend, "build", fake_build)
     return seen
 
 
-def test_cli_build_dla_forces_a_fixed_batch_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_build_dla_forces_a_fixed_batch_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Defect: `build --dla 0` built the 1:8:32 range, which DLA cannot run."""
     seen = _spy_build(monkeypatch)
     ed = fake_engine_dir(tmp_path)
@@ -225,15 +305,24 @@ def test_auto_falls_back_and_says_why_tensorrt_was_not_used(tiny_engine: Path, m
     with open_engine(tiny_engine) as eng:  # PyTorch CUDA where torch has CUDA, else ONNX Runtime on the CPU
         assert eng.backend != "tensorrt" and "tensorrt cuda not available: no usable NVIDIA GPU (test)" in eng.choice
         assert eng.infer(np.zeros((2, 32, 32, 3), np.uint8))["logits"].shape == (2, 6)
-    with pytest.raises(UserError, match=r"backend tensorrt is not available here \(tensorrt cuda not available: no usable NVIDIA GPU \(test\)\); on Jetson"):
+    with pytest.raises(
+        UserError,
+        match=r"backend tensorrt is not available here \(tensorrt cuda not available: no usable NVIDIA GPU \(test\)\); on Jetson",
+    ):
         open_engine(tiny_engine, "tensorrt")
 
 
-@pytest.mark.parametrize("failure", [TypeError("pybind11::init(): factory function returned nullptr"),
-                                     BuildError("TensorRT could not parse model.onnx: UINT8 intermediate"),
-                                     PlanError("could not deserialize")])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        TypeError("pybind11::init(): factory function returned nullptr"),
+        BuildError("TensorRT could not parse model.onnx: UINT8 intermediate"),
+        PlanError("could not deserialize"),
+    ],
+)
 def test_a_tensorrt_that_fails_to_open_is_passed_over_by_auto_and_an_error_when_asked_for(
-        tiny_engine: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception) -> None:
+    tiny_engine: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
     """Defect: a build or load failure crashed live/annotate/bench instead of falling back."""
     _pretend_gpu(monkeypatch)
     monkeypatch.setattr(trt_backend, "available", lambda: (True, "TensorRT 10.16 on a test GPU"))
@@ -265,7 +354,9 @@ def test_ort_tensorrt_provider_caches_engines_in_the_plans_folder(tmp_path: Path
     assert gpu_provider_options("CUDAExecutionProvider", ed) == {}
 
 
-@pytest.mark.parametrize("precision, enabled", [("fp32", set()), ("fp16", {"trt_fp16_enable"}), ("int8", {"trt_int8_enable"})])
+@pytest.mark.parametrize(
+    "precision, enabled", [("fp32", set()), ("fp16", {"trt_fp16_enable"}), ("int8", {"trt_int8_enable"})]
+)
 def test_ort_tensorrt_provider_is_told_the_model_files_precision(tmp_path: Path, precision: str, enabled: set) -> None:
     """Defect: the TensorRT provider ran model.fp16.onnx / model.int8.trt.onnx with FP16/INT8 off (weak typing: FP32)."""
     ed = EngineDir(tmp_path / "e")
@@ -275,7 +366,9 @@ def test_ort_tensorrt_provider_is_told_the_model_files_precision(tmp_path: Path,
     assert gpu_provider_options("CUDAExecutionProvider", ed, precision) == {}
 
 
-def test_ort_engine_passes_the_precision_options_to_the_session(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ort_engine_passes_the_precision_options_to_the_session(
+    tiny_engine: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The options reach InferenceSession for the file being opened (TensorRT provider faked: no GPU here)."""
     import shutil
 
@@ -304,31 +397,46 @@ def test_ort_engine_passes_the_precision_options_to_the_session(tiny_engine: Pat
 
 def test_cli_build_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ed = fake_engine_dir(tmp_path)
-    cases = [(["build", str(tmp_path / "none")], r"engine folder '.*none' does not exist"),
-             (["build", str(ed.path), "--batch", "32:8:1"], r"batch range 32:8:1 is invalid"),
-             (["build", str(ed.path), "--precision", "int8"], r"model.int8.trt.onnx' does not exist; run `python run.py calibrate"),
-             (["build", str(ed.path), "--dla", "-2"], r"--dla -2 is not a DLA core number")]
+    cases = [
+        (["build", str(tmp_path / "none")], r"engine folder '.*none' does not exist"),
+        (["build", str(ed.path), "--batch", "32:8:1"], r"batch range 32:8:1 is invalid"),
+        (
+            ["build", str(ed.path), "--precision", "int8"],
+            r"model.int8.trt.onnx' does not exist; run `python run.py calibrate",
+        ),
+        (["build", str(ed.path), "--dla", "-2"], r"--dla -2 is not a DLA core number"),
+    ]
     for argv, match in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert re.search(match, err) and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_cli_build_without_gpu_says_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (None, "no usable NVIDIA GPU (no driver); install the NVIDIA driver"))
+def test_cli_build_without_gpu_says_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        trt_backend,
+        "probe_gpu",
+        lambda cuda=None: (None, "no usable NVIDIA GPU (no driver); install the NVIDIA driver"),
+    )
     monkeypatch.setattr(trt_backend, "CudaRuntime", lambda: object())
     ed = fake_engine_dir(tmp_path)
     assert main(["build", str(ed.path), "--precision", "fp32"]) == 2
     assert "error: TensorRT needs an NVIDIA GPU: no usable NVIDIA GPU (no driver)" in capsys.readouterr().err
 
 
-def test_onnxruntime_gpu_providers_are_not_used_without_a_gpu(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnxruntime_gpu_providers_are_not_used_without_a_gpu(
+    tiny_engine: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """onnxruntime-gpu lists CUDA/TensorRT providers on any machine; without a GPU auto must pick the CPU."""
     import edge_app.runtime.cuda_buffers as cb
 
     monkeypatch.setattr(trt_backend, "available", lambda: (False, "no GPU (test)"))
-    monkeypatch.setattr("edge_app.runtime.onnxruntime.available_providers",
-                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        "edge_app.runtime.onnxruntime.available_providers",
+        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
     monkeypatch.setattr(cb, "probe_gpu", lambda cuda=None: (None, "no usable NVIDIA GPU (test driver)"))
     with open_engine(tiny_engine) as eng:
         assert eng.device == "cpu"

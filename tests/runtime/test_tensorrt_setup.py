@@ -19,17 +19,25 @@ SETUP = REPO / "scripts" / "setup.sh"
 
 
 def dry_run(tmp_path: Path, *, tegra: bool = False, smi_cuda: str | None = None, toolkit: str | None = None) -> dict:
-    env = {**os.environ, "EDGE_APP_SETUP_DRY": "1", "PYTHON": sys.executable,
-           "TEGRA_RELEASE": str(tmp_path / "nv_tegra_release"), "CUDA_VERSION_JSON": str(tmp_path / "version.json"),
-           "NVIDIA_SMI": str(tmp_path / "nvidia-smi")}
+    env = {
+        **os.environ,
+        "EDGE_APP_SETUP_DRY": "1",
+        "PYTHON": sys.executable,
+        "TEGRA_RELEASE": str(tmp_path / "nv_tegra_release"),
+        "CUDA_VERSION_JSON": str(tmp_path / "version.json"),
+        "NVIDIA_SMI": str(tmp_path / "nvidia-smi"),
+    }
     if tegra:
-        (tmp_path / "nv_tegra_release").write_text("# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64\n")
+        (tmp_path / "nv_tegra_release").write_text(
+            "# R36 (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64\n"
+        )
     if toolkit:
         (tmp_path / "version.json").write_text(json.dumps({"cuda": {"name": "CUDA SDK", "version": toolkit}}))
     if smi_cuda:
         smi = tmp_path / "nvidia-smi"
-        smi.write_text("#!/bin/sh\necho '| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: "
-                       f"{smi_cuda}     |'\n")
+        smi.write_text(
+            f"#!/bin/sh\necho '| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: {smi_cuda}     |'\n"
+        )
         smi.chmod(0o755)
     r = subprocess.run(["bash", str(SETUP)], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

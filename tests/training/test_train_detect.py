@@ -57,8 +57,18 @@ def test_metrics_perfect_empty_and_counts() -> None:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("det_run")
-    cfg = DetectConfig(img=64, width=8, base_width=8, epochs=1, batch=8, scenes=24, val_scenes=8, out=str(out / "run"),
-                       device="cpu", threads=1)
+    cfg = DetectConfig(
+        img=64,
+        width=8,
+        base_width=8,
+        epochs=1,
+        batch=8,
+        scenes=24,
+        val_scenes=8,
+        out=str(out / "run"),
+        device="cpu",
+        threads=1,
+    )
     import os
 
     cwd = os.getcwd()
@@ -128,8 +138,23 @@ def test_trains_on_a_yolo_folder(tmp_path: Path) -> None:
     (tmp_path / "classes.txt").write_text("\n".join(ds.names) + "\n")
     for i, (img, b, c) in enumerate(zip(ds.images, ds.boxes, ds.classes)):
         cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), img)
-        lines = [f"{k} {(x1 + x2) / 128} {(y1 + y2) / 128} {(x2 - x1) / 64} {(y2 - y1) / 64}" for (x1, y1, x2, y2), k in zip(b, c)]
+        lines = [
+            f"{k} {(x1 + x2) / 128} {(y1 + y2) / 128} {(x2 - x1) / 64} {(y2 - y1) / 64}"
+            for (x1, y1, x2, y2), k in zip(b, c)
+        ]
         (tmp_path / "labels" / f"{i}.txt").write_text("\n".join(lines) + "\n")
-    r = train_detector(DetectConfig(data=str(tmp_path), img=64, width=8, base_width=8, epochs=1, batch=4, val_fraction=0.3,
-                                    out=str(tmp_path / "run"), device="cpu", threads=1))
+    r = train_detector(
+        DetectConfig(
+            data=str(tmp_path),
+            img=64,
+            width=8,
+            base_width=8,
+            epochs=1,
+            batch=4,
+            val_fraction=0.3,
+            out=str(tmp_path / "run"),
+            device="cpu",
+            threads=1,
+        )
+    )
     assert Path(r.best).is_file() and "12 images" in r.data

@@ -11,7 +11,9 @@ from typing import Callable, Iterator
 import pytest
 
 FFMPEG = shutil.which("ffmpeg")
-NEEDS_FFMPEG = pytest.mark.skipif(FFMPEG is None, reason="Debian's ffmpeg is not installed (scripts/system-deps.sh installs it as root)")
+NEEDS_FFMPEG = pytest.mark.skipif(
+    FFMPEG is None, reason="Debian's ffmpeg is not installed (scripts/system-deps.sh installs it as root)"
+)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -28,17 +30,40 @@ def ffmpeg_encoders() -> str:
     return subprocess.run([FFMPEG, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30).stdout
 
 
-def make_video(path: Path, codec: str, size: tuple[int, int] = (320, 240), frames: int = 24,
-               rate: str = "30000/1001", pix_fmt: str = "yuv420p", extra: tuple[str, ...] = ()) -> Path:
+def make_video(
+    path: Path,
+    codec: str,
+    size: tuple[int, int] = (320, 240),
+    frames: int = 24,
+    rate: str = "30000/1001",
+    pix_fmt: str = "yuv420p",
+    extra: tuple[str, ...] = (),
+) -> Path:
     """Encode ffmpeg's moving test pattern (``testsrc`` keeps odd sizes exactly) into ``path``."""
     if FFMPEG is None:
         pytest.skip("Debian's ffmpeg is not installed")
     w, h = size
     if codec.startswith("libvpx"):
         extra = ("-deadline", "realtime", "-cpu-used", "8", *extra)  # libvpx's default pace takes seconds
-    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
-           "-i", f"testsrc=size={w}x{h}:rate={rate}", "-frames:v", str(frames), "-c:v", codec,
-           "-pix_fmt", pix_fmt, *extra, str(path)]
+    cmd = [
+        FFMPEG,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size={w}x{h}:rate={rate}",
+        "-frames:v",
+        str(frames),
+        "-c:v",
+        codec,
+        "-pix_fmt",
+        pix_fmt,
+        *extra,
+        str(path),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         raise RuntimeError(f"ffmpeg failed: {' '.join(cmd)}\n{r.stderr}")

@@ -20,8 +20,12 @@ from tests.conftest import REPO
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
 BANNER_BGR = (200, 0, 200)  # a colour the page itself never uses: finding it in the screenshot means a frame
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/system-deps.sh installs it as root)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="Debian's chromium is not installed (scripts/system-deps.sh installs it as root)"
+    ),
+]
 
 
 class Producer(threading.Thread):
@@ -36,23 +40,45 @@ class Producer(threading.Thread):
         for f in self.src:
             img = f.image
             img[:36] = BANNER_BGR
-            cv2.putText(img, f"edge_app browser test  frame {f.index}", (10, 26), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
-                        (255, 255, 255), 2, cv2.LINE_AA)
+            cv2.putText(
+                img,
+                f"edge_app browser test  frame {f.index}",
+                (10, 26),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.8,
+                (255, 255, 255),
+                2,
+                cv2.LINE_AA,
+            )
             for obj in f.truth or []:
                 x1, y1, x2, y2 = obj["box"]
                 cv2.rectangle(img, (x1, y1), (x2, y2), (0, 255, 0), 2)
                 cv2.putText(img, obj["class"], (x1, max(50, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)
             self.sink.write(img, None)
-            self.sink.update_stats({"frame": f.index, "fps": round(self.src.fps, 2), "status": self.src.status,
-                                    "source": "synthetic"})
+            self.sink.update_stats(
+                {"frame": f.index, "fps": round(self.src.fps, 2), "status": self.src.status, "source": "synthetic"}
+            )
 
 
 def _chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     assert CHROMIUM is not None
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", f"--user-data-dir={tmp / 'profile'}", "--window-size=1100,480",
-           "--virtual-time-budget=3000", *extra, url]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp / 'profile'}",
+        "--window-size=1100,480",
+        "--virtual-time-budget=3000",
+        *extra,
+        url,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=tmp)
 
 

@@ -21,18 +21,22 @@ NTSC = 30000 / 1001  # 29.97...: must come back exact, not rounded to 30
 pytestmark = NEEDS_FFMPEG
 
 
-@pytest.mark.parametrize("name, codec, size, pix_fmt", [
-    ("h264.mp4", "libx264", (320, 240), "yuv420p"),
-    ("h264.mkv", "libx264", (320, 240), "yuv420p"),
-    ("mjpeg.avi", "mjpeg", (320, 240), "yuvj420p"),
-    ("vp8.webm", "libvpx", (320, 240), "yuv420p"),
-    ("odd_h264_444.mkv", "libx264", (641, 359), "yuv444p"),
-    ("odd_mjpeg.avi", "mjpeg", (641, 359), "yuvj444p"),
-    ("odd_vp8.webm", "libvpx", (641, 359), "yuv420p"),
-    ("odd_ffv1.mkv", "ffv1", (641, 359), "bgr0"),
-])
-def test_containers_codecs_and_odd_sizes(tmp_path: Path, name: str, codec: str, size: tuple[int, int],
-                                         pix_fmt: str) -> None:
+@pytest.mark.parametrize(
+    "name, codec, size, pix_fmt",
+    [
+        ("h264.mp4", "libx264", (320, 240), "yuv420p"),
+        ("h264.mkv", "libx264", (320, 240), "yuv420p"),
+        ("mjpeg.avi", "mjpeg", (320, 240), "yuvj420p"),
+        ("vp8.webm", "libvpx", (320, 240), "yuv420p"),
+        ("odd_h264_444.mkv", "libx264", (641, 359), "yuv444p"),
+        ("odd_mjpeg.avi", "mjpeg", (641, 359), "yuvj444p"),
+        ("odd_vp8.webm", "libvpx", (641, 359), "yuv420p"),
+        ("odd_ffv1.mkv", "ffv1", (641, 359), "bgr0"),
+    ],
+)
+def test_containers_codecs_and_odd_sizes(
+    tmp_path: Path, name: str, codec: str, size: tuple[int, int], pix_fmt: str
+) -> None:
     if codec not in ffmpeg_encoders():
         pytest.skip(f"this ffmpeg has no {codec} encoder")
     path = make_video(tmp_path / name, codec, size=size, frames=12, pix_fmt=pix_fmt)
@@ -66,7 +70,7 @@ def test_damaged_packets_are_skipped_not_fatal(tmp_path: Path) -> None:
     data = bytearray(full.read_bytes())
     for k in range(4):  # zero out runs of bytes in the middle of the stream
         at = len(data) // 3 + k * len(data) // 12
-        data[at:at + 1500] = bytes(1500)
+        data[at : at + 1500] = bytes(1500)
     bad = tmp_path / "damaged.mp4"
     bad.write_bytes(bytes(data))
     src = open_source(str(bad))

@@ -22,7 +22,7 @@ from edge_app.video.mjpeg import BOUNDARY, MjpegSink, parse_serve
 def _frame(i: int) -> np.ndarray:
     img = np.zeros((120, 160, 3), np.uint8)
     img[:, :] = (40, 40, 40)
-    img[20:100, 20 + i % 50: 70 + i % 50] = (0, 0, 255)
+    img[20:100, 20 + i % 50 : 70 + i % 50] = (0, 0, 255)
     return img
 
 
@@ -58,18 +58,28 @@ class Producer(threading.Thread):
             time.sleep(0.02)
 
 
-@pytest.mark.parametrize("spec, want", [
-    ("8080", ("127.0.0.1", 8080)), ("127.0.0.1:8081", ("127.0.0.1", 8081)), (":9000", ("127.0.0.1", 9000)),
-    ("0.0.0.0:8080", ("0.0.0.0", 8080)), ("[::1]:8080", ("::1", 8080)), ("localhost:0", ("localhost", 0)),
-])
+@pytest.mark.parametrize(
+    "spec, want",
+    [
+        ("8080", ("127.0.0.1", 8080)),
+        ("127.0.0.1:8081", ("127.0.0.1", 8081)),
+        (":9000", ("127.0.0.1", 9000)),
+        ("0.0.0.0:8080", ("0.0.0.0", 8080)),
+        ("[::1]:8080", ("::1", 8080)),
+        ("localhost:0", ("localhost", 0)),
+    ],
+)
 def test_parse_serve(spec: str, want: tuple[str, int]) -> None:
     assert parse_serve(spec) == want
 
 
-@pytest.mark.parametrize("spec, match", [
-    ("127.0.0.1:http", r"--serve '127.0.0.1:http' is not HOST:PORT; use e.g. --serve 127.0.0.1:8080"),
-    ("127.0.0.1:70000", r"--serve port 70000 is out of range"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("127.0.0.1:http", r"--serve '127.0.0.1:http' is not HOST:PORT; use e.g. --serve 127.0.0.1:8080"),
+        ("127.0.0.1:70000", r"--serve port 70000 is out of range"),
+    ],
+)
 def test_parse_serve_bad(spec: str, match: str) -> None:
     with pytest.raises(UserError, match=match):
         parse_serve(spec)
@@ -105,14 +115,14 @@ def _read_parts(port: int, n: int, timeout: float = 10) -> list[bytes]:
         status = f.readline()
         assert b" 200 " in status
         headers = {}
-        while (line := f.readline().strip()):
+        while line := f.readline().strip():
             k, _, v = line.decode().partition(":")
             headers[k.lower()] = v.strip()
         assert headers["content-type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
         while len(parts) < n:
             assert f.readline().strip() == f"--{BOUNDARY}".encode()
             part = {}
-            while (line := f.readline().strip()):
+            while line := f.readline().strip():
                 k, _, v = line.decode().partition(":")
                 part[k.lower()] = v.strip()
             assert part["content-type"] == "image/jpeg"
@@ -141,7 +151,9 @@ def test_stream_delivers_successive_frames_and_counts_the_client(sink: MjpegSink
 
 
 def test_port_in_use_is_a_user_error(sink: MjpegSink) -> None:
-    with pytest.raises(UserError, match=rf"port {sink.port} on 127.0.0.1 is already in use; .* --serve 127.0.0.1:{sink.port + 1}"):
+    with pytest.raises(
+        UserError, match=rf"port {sink.port} on 127.0.0.1 is already in use; .* --serve 127.0.0.1:{sink.port + 1}"
+    ):
         MjpegSink("127.0.0.1", sink.port)
 
 

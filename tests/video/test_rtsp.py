@@ -22,8 +22,10 @@ SERVER = shutil.which("rtsp-server-perl")
 
 pytestmark = [
     pytest.mark.rtsp,
-    pytest.mark.skipif(FFMPEG is None or SERVER is None,
-                       reason="needs Debian's ffmpeg and rtsp-server-perl (scripts/system-deps.sh installs them as root)"),
+    pytest.mark.skipif(
+        FFMPEG is None or SERVER is None,
+        reason="needs Debian's ffmpeg and rtsp-server-perl (scripts/system-deps.sh installs them as root)",
+    ),
 ]
 
 
@@ -64,23 +66,62 @@ class Reader(threading.Thread):
             self.error = e
 
 
-def test_rtsp_stream_reconnects_when_the_publisher_comes_back(tmp_path: Path, procs: Callable[..., subprocess.Popen]) -> None:
-    video = make_video(tmp_path / "in.mp4", "libx264", size=(320, 240), frames=50, rate="25",
-                       extra=("-g", "5", "-tune", "zerolatency"))  # keyframes every 0.2 s: quick resume
+def test_rtsp_stream_reconnects_when_the_publisher_comes_back(
+    tmp_path: Path, procs: Callable[..., subprocess.Popen]
+) -> None:
+    video = make_video(
+        tmp_path / "in.mp4", "libx264", size=(320, 240), frames=50, rate="25", extra=("-g", "5", "-tune", "zerolatency")
+    )  # keyframes every 0.2 s: quick resume
     client_port, source_port, rtp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     log = open(tmp_path / "server.log", "wb")
-    procs([SERVER, "--clientport", str(client_port), "--serverport", str(source_port),
-           "--rtp_start_port", str(rtp_port), "--client_listen_address", "127.0.0.1",
-           "--source_listen_address", "127.0.0.1", "--loglevel", "2"], stdout=log, stderr=subprocess.STDOUT)
+    procs(
+        [
+            SERVER,
+            "--clientport",
+            str(client_port),
+            "--serverport",
+            str(source_port),
+            "--rtp_start_port",
+            str(rtp_port),
+            "--client_listen_address",
+            "127.0.0.1",
+            "--source_listen_address",
+            "127.0.0.1",
+            "--loglevel",
+            "2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     _wait_listening(source_port, 15)
     _wait_listening(client_port, 15)
-    publish = [FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video),
-               "-c", "copy", "-f", "rtsp", f"rtsp://127.0.0.1:{source_port}/live"]
+    publish = [
+        FFMPEG,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(video),
+        "-c",
+        "copy",
+        "-f",
+        "rtsp",
+        f"rtsp://127.0.0.1:{source_port}/live",
+    ]
     publisher = procs(publish)
 
     # Short timeouts so the cut is noticed in seconds; the first open retries while ffmpeg announces.
-    policy = ReconnectPolicy(open_attempts=20, initial_delay_s=0.25, max_delay_s=1.0, open_timeout_s=3,
-                             read_timeout_s=1.0, give_up_after_s=30)
+    policy = ReconnectPolicy(
+        open_attempts=20,
+        initial_delay_s=0.25,
+        max_delay_s=1.0,
+        open_timeout_s=3,
+        read_timeout_s=1.0,
+        give_up_after_s=30,
+    )
     src = open_source(f"rtsp://127.0.0.1:{client_port}/live", reconnect=policy)
     reader = Reader(src)
     view = MjpegSink("127.0.0.1", 0)  # the browser view reports the source's state while no frames flow
@@ -98,8 +139,11 @@ def test_rtsp_stream_reconnects_when_the_publisher_comes_back(tmp_path: Path, pr
             assert b'"status": "reconnecting"' in r.read()
 
         procs(publish)  # the publisher comes back on the same path
-        _wait_for(lambda: src.reconnects >= 1 and len(reader.indexes) >= before + 15, 30,
-                  "15 frames after the publisher restarted")
+        _wait_for(
+            lambda: src.reconnects >= 1 and len(reader.indexes) >= before + 15,
+            30,
+            "15 frames after the publisher restarted",
+        )
         assert src.status == "ok"
     finally:
         view.close()

@@ -30,7 +30,7 @@ def _frame(i: int, size: tuple[int, int] = (320, 240)) -> np.ndarray:
     w, h = size
     img = np.zeros((h, w, 3), np.uint8)
     img[:, : w // 2] = min(255, 20 + 9 * i)
-    img[h // 4: h // 2, w // 2:] = (0, 200, 255)
+    img[h // 4 : h // 2, w // 2 :] = (0, 200, 255)
     return img
 
 
@@ -39,12 +39,22 @@ def _result(i: int) -> FrameResult:
 
 
 # ----------------------------------------------------------------------------------------------- video file
-needs_pyav = pytest.mark.skipif(not sinks.pyav_available(), reason=f"PyAV is not installed ({sinks.PYAV_PIN} writes H.264)")
+needs_pyav = pytest.mark.skipif(
+    not sinks.pyav_available(), reason=f"PyAV is not installed ({sinks.PYAV_PIN} writes H.264)"
+)
 
 
-@pytest.mark.parametrize("ext, asked, codec", [
-    pytest.param(".mp4", None, "h264", marks=needs_pyav), pytest.param(".mkv", None, "h264", marks=needs_pyav),
-    (".avi", None, "mjpeg"), (".webm", None, "vp9"), (".mp4", "mp4v", "mp4v"), (".mkv", "vp9", "vp9")])
+@pytest.mark.parametrize(
+    "ext, asked, codec",
+    [
+        pytest.param(".mp4", None, "h264", marks=needs_pyav),
+        pytest.param(".mkv", None, "h264", marks=needs_pyav),
+        (".avi", None, "mjpeg"),
+        (".webm", None, "vp9"),
+        (".mp4", "mp4v", "mp4v"),
+        (".mkv", "vp9", "vp9"),
+    ],
+)
 def test_video_file_per_container_keeps_exact_fps(tmp_path: Path, ext: str, asked: str | None, codec: str) -> None:
     out = tmp_path / f"out{ext}"
     with VideoFileSink(out, NTSC, (320, 240), codec=asked) as sink:
@@ -103,8 +113,11 @@ def test_h264_timestamps_follow_the_source_frame_numbers(tmp_path: Path) -> None
 def test_h264_without_pyav_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sinks, "pyav_available", lambda: False)
     for args in ({"path": tmp_path / "a.mp4"}, {"path": tmp_path / "a.mkv", "codec": "h264"}):
-        with pytest.raises(UserError, match=r"writing H.264 to '.*' needs PyAV, which is not installed; "
-                                            r"pip install av==18.1.0, or write VP9 \(codec vp9, a .webm output\)"):
+        with pytest.raises(
+            UserError,
+            match=r"writing H.264 to '.*' needs PyAV, which is not installed; "
+            r"pip install av==18.1.0, or write VP9 \(codec vp9, a .webm output\)",
+        ):
             VideoFileSink(fps=30.0, size=(64, 48), **args)  # type: ignore[arg-type]
     with VideoFileSink(tmp_path / "a.webm", 30.0, (64, 48)) as sink:  # the licence-clean fallback still works
         assert sink.codec == "vp9"
@@ -140,15 +153,21 @@ def test_close_is_idempotent_and_no_frames_makes_no_file(tmp_path: Path) -> None
         sink.write(_frame(0, (64, 48)), None)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"path": "out.gif"}, r"unknown extension '.gif'; use one of .mp4"),
-    ({"fps": 0}, r"at 0 fps; the frame rate must be positive"),
-    ({"size": (0, 10)}, r"of size 0x10; width and height must be positive"),
-    ({"codec": "ZZZZ"}, r"codec 'ZZZZ' is unknown; choose one of h264, vp9, mjpeg, mp4v"),
-    ({"codec": "h264"}, r"cannot write h264 into '.*out.avi': a .avi file takes mjpeg, mp4v; use a .mp4 output for h264"),
-    ({"path": "out.webm", "codec": "mp4v"}, r"a .webm file takes vp9; use a .mp4 output for mp4v"),
-    ({"path": "folder.mp4"}, r"cannot write video '.*folder.mp4': it is a folder; give a file name"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"path": "out.gif"}, r"unknown extension '.gif'; use one of .mp4"),
+        ({"fps": 0}, r"at 0 fps; the frame rate must be positive"),
+        ({"size": (0, 10)}, r"of size 0x10; width and height must be positive"),
+        ({"codec": "ZZZZ"}, r"codec 'ZZZZ' is unknown; choose one of h264, vp9, mjpeg, mp4v"),
+        (
+            {"codec": "h264"},
+            r"cannot write h264 into '.*out.avi': a .avi file takes mjpeg, mp4v; use a .mp4 output for h264",
+        ),
+        ({"path": "out.webm", "codec": "mp4v"}, r"a .webm file takes vp9; use a .mp4 output for mp4v"),
+        ({"path": "folder.mp4"}, r"cannot write video '.*folder.mp4': it is a folder; give a file name"),
+    ],
+)
 def test_video_file_bad_input(tmp_path: Path, kwargs: dict, match: str) -> None:
     args = {"path": "out.avi", "fps": 30.0, "size": (64, 48), **kwargs}
     args["path"] = tmp_path / args["path"]
@@ -162,7 +181,9 @@ def test_video_file_bad_input(tmp_path: Path, kwargs: dict, match: str) -> None:
 def test_unwritable_output_path(tmp_path: Path, name: str) -> None:
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
-    with pytest.raises(UserError, match=r"^cannot write to folder '.*file.txt' \([^)]+\); choose a writable output folder$"):
+    with pytest.raises(
+        UserError, match=r"^cannot write to folder '.*file.txt' \([^)]+\); choose a writable output folder$"
+    ):
         VideoFileSink(blocker / name, 30.0, (64, 48))
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
     with pytest.raises(UserError, match=r"cannot write to folder '.*file.txt'"):
@@ -227,8 +248,13 @@ with VideoFileSink(out + "/run.mp4", 30.0, (96, 64)) as v, JsonlSink(out + "/run
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_writer_leaves_valid_output(tmp_path: Path, sig: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    p = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, env=env, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         time.sleep(0.2)
@@ -254,8 +280,9 @@ def test_interrupted_writer_leaves_valid_output(tmp_path: Path, sig: int) -> Non
 
 
 # ----------------------------------------------------------------------------------------------- display
-def test_display_is_skipped_with_a_message_without_a_screen(monkeypatch: pytest.MonkeyPatch,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_display_is_skipped_with_a_message_without_a_screen(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     sinks.display_available.cache_clear()
@@ -271,8 +298,9 @@ def test_display_is_skipped_with_a_message_without_a_screen(monkeypatch: pytest.
 
 # ----------------------------------------------------------------------------------------------- helpers
 def test_open_sinks_opens_all_and_closes_on_failure(tmp_path: Path) -> None:
-    opened = open_sinks(fps=25.0, size=(64, 48), video=tmp_path / "a.avi", jsonl=tmp_path / "a.jsonl",
-                        serve="127.0.0.1:0")
+    opened = open_sinks(
+        fps=25.0, size=(64, 48), video=tmp_path / "a.avi", jsonl=tmp_path / "a.jsonl", serve="127.0.0.1:0"
+    )
     try:
         assert [type(s).__name__ for s in opened] == ["VideoFileSink", "JsonlSink", "MjpegSink"]
         port = opened[2].port
@@ -316,21 +344,65 @@ def _codec_of(path: Path) -> tuple[str, int]:
     return fourcc, n
 
 
-def test_cli_codec_reaches_the_video_file(tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_codec_reaches_the_video_file(
+    tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from edge_app.cli import main
     from tests.helpers import write_tiny_video
 
     video = write_tiny_video(tmp_path / "in.mp4", frames=6, size=(96, 64))
-    assert main(["annotate", str(video), "--engine", str(tiny_engine), "--out", str(tmp_path / "a.webm"),
-                 "--codec", "vp9", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                str(video),
+                "--engine",
+                str(tiny_engine),
+                "--out",
+                str(tmp_path / "a.webm"),
+                "--codec",
+                "vp9",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert _codec_of(tmp_path / "a.webm") == ("vp90", 6)
-    assert main(["live", "--engine", str(tiny_engine), "--source", "synthetic?frames=5", "--save", str(tmp_path / "l.mp4"),
-                 "--codec", "mp4v"]) == 0
+    assert (
+        main(
+            [
+                "live",
+                "--engine",
+                str(tiny_engine),
+                "--source",
+                "synthetic?frames=5",
+                "--save",
+                str(tmp_path / "l.mp4"),
+                "--codec",
+                "mp4v",
+            ]
+        )
+        == 0
+    )
     codec, n = _codec_of(tmp_path / "l.mp4")
     assert codec == "fmp4" and 1 <= n <= 5  # FFmpeg's tag for MPEG-4 part 2; a live source may drop frames
     # A codec the container cannot hold: one sentence naming the fix, exit 2, nothing written.
-    assert main(["annotate", str(video), "--engine", str(tiny_engine), "--out", str(tmp_path / "b.mp4"),
-                 "--codec", "vp9", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "annotate",
+                str(video),
+                "--engine",
+                str(tiny_engine),
+                "--out",
+                str(tmp_path / "b.mp4"),
+                "--codec",
+                "vp9",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "cannot write vp9 into" in err and "use a .webm output for vp9" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*b.*"))

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from edge_app.errors import UserError
-from edge_app.video.sources import (DEFAULT_IMAGE_FPS, Frame, ImageSource, ReconnectPolicy, SyntheticSource,
-                                    open_source)
+from edge_app.video.sources import DEFAULT_IMAGE_FPS, Frame, ImageSource, ReconnectPolicy, SyntheticSource, open_source
 from tests.video.conftest import free_port
 
 
@@ -131,23 +130,26 @@ def test_reconnect_policy_backoff_doubles_up_to_the_cap() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("uri, kw, match", [
-    ("foo://bar", {}, r"scheme 'foo://' is not supported"),
-    ("no/such/video.mp4", {}, r"source 'no/such/video.mp4' was not found"),
-    ("97", {}, r"camera 97 was not found \(no /dev/video97\)"),
-    ("/dev/video97", {}, r"camera device '/dev/video97' does not exist"),
-    ("nothing-here-*.png", {}, r"pattern 'nothing-here-\*.png' matches no images"),
-    ("gst:videotestsrc ! appsink", {}, r"needs OpenCV built with GStreamer"),
-    ("gst:", {}, r"'gst:' needs a pipeline"),
-    ("csi://0", {}, r"needs OpenCV built with GStreamer"),
-    ("csi://left", {}, r"needs a sensor number; use csi://0"),
-    ("synthetic?speed=3", {}, r"synthetic option 'speed' is unknown"),
-    ("synthetic?frames=x", {}, r"frames='x' is not a whole number"),
-    ("synthetic", {"flip": "diagonal"}, r"--flip 'diagonal' is not supported; use one of h, v, 180"),
-    ("synthetic", {"fps": 0}, r"--fps 0 is not a valid frame rate"),
-    ("synthetic", {"width": 320}, r"--width 320 and --height None must be given together"),
-    ("synthetic", {"width": -2, "height": 10}, r"--width -2 is not a valid size"),
-])
+@pytest.mark.parametrize(
+    "uri, kw, match",
+    [
+        ("foo://bar", {}, r"scheme 'foo://' is not supported"),
+        ("no/such/video.mp4", {}, r"source 'no/such/video.mp4' was not found"),
+        ("97", {}, r"camera 97 was not found \(no /dev/video97\)"),
+        ("/dev/video97", {}, r"camera device '/dev/video97' does not exist"),
+        ("nothing-here-*.png", {}, r"pattern 'nothing-here-\*.png' matches no images"),
+        ("gst:videotestsrc ! appsink", {}, r"needs OpenCV built with GStreamer"),
+        ("gst:", {}, r"'gst:' needs a pipeline"),
+        ("csi://0", {}, r"needs OpenCV built with GStreamer"),
+        ("csi://left", {}, r"needs a sensor number; use csi://0"),
+        ("synthetic?speed=3", {}, r"synthetic option 'speed' is unknown"),
+        ("synthetic?frames=x", {}, r"frames='x' is not a whole number"),
+        ("synthetic", {"flip": "diagonal"}, r"--flip 'diagonal' is not supported; use one of h, v, 180"),
+        ("synthetic", {"fps": 0}, r"--fps 0 is not a valid frame rate"),
+        ("synthetic", {"width": 320}, r"--width 320 and --height None must be given together"),
+        ("synthetic", {"width": -2, "height": 10}, r"--width -2 is not a valid size"),
+    ],
+)
 def test_bad_sources_raise_one_clear_sentence(uri: str, kw: dict, match: str) -> None:
     with pytest.raises(UserError, match=match):
         open_source(uri, **kw)

@@ -96,8 +96,11 @@ class Labeller(abc.ABC):
         if config is None:
             return cls.config_type()
         if not isinstance(config, cls.config_type):
-            raise FieldError("mode_config", type(config).__name__,
-                             f"does not configure mode '{cls.mode}'; pass a {cls.config_type.__name__} or None for its defaults")
+            raise FieldError(
+                "mode_config",
+                type(config).__name__,
+                f"does not configure mode '{cls.mode}'; pass a {cls.config_type.__name__} or None for its defaults",
+            )
         return config
 
     def _check_engine(self) -> None:
@@ -106,11 +109,19 @@ class Labeller(abc.ABC):
         if task != self.task:
             fits = [f"'{n}'" for n, c in _registry().items() if c.task == task]
             hint = f"modes for {task} engines: {', '.join(fits)}" if fits else f"no mode runs {task} engines"
-            raise FieldError("mode", f"'{self.mode}'", f"needs a {self.task} engine, but engine '{meta.name}' has task '{task}'; {hint}")
+            raise FieldError(
+                "mode",
+                f"'{self.mode}'",
+                f"needs a {self.task} engine, but engine '{meta.name}' has task '{task}'; {hint}",
+            )
         missing = [o for o in self.outputs if o not in self.engine.outputs]
         if missing:
-            raise FieldError("mode", f"'{self.mode}'", f"reads the engine output {', '.join(missing)}, but engine '{meta.name}' "
-                             f"outputs {', '.join(self.engine.outputs) or 'nothing'}; re-export the engine folder")
+            raise FieldError(
+                "mode",
+                f"'{self.mode}'",
+                f"reads the engine output {', '.join(missing)}, but engine '{meta.name}' "
+                f"outputs {', '.join(self.engine.outputs) or 'nothing'}; re-export the engine folder",
+            )
 
     # ------------------------------------------------------------------------------------------ hooks
     def setup(self) -> None:  # noqa: B027 - optional hook
@@ -138,14 +149,16 @@ class Labeller(abc.ABC):
         t3 = time.perf_counter()
         if len(labels) != len(frames):
             raise RuntimeError(f"mode '{self.mode}' decoded {len(labels)} label lists for {len(frames)} frames")
-        return labels, StepTimings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, dict(self.engine.last_timings or {}))
+        return labels, StepTimings(
+            (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, dict(self.engine.last_timings or {})
+        )
 
     def close(self) -> None:
         """Close the engine when this labeller opened it (:meth:`LabellerSpec.build`); safe to call twice."""
         if self._owns_engine:
             self.engine.close()
 
-    def __enter__(self) -> "Labeller":
+    def __enter__(self) -> Labeller:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -159,14 +172,21 @@ L = TypeVar("L", bound=type[Labeller])
 
 def register_mode(name: str) -> Callable[[L], L]:
     """Class decorator: make a :class:`Labeller` subclass the mode called ``name``."""
+
     def deco(cls: L) -> L:
         if not (isinstance(cls, type) and issubclass(cls, Labeller)):
             raise TypeError(f"@register_mode('{name}') decorates a Labeller subclass, got {cls!r}")
         if not _NAME.fullmatch(name):
-            raise ValueError(f"mode name '{name}' must be lower-case letters, digits, '-' or '_', starting with a letter")
+            raise ValueError(
+                f"mode name '{name}' must be lower-case letters, digits, '-' or '_', starting with a letter"
+            )
         ct = cls.config_type
-        if not (isinstance(ct, type) and issubclass(ct, ModeConfig) and dataclasses.is_dataclass(ct)
-                and ct.__dataclass_params__.frozen):  # type: ignore[attr-defined]
+        if not (
+            isinstance(ct, type)
+            and issubclass(ct, ModeConfig)
+            and dataclasses.is_dataclass(ct)
+            and ct.__dataclass_params__.frozen
+        ):  # type: ignore[attr-defined]
             raise TypeError(f"mode '{name}': config_type must be a frozen dataclass subclassing ModeConfig, got {ct!r}")
         old = _MODES.get(name)
         if old is not None and old is not cls:
@@ -174,6 +194,7 @@ def register_mode(name: str) -> Callable[[L], L]:
         cls.mode = name
         _MODES[name] = cls
         return cls
+
     return deco
 
 
@@ -215,7 +236,8 @@ def resolve_config(mode: str, config: ModeConfig | None) -> ModeConfig:
     return get_mode(mode).resolve_config(config)
 
 
-def make_labeller(engine: Engine, mode: str = "classify", config: ModeConfig | None = None, *,
-                  owns_engine: bool = False) -> Labeller:
+def make_labeller(
+    engine: Engine, mode: str = "classify", config: ModeConfig | None = None, *, owns_engine: bool = False
+) -> Labeller:
     """The labeller of ``mode`` on ``engine`` with ``config`` (None: the mode's defaults)."""
     return get_mode(mode)(engine, config, owns_engine=owns_engine)

@@ -65,6 +65,8 @@ class DetectLabeller(Labeller):
                 x1, x2 = float(np.clip(x1, 0, w)), float(np.clip(x2, 0, w))
                 y1, y2 = float(np.clip(y1, 0, h)), float(np.clip(y2, 0, h))
                 if x2 > x1 and y2 > y1:
-                    labels.append(Label(int(cls), self.names[int(cls)], float(min(max(score, 0.0), 1.0)), (x1, y1, x2, y2)))
+                    labels.append(
+                        Label(int(cls), self.names[int(cls)], float(min(max(score, 0.0), 1.0)), (x1, y1, x2, y2))
+                    )
             out.append(labels)
         return out

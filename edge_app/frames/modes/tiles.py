@@ -57,13 +57,17 @@ class TileConfig(ModeConfig):
         if not 0.0 <= self.conf <= 1.0:
             raise FieldError("conf", shown(self.conf), "is not a probability; use a value between 0 and 1, e.g. 0.5")
         if not 0.0 <= self.iou <= 1.0:
-            raise FieldError("iou", shown(self.iou), "is not an overlap fraction; use a value between 0 and 1, e.g. 0.5")
+            raise FieldError(
+                "iou", shown(self.iou), "is not an overlap fraction; use a value between 0 and 1, e.g. 0.5"
+            )
         if not 0.0 <= self.min_overlap < 0.9:
             raise FieldError("min_overlap", shown(self.min_overlap), "is out of range; use a value in [0, 0.9)")
         if not 0.0 < self.box_scale <= 1.0:
             raise FieldError("box_scale", shown(self.box_scale), "is out of range; use a value in (0, 1]")
         if self.min_votes < 1:
-            raise FieldError("min_votes", shown(self.min_votes), "must be at least 1 (1 = every confident tile is a box)")
+            raise FieldError(
+                "min_votes", shown(self.min_votes), "must be at least 1 (1 = every confident tile is a box)"
+            )
 
 
 @register_mode("tiles")
@@ -81,8 +85,12 @@ class TileLabeller(Labeller):
     def setup(self) -> None:
         """Tiles need a background class to tell 'no object here'; the layouts are cached per frame size."""
         if BACKGROUND not in self.names:
-            raise FieldError("mode", "'tiles'", f"needs a '{BACKGROUND}' class, but engine '{self.engine.meta.name}' has classes "
-                             f"{', '.join(self.names)}; use mode 'classify' or train with background images")
+            raise FieldError(
+                "mode",
+                "'tiles'",
+                f"needs a '{BACKGROUND}' class, but engine '{self.engine.meta.name}' has classes "
+                f"{', '.join(self.names)}; use mode 'classify' or train with background images",
+            )
         self._layout: dict[tuple[int, int], np.ndarray] = {}
 
     def tiles_for(self, size: tuple[int, int]) -> np.ndarray:
@@ -103,7 +111,7 @@ class TileLabeller(Labeller):
         batch = np.empty((sum(len(b) for b in layouts), self.spec.height, self.spec.width, 3), np.uint8)
         s = 0
         for f, boxes in zip(frames, layouts):
-            crop_tiles(f, boxes, self.spec, out=batch[s:s + len(boxes)])
+            crop_tiles(f, boxes, self.spec, out=batch[s : s + len(boxes)])
             s += len(boxes)
         return batch, layouts
 
@@ -112,7 +120,10 @@ class TileLabeller(Labeller):
         logits, c = outputs["logits"], self.config
         out, s = [], 0
         for boxes in layouts:
-            out.append(tiles_to_boxes(logits[s:s + len(boxes)], boxes, self.names, c.conf, c.iou, c.box_scale, c.merge,
-                                      c.min_votes))
+            out.append(
+                tiles_to_boxes(
+                    logits[s : s + len(boxes)], boxes, self.names, c.conf, c.iou, c.box_scale, c.merge, c.min_votes
+                )
+            )
             s += len(boxes)
         return out

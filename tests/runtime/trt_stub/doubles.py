@@ -130,9 +130,11 @@ class Double:
         try:
             return inspect.getattr_static(self._cls, name)
         except AttributeError:
-            raise AttributeError(f"TensorRT {self._trt.__version__}: {self._cls.__name__} has no attribute '{name}'") from None
+            raise AttributeError(
+                f"TensorRT {self._trt.__version__}: {self._cls.__name__} has no attribute '{name}'"
+            ) from None
 
-    def returns(self, name: str, value: Any) -> "Double":
+    def returns(self, name: str, value: Any) -> Double:
         """Configure method ``name`` to return ``value`` (a callable is called with the arguments)."""
         if isinstance(self._static(name), property):
             raise AssertionError(f"{self._cls.__name__}.{name} is a property, not a method")
@@ -155,7 +157,9 @@ class Double:
             self.calls.append((name, args, kwargs))
             r = self._returns.get(name, _UNSET)
             if r is _UNSET:
-                raise AssertionError(f"test double {self._cls.__name__}.{name}() was called but has no return configured")
+                raise AssertionError(
+                    f"test double {self._cls.__name__}.{name}() was called but has no return configured"
+                )
             return r(*args, **kwargs) if callable(r) else r
 
         return call
@@ -163,7 +167,9 @@ class Double:
     def __setattr__(self, name: str, value: Any) -> None:
         static = self._static(name)
         if not isinstance(static, property) or static.fset is None:
-            raise AttributeError(f"TensorRT {self._trt.__version__}: {self._cls.__name__}.{name} is not a writable property")
+            raise AttributeError(
+                f"TensorRT {self._trt.__version__}: {self._cls.__name__}.{name} is not a writable property"
+            )
         USED.add(f"{self._cls.__name__}.{name}")
         setattr(self.mock, name, value)
         self._props[name] = value

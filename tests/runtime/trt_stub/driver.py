@@ -19,14 +19,33 @@ import numpy as np
 
 from tests.runtime.trt_stub.world import CLASSES, H, W, World, engine_folder, expected_logits
 
-SCENARIOS = ["build_fp16", "parse_errors_in_full", "build_failure_reports_log", "dla_with_gpu_fallback", "dla_missing",
-             "timing_cache_mismatch", "runner_fp16_output", "runner_cuda_graphs", "runner_rejects_corrupt_plan",
-             "cache_builds_once_then_loads", "cache_rebuilds_truncated_plan", "cache_rebuilds_undeserializable_plan",
-             "cache_never_loads_other_version", "no_build_is_a_clear_error", "missing_onnx_names_calibrate",
-             "unsupported_precision_on_gpu", "runner_on_dla", "doubles_have_teeth",
-             "runner_cuda_graph_capture_fails", "cache_picks_the_plan_holding_the_batch", "cache_rebuilds_for_other_settings",
-             "dla_plan_is_fixed_shape_and_found", "timing_cache_is_merged_under_a_lock", "opt_level_reaches_the_config",
-             "runner_names_both_profile_bounds"]
+SCENARIOS = [
+    "build_fp16",
+    "parse_errors_in_full",
+    "build_failure_reports_log",
+    "dla_with_gpu_fallback",
+    "dla_missing",
+    "timing_cache_mismatch",
+    "runner_fp16_output",
+    "runner_cuda_graphs",
+    "runner_rejects_corrupt_plan",
+    "cache_builds_once_then_loads",
+    "cache_rebuilds_truncated_plan",
+    "cache_rebuilds_undeserializable_plan",
+    "cache_never_loads_other_version",
+    "no_build_is_a_clear_error",
+    "missing_onnx_names_calibrate",
+    "unsupported_precision_on_gpu",
+    "runner_on_dla",
+    "doubles_have_teeth",
+    "runner_cuda_graph_capture_fails",
+    "cache_picks_the_plan_holding_the_batch",
+    "cache_rebuilds_for_other_settings",
+    "dla_plan_is_fixed_shape_and_found",
+    "timing_cache_is_merged_under_a_lock",
+    "opt_level_reaches_the_config",
+    "runner_names_both_profile_bounds",
+]
 
 
 # ------------------------------------------------------------------------------------------------ scenarios
@@ -193,8 +212,14 @@ def _open(w: World, ed: Any, **kw: Any) -> Any:
 
     lines: list[str] = []
     kw.setdefault("batch", None)
-    eng = open_tensorrt(ed, ed.load_meta(), kw.pop("precision", "fp16"), machine=kw.pop("machine", None) or w.machine(),
-                        emit=lines.append, **kw)
+    eng = open_tensorrt(
+        ed,
+        ed.load_meta(),
+        kw.pop("precision", "fp16"),
+        machine=kw.pop("machine", None) or w.machine(),
+        emit=lines.append,
+        **kw,
+    )
     return eng, lines
 
 
@@ -203,7 +228,7 @@ def cache_builds_once_then_loads(trt: Any, tmp: Path, facts: dict) -> None:
     ed = engine_folder(tmp)
     eng, lines = _open(w, ed)
     assert any("this happens once" in s for s in lines), lines
-    (key, rec), = ed.load_meta().builds.items()
+    ((key, rec),) = ed.load_meta().builds.items()
     assert (ed.plans_dir / f"{key}.plan").read_bytes() == b"PLAN-BYTES"
     assert (ed.plans_dir / "timing.cache").read_bytes() == b"TIMING"
     assert rec["trt_version"] == trt.__version__ and rec["gpu"] == "NVIDIA GeForce RTX 4090" and rec["sm"] == "89"
@@ -270,7 +295,9 @@ def no_build_is_a_clear_error(trt: Any, tmp: Path, facts: dict) -> None:
         msg = str(e)
     else:
         raise AssertionError("no UserError")
-    assert "no fp16 plan for TensorRT" in msg and "on Orin" in msg and "never loaded" in msg and "run.py build" in msg, msg
+    assert (
+        "no fp16 plan for TensorRT" in msg and "on Orin" in msg and "never loaded" in msg and "run.py build" in msg
+    ), msg
 
 
 def missing_onnx_names_calibrate(trt: Any, tmp: Path, facts: dict) -> None:
@@ -329,10 +356,13 @@ def doubles_have_teeth(trt: Any, tmp: Path, facts: dict) -> None:
         except exc:
             continue
         raise AssertionError(f"double accepted {what}")
-    for name, fn in (("BuilderFlag.FP16", lambda: trt.BuilderFlag.FP16), ("BuilderFlag.INT8", lambda: trt.BuilderFlag.INT8),
-                     ("NetworkDefinitionCreationFlag.EXPLICIT_BATCH", lambda: trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH),
-                     ("Builder.platform_has_fast_fp16", lambda: w.builder._static("platform_has_fast_fp16")),
-                     ("IInt8EntropyCalibrator2", lambda: trt.IInt8EntropyCalibrator2)):
+    for name, fn in (
+        ("BuilderFlag.FP16", lambda: trt.BuilderFlag.FP16),
+        ("BuilderFlag.INT8", lambda: trt.BuilderFlag.INT8),
+        ("NetworkDefinitionCreationFlag.EXPLICIT_BATCH", lambda: trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH),
+        ("Builder.platform_has_fast_fp16", lambda: w.builder._static("platform_has_fast_fp16")),
+        ("IInt8EntropyCalibrator2", lambda: trt.IInt8EntropyCalibrator2),
+    ):
         try:
             fn()
             facts[name] = True
@@ -397,7 +427,9 @@ def cache_picks_the_plan_holding_the_batch(trt: Any, tmp: Path, facts: dict) -> 
         msg = str(e)
     else:
         raise AssertionError("no UserError for batch 64")
-    assert "no fp16 plan holding batch 64" in msg and "take batch 1 to 2, 4 to 16" in msg and "--batch 1:64:64" in msg, msg
+    assert (
+        "no fp16 plan holding batch 64" in msg and "take batch 1 to 2, 4 to 16" in msg and "--batch 1:64:64" in msg
+    ), msg
     eng, lines = _open(w, ed, batch=64)  # without --no-build: builds a plan that holds it
     assert any("batch 1:64:64" in s for s in lines), lines
     eng.close()
@@ -412,10 +444,13 @@ def cache_rebuilds_for_other_settings(trt: Any, tmp: Path, facts: dict) -> None:
     b = BatchRange(1, 8, 32)
     first = _build(w, ed, BuildSpec("fp16", b, workspace_gib=2.0))
     assert not first["cached"] and _build(w, ed, BuildSpec("fp16", b, workspace_gib=2.0))["cached"]
-    for spec, machine in ((BuildSpec("fp16", b, workspace_gib=4.0), None), (BuildSpec("fp16", b, opt_level=5), None),
-                          (BuildSpec("fp16", b), w.machine(sm=(8, 7), name="Orin", sm_count=8)),
-                          (BuildSpec("fp16", b), w.machine(sm=(8, 7), name="Orin", sm_count=16)),
-                          (BuildSpec("fp16", b), w.machine(sm_count=14, mig=True))):
+    for spec, machine in (
+        (BuildSpec("fp16", b, workspace_gib=4.0), None),
+        (BuildSpec("fp16", b, opt_level=5), None),
+        (BuildSpec("fp16", b), w.machine(sm=(8, 7), name="Orin", sm_count=8)),
+        (BuildSpec("fp16", b), w.machine(sm=(8, 7), name="Orin", sm_count=16)),
+        (BuildSpec("fp16", b), w.machine(sm_count=14, mig=True)),
+    ):
         r = _build(w, ed, spec, machine)
         assert not r["cached"], (spec, machine.device if machine else None)
     builds = ed.load_meta().builds
@@ -440,7 +475,7 @@ def dla_plan_is_fixed_shape_and_found(trt: Any, tmp: Path, facts: dict) -> None:
         raise AssertionError("DLA build with a batch range accepted")
     eng, lines = _open(w, ed, dla_core=0)  # nothing built yet: builds the fixed batch-1 DLA plan
     assert any("batch 1:1:1, DLA 0" in s for s in lines), lines
-    (key, rec), = ed.load_meta().builds.items()
+    ((key, rec),) = ed.load_meta().builds.items()
     assert rec["batch"] == [1, 1, 1] and rec["dla_core"] == 0 and "_dla0_" in key
     _name, lo, opt, hi = w.profile.called("set_shape")[-1][0]
     assert tuple(lo) == tuple(opt) == tuple(hi) == (1, H, W, 3)

@@ -35,8 +35,19 @@ def download(name: str, version: str, dest: Path) -> Path:
     found = [p for p in dest.glob(stem + "*.whl") if tag in p.name or "py3" in p.name]
     if found:
         return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "-q", "-d", str(dest), f"{name}=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+        f"{name}=={version}",
+    ]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
@@ -53,7 +64,13 @@ def needed_sonames(so: Path, major: str) -> list[str]:
     for tool, args in (("readelf", ["-d"]), ("objdump", ["-p"])):
         if shutil.which(tool):
             out = subprocess.run([tool, *args, str(so)], capture_output=True, text=True).stdout
-            names = [w.strip("[]") for line in out.splitlines() if "NEEDED" in line for w in line.split() if w.strip("[]").startswith("libnv")]
+            names = [
+                w.strip("[]")
+                for line in out.splitlines()
+                if "NEEDED" in line
+                for w in line.split()
+                if w.strip("[]").startswith("libnv")
+            ]
             if names:
                 return sorted(set(names))
     return [f"lib{n}.so.{major}" for n in ("nvinfer", "nvonnxparser", "nvinfer_plugin")]
@@ -78,8 +95,11 @@ def prepare(major: str) -> Path:
     if so is None:
         raise Unavailable(f"{wheel.name} has no tensorrt_bindings/tensorrt*.so (unexpected wheel layout)")
     for soname in needed_sonames(so, major):
-        r = subprocess.run([cc, "-shared", "-fPIC", "-o", str(so.parent / soname), str(STUB_C), f"-Wl,-soname,{soname}"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [cc, "-shared", "-fPIC", "-o", str(so.parent / soname), str(STUB_C), f"-Wl,-soname,{soname}"],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             raise Unavailable(f"compiling the stub {soname} failed: {r.stderr.strip()[-300:]}")
     (tmp / ".ready").write_text(f"{name}=={version}\n")

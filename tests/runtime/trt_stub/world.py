@@ -17,9 +17,19 @@ CLASSES = 6
 class World:
     """Real trt module + doubles + fake CUDA for one scenario."""
 
-    def __init__(self, trt: Any, *, dla_cores: int = 0, parse_ok: bool = True, plan: bytes | None = b"PLAN-BYTES",
-                 cache_accepts: bool = True, out_dtype: str = "HALF", deserialize: Callable[[bytes], Any] | None = None,
-                 capture_fails: bool = False, profile: tuple[int, int, int] = (1, 4, 8)) -> None:
+    def __init__(
+        self,
+        trt: Any,
+        *,
+        dla_cores: int = 0,
+        parse_ok: bool = True,
+        plan: bytes | None = b"PLAN-BYTES",
+        cache_accepts: bool = True,
+        out_dtype: str = "HALF",
+        deserialize: Callable[[bytes], Any] | None = None,
+        capture_fails: bool = False,
+        profile: tuple[int, int, int] = (1, 4, 8),
+    ) -> None:
         from tests.runtime.trt_stub.doubles import Double, FakeCuda, TrtModule
 
         self.real, self.cuda = trt, FakeCuda()
@@ -35,7 +45,9 @@ class World:
         self.profile = D(trt.IOptimizationProfile).returns("set_shape", None)
         self.config = D(trt.IBuilderConfig)
         self.config.returns("set_memory_pool_limit", None).returns("add_optimization_profile", 0)
-        self.config.returns("create_timing_cache", self.cache).returns("get_timing_cache", self.cache).returns("set_flag", None)
+        self.config.returns("create_timing_cache", self.cache).returns("get_timing_cache", self.cache).returns(
+            "set_flag", None
+        )
         self._accepts = [cache_accepts, True]
         self.config.returns("set_timing_cache", lambda *a: self._accepts.pop(0) if self._accepts else True)
         self.builder = D(trt.Builder)
@@ -52,12 +64,16 @@ class World:
         self.deserialize = deserialize or (lambda data: self.make_engine(out_dtype))
         self.addresses: dict[str, int] = {}
         self.shape: tuple = ()
-        self.trt = TrtModule(trt, {"Builder": self._new_builder, "Runtime": self._new_runtime, "OnnxParser": lambda net, lg: self.parser})
+        self.trt = TrtModule(
+            trt, {"Builder": self._new_builder, "Runtime": self._new_runtime, "OnnxParser": lambda net, lg: self.parser}
+        )
 
     def _parser_error(self, i: int) -> Any:
         from tests.runtime.trt_stub.doubles import set_str
 
-        return set_str(self.D(self.real.ParserError), f"In node {i} (Conv_{i}): UNSUPPORTED_NODE: full text of error {i}")
+        return set_str(
+            self.D(self.real.ParserError), f"In node {i} (Conv_{i}): UNSUPPORTED_NODE: full text of error {i}"
+        )
 
     def _new_builder(self, logger: Any) -> Any:
         self.loggers.append(logger)
@@ -65,7 +81,9 @@ class World:
 
     def _build(self) -> Any:
         if self.plan is None:
-            self.loggers[-1].log(self.real.ILogger.Severity.ERROR, "no implementation for layer conv1 (out of workspace)")
+            self.loggers[-1].log(
+                self.real.ILogger.Severity.ERROR, "no implementation for layer conv1 (out of workspace)"
+            )
         return self.plan
 
     def _new_runtime(self, logger: Any) -> Any:
@@ -80,7 +98,9 @@ class World:
         names = ["images", "logits"]
         eng.returns("get_tensor_name", lambda i: names[i])
         eng.returns("get_tensor_mode", lambda n: trt.TensorIOMode.INPUT if n == "images" else trt.TensorIOMode.OUTPUT)
-        eng.returns("get_tensor_dtype", lambda n: trt.DataType.UINT8 if n == "images" else getattr(trt.DataType, out_dtype))
+        eng.returns(
+            "get_tensor_dtype", lambda n: trt.DataType.UINT8 if n == "images" else getattr(trt.DataType, out_dtype)
+        )
         eng.returns("get_tensor_profile_shape", lambda n, i: [trt.Dims((b, H, W, 3)) for b in self.batch_profile])
         eng.returns("get_tensor_shape", lambda n: trt.Dims((-1, H, W, 3)) if n == "images" else trt.Dims((-1, CLASSES)))
         ctx = self.D(trt.IExecutionContext)
@@ -109,8 +129,13 @@ class World:
         self.make_engine()
         return self.context
 
-    def machine(self, sm: tuple[int, int] = (8, 9), name: str = "NVIDIA GeForce RTX 4090", sm_count: int = 128,
-                mig: bool = False) -> Any:
+    def machine(
+        self,
+        sm: tuple[int, int] = (8, 9),
+        name: str = "NVIDIA GeForce RTX 4090",
+        sm_count: int = 128,
+        mig: bool = False,
+    ) -> Any:
         from edge_app.runtime.cuda_buffers import DeviceInfo
         from edge_app.runtime.tensorrt import Machine
 
@@ -131,14 +156,21 @@ def tiny_onnx(name: str) -> bytes:
     """
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node("Cast", ["images"], ["f"], name="cast", to=TensorProto.FLOAT),
-             helper.make_node("Transpose", ["f"], ["x"], name="nchw", perm=[0, 3, 1, 2]),
-             helper.make_node("GlobalAveragePool", ["x"], ["p"], name="pool"),
-             helper.make_node("Flatten", ["p"], ["v"], name="flat", axis=1),
-             helper.make_node("Gemm", ["v", "w"], ["logits"], name="fc", transB=1)]
+    nodes = [
+        helper.make_node("Cast", ["images"], ["f"], name="cast", to=TensorProto.FLOAT),
+        helper.make_node("Transpose", ["f"], ["x"], name="nchw", perm=[0, 3, 1, 2]),
+        helper.make_node("GlobalAveragePool", ["x"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["v"], name="flat", axis=1),
+        helper.make_node("Gemm", ["v", "w"], ["logits"], name="fc", transB=1),
+    ]
     w = numpy_helper.from_array(np.ones((CLASSES, 3), np.float32), "w")
-    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", H, W, 3])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])], initializer=[w])
+    g = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", H, W, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])],
+        initializer=[w],
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
@@ -150,5 +182,7 @@ def engine_folder(root: Path) -> Any:
     ed.path.mkdir(parents=True)
     ed.onnx_path("fp32").write_bytes(tiny_onnx("fp32"))
     ed.onnx_path("fp16").write_bytes(tiny_onnx("fp16"))
-    ed.save_meta(EngineMeta(name="tiny", arch="resnet18", labels=[f"c{i}" for i in range(CLASSES)], input=InputSpec(H, W)))
+    ed.save_meta(
+        EngineMeta(name="tiny", arch="resnet18", labels=[f"c{i}" for i in range(CLASSES)], input=InputSpec(H, W))
+    )
     return ed
