@@ -1,0 +1,1 @@
+"""The frame loop: pipeline threads, labelling modes, pre/postprocessing, overlays, annotate (local, photos, Ray)."""

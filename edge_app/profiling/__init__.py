@@ -1,0 +1,1 @@
+"""Stage timers, bench (model-only and whole-loop), reports and plots."""

@@ -1,0 +1,1 @@
+"""Training loops (classifier, detector), checkpoints, evaluation and detection metrics."""
