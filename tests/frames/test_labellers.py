@@ -114,7 +114,7 @@ def test_registry_lists_classify_and_tiles_with_their_configs() -> None:
 
 
 def test_unknown_mode_is_one_sentence_naming_the_field() -> None:
-    with pytest.raises(FieldError, match=r"^mode 'nope' is unknown; choose one of classify, tiles$") as e:
+    with pytest.raises(FieldError, match=r"^mode 'nope' is unknown; choose one of classify, tiles, detect$") as e:
         PipelineConfig(mode="nope")
     assert e.value.field == "mode"
     with pytest.raises(FieldError, match=r"^mode 'nope' is unknown"):
@@ -152,7 +152,7 @@ def test_modes_refuse_an_engine_of_another_task_in_one_sentence(toy_modes: None)
     with pytest.raises(
         FieldError,
         match=r"^mode 'classify' needs a classify engine, but engine 'fakedet' has task 'detect'; "
-        r"modes for detect engines: 'toydet'$",
+        r"modes for detect engines: 'detect', 'toydet'$",
     ):
         make_labeller(FakeDetEngine(), "classify")
     with pytest.raises(
