@@ -140,7 +140,9 @@ def test_bad_input_is_rejected_with_the_expected_shape(tiny_engine: Path) -> Non
 def test_missing_int8_file_says_how_to_make_it(tiny_engine: Path) -> None:
     with pytest.raises(UserError, match=r"model.int8.cpu.onnx' does not exist; run `python run.py calibrate"):
         open_engine(tiny_engine, "openvino", "int8", "cpu")
-    with pytest.raises(UserError, match=r"backend openvino runs on cpu only, not on device cuda; choose device cpu or another backend"):
+    with pytest.raises(
+        UserError, match=r"backend openvino runs on cpu only, not on device cuda; choose device cpu or another backend"
+    ):
         open_engine(tiny_engine, "openvino", device="cuda")
 
 
