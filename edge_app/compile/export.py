@@ -68,8 +68,12 @@ class ExportResult:
     meta: EngineMeta
 
 
-def onnx_bytes(model: torch.nn.Module, height: int, width: int) -> bytes:
-    """Trace ``model`` (uint8 NHWC in) to ONNX bytes with a dynamic batch axis."""
+def onnx_bytes(model: torch.nn.Module, height: int, width: int, output_name: str = OUTPUT_NAME) -> bytes:
+    """Trace ``model`` (uint8 NHWC in, one output) to ONNX bytes with a dynamic batch axis.
+
+    The TorchScript exporter writes one self-contained file; the dynamo exporter would put the weights in a
+    separate ``.onnx.data``, which ``quant_pre_process`` then cannot read (FACTS.md).
+    """
     example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -81,8 +85,8 @@ def onnx_bytes(model: torch.nn.Module, height: int, width: int) -> bytes:
             (example,),
             buf,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=[output_name],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}},
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,

@@ -13,8 +13,6 @@ may order exact ties either way).
 
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from edge_app.compile.export import OPSET, ExportError, _remove_derived
+from edge_app.compile.export import onnx_bytes as export_onnx_bytes
 from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, atomic_write_bytes, ensure_writable_dir, sha256_file
@@ -72,28 +71,12 @@ FORBIDDEN_OPS = frozenset({"NonZero", "ConvTranspose", "DeformConv", "NonMaxSupp
 
 def onnx_bytes(model: torch.nn.Module, height: int, width: int) -> bytes:
     """Trace the uint8-in detector to ONNX bytes (dynamic batch; weights inside the file, no .onnx.data)."""
-    example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # TorchScript exporter, as the classifier: one self-contained file (the dynamo exporter writes the
-        # weights beside it, which quant_pre_process then cannot read; FACTS.md).
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (example,),
-            buf,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=OPSET,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    data = export_onnx_bytes(model, height, width, OUTPUT_NAME)
     # The tracer leaves the output's K and 6 symbolic; they are fixed by construction, so say so in the graph
     # (TensorRT then allocates the output statically, consumers can check it without running the model).
     import onnx
 
-    m = onnx.load_from_string(buf.getvalue())
+    m = onnx.load_from_string(data)
     net = getattr(model, "net", model)
     k = min(net.max_dets, net.num_classes * (height // STRIDE) * (width // STRIDE))
     dims = m.graph.output[0].type.tensor_type.shape.dim
