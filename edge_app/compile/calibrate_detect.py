@@ -20,13 +20,11 @@ held-out ones). Hook: ``calibrate.run_calibrate`` can hand a ``task == 'detect'`
 from __future__ import annotations
 
 import dataclasses
-import logging
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import onnx
 
 from edge_app.compile import quantize as qz
@@ -35,7 +33,7 @@ from edge_app.compile.calibrate import MODELS, CalibrateConfig, _session, _up_to
 from edge_app.data.detection import DetectionSet
 from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, QuantizationEntry, now_iso
 from edge_app.errors import UserError
-from edge_app.fsutil import atomic_write, sha256_file
+from edge_app.fsutil import sha256_file
 from edge_app.training import detect_metrics as dm
 
 # INT8 mAP@0.5 may drop at most this much (absolute) below fp32 before calibrate warns: the issue's target.
@@ -59,82 +57,6 @@ def head_and_decode_nodes(model: onnx.ModelProto, output: str = "dets") -> list[
     if not any(n.op_type == "Conv" for n in model.graph.node if n.name in seen):
         raise UserError(f"no Conv feeds '{output}'; calibrate-detect supports the detectors that export_detect writes")
     return names
-
-
-def quantize_detector_int8(
-    pre_model: Path, ranges: dict[str, list[float]], target: str, dst: Path, work_dir: Path, exclude: list[str]
-) -> dict[str, Any]:
-    """:func:`quantize.quantize_int8`'s recipe with extra ``exclude`` nodes; writes ``dst`` atomically.
-
-    Same settings object by object (imported from quantize.py); only ``nodes_to_exclude`` grows. If
-    quantize_int8 grows an ``exclude`` parameter this function becomes one call to it.
-    """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
-
-    if target not in ("trt", "cpu"):
-        raise ValueError(f"target must be 'trt' or 'cpu', got {target!r}")
-    model = onnx.load(str(pre_model))
-    nodes = {n.name for n in model.graph.node}
-    excl = qz.preprocessing_nodes(model) + [n for n in exclude if n in nodes]
-    if target == "trt":
-        kw: dict[str, Any] = {
-            "activation_type": QuantType.QInt8,
-            "weight_type": QuantType.QInt8,
-            "op_types_to_quantize": qz.TRT_OP_TYPES,
-            "extra_options": dict(qz.TRT_EXTRA_OPTIONS),
-        }
-    else:
-        kw = {
-            "activation_type": QuantType.QUInt8,
-            "weight_type": QuantType.QInt8,
-            "extra_options": dict(qz.CPU_EXTRA_OPTIONS),
-        }
-    tensors = TensorsData(
-        CalibrationMethod.MinMax,
-        {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()},
-    )
-    cache = work_dir / f"ranges.{target}.json"
-    cache.unlink(missing_ok=True)
-    save_tensors_data(tensors, cache)
-    raw = work_dir / f"raw.{target}.onnx"
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        quantize_static(
-            str(pre_model),
-            str(raw),
-            None,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            reduce_range=False,
-            nodes_to_exclude=excl,
-            calibrate_method=CalibrationMethod.MinMax,
-            calibration_cache_path=cache,
-            **kw,
-        )
-    finally:
-        root.setLevel(level)
-    q = onnx.load(str(raw))
-    removed = qz.place_residual_qdq(q) if target == "trt" else 0
-    qz._drop_unused_opsets(q)
-    onnx.checker.check_model(q)
-    atomic_write(dst, lambda p: onnx.save(q, str(p)))
-    settings = {
-        "format": "QDQ",
-        "per_channel": True,
-        "reduce_range": False,
-        "activations": "int8 symmetric" if target == "trt" else "uint8 asymmetric",
-        "weights": "int8 symmetric per-channel (Conv axis 0)",
-        "op_types": kw.get("op_types_to_quantize", "all supported"),
-        "excluded_nodes": excl,
-        "kept_float": "preprocessing, head last convs, sigmoid, decode",
-        "extra_options": kw["extra_options"],
-    }
-    if target == "trt":
-        settings["residual_add_qdq_removed"] = removed
-    return settings
 
 
 def calibration_scenes(spec: Any, num: int, root: str | Path = "data/scenes") -> Path:
@@ -261,7 +183,15 @@ def run_calibrate_detect(
             if _up_to_date(meta, dst, ranges_sha256=rsha) and not cfg.force:
                 say(f"{dst.name} is up to date")
                 continue
-            settings = quantize_detector_int8(pre, rec["ranges"], target, dst, work, exclude)
+            settings = qz.quantize_int8(
+                pre,
+                rec["ranges"],
+                target,
+                dst,
+                work,
+                exclude,
+                kept_float="preprocessing, head last convs, sigmoid, decode",
+            )
             meta.quantization[dst.name] = QuantizationEntry.from_dict(
                 {
                     "tool": "onnxruntime.quantization.quantize_static",

@@ -105,16 +105,27 @@ def tensor_names(model: onnx.ModelProto) -> set[str]:
 
 # ----------------------------------------------------------------------------------------- INT8
 def quantize_int8(
-    pre_model: Path, ranges: dict[str, list[float]], target: str, dst: Path, work_dir: Path
+    pre_model: Path,
+    ranges: dict[str, list[float]],
+    target: str,
+    dst: Path,
+    work_dir: Path,
+    exclude: list[str] | tuple[str, ...] = (),
+    kept_float: str = "",
 ) -> dict[str, Any]:
-    """Write ``dst`` (atomically) as the ``target`` ('trt' or 'cpu') Q/DQ model; returns the settings used."""
+    """Write ``dst`` (atomically) as the ``target`` ('trt' or 'cpu') Q/DQ model; returns the settings used.
+
+    ``exclude``: more nodes to keep in float beside the preprocessing (a detector's head and decode), named
+    in the settings as ``kept_float``.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
     if target not in ("trt", "cpu"):
         raise ValueError(f"target must be 'trt' or 'cpu', got {target!r}")
     model = onnx.load(str(pre_model))
-    exclude = preprocessing_nodes(model)
+    nodes = {n.name for n in model.graph.node}
+    exclude = preprocessing_nodes(model) + [n for n in exclude if n in nodes]
     if target == "trt":
         kw: dict[str, Any] = {
             "activation_type": QuantType.QInt8,
@@ -169,6 +180,7 @@ def quantize_int8(
         "weights": "int8 symmetric per-channel (Conv axis 0)",
         "op_types": kw.get("op_types_to_quantize", "all supported"),
         "excluded_nodes": exclude,
+        **({"kept_float": kept_float} if kept_float else {}),
         "extra_options": kw["extra_options"],
     }
     if target == "trt":
