@@ -171,17 +171,7 @@ def run_calibrate(
             )
             ed.record_file(meta, dst)
             written.append(str(dst))
-    meta.calibration = {
-        "method": cfg.method,
-        "settings": cal.METHOD_SETTINGS[cfg.method],
-        "images": rec["images"],
-        "cache": str(cpath),
-        "cache_sha256": sha256_file(cpath),
-        "model_sha256": model_sha,
-        "images_sha256": plan.sha256,
-        "ranges_sha256": rsha,
-        "tensors": len(rec["ranges"]),
-    }
+    meta.calibration = calibration_record(cfg, rec, cpath, model_sha, plan.sha256, rsha)
     ed.save_meta(meta)
     for precision in ("fp32", "fp16", "int8"):  # the files `build` uses; model.int8.cpu.onnx is for ONNX Runtime only
         require_trt_onnx(ed.onnx_path(precision, "trt"))
@@ -214,6 +204,23 @@ def run_calibrate(
         written=tuple(written),
         seconds=time.perf_counter() - t0,
     )
+
+
+def calibration_record(
+    cfg: CalibrateConfig, rec: dict[str, Any], cache: Path, model_sha: str, images_sha: str, ranges_sha: str
+) -> dict[str, Any]:
+    """meta.json's ``calibration`` section: the method, images, cache and the hashes that tie them together."""
+    return {
+        "method": cfg.method,
+        "settings": cal.METHOD_SETTINGS[cfg.method],
+        "images": rec["images"],
+        "cache": str(cache),
+        "cache_sha256": sha256_file(cache),
+        "model_sha256": model_sha,
+        "images_sha256": images_sha,
+        "ranges_sha256": ranges_sha,
+        "tensors": len(rec["ranges"]),
+    }
 
 
 def _up_to_date(

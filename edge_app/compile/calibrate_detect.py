@@ -29,7 +29,14 @@ import onnx
 
 from edge_app.compile import quantize as qz
 from edge_app.compile import ranges as cal
-from edge_app.compile.calibrate import MODELS, CalibrateConfig, _session, _up_to_date, cpu_latency_ratio
+from edge_app.compile.calibrate import (
+    MODELS,
+    CalibrateConfig,
+    _session,
+    _up_to_date,
+    calibration_record,
+    cpu_latency_ratio,
+)
 from edge_app.data.detection import DetectionSet
 from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, QuantizationEntry, now_iso
 from edge_app.errors import UserError
@@ -225,17 +232,7 @@ def run_calibrate_detect(
             )
             ed.record_file(meta, dst)
             written.append(str(dst))
-    meta.calibration = {
-        "method": cfg.method,
-        "settings": cal.METHOD_SETTINGS[cfg.method],
-        "images": rec["images"],
-        "cache": str(cpath),
-        "cache_sha256": sha256_file(cpath),
-        "model_sha256": model_sha,
-        "images_sha256": plan.sha256,
-        "ranges_sha256": rsha,
-        "tensors": len(rec["ranges"]),
-    }
+    meta.calibration = calibration_record(cfg, rec, cpath, model_sha, plan.sha256, rsha)
     data, note = eval_set(cfg.val, meta)
     report = map_report(ed, meta, data, note)
     meta.accuracy.update({k: AccuracyEntry.from_dict(v) for k, v in report.items()})

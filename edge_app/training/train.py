@@ -163,6 +163,19 @@ def iterate_batches(data: ImageSet, batch: int, shuffle: bool, rng: np.random.Ge
         yield data.images[j], data.labels[j]
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: Any, scaler: Any) -> None:
+    """One backward pass and optimiser + schedule step, through the AMP grad scaler when there is one (CUDA)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    sched.step()
+
+
 def train_one_epoch(
     model: nn.Module,
     data: ImageSet,
@@ -189,15 +202,7 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched, scaler)
         total += len(y)
         loss_sum += float(loss.detach()) * len(y)
         correct += int((logits.argmax(1) == y).sum())

@@ -34,7 +34,14 @@ from edge_app.fsutil import atomic_write, ensure_writable_dir
 from edge_app.models.detector import STRIDE, DetectorModel, DetectorNet, build_detector, decode, load_backbone_weights
 from edge_app.training import detect_metrics as dm
 from edge_app.training.detect_loss import detection_loss, make_targets
-from edge_app.training.train import CHECKPOINT_FORMAT, load_checkpoint, resolve_device, save_checkpoint, warmup_cosine
+from edge_app.training.train import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    optimizer_step,
+    resolve_device,
+    save_checkpoint,
+    warmup_cosine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -227,15 +234,7 @@ def train_one_epoch(
         with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
             maps = model.forward_maps(x)
         loss, parts = detection_loss(maps, t, cfg.size_weight, cfg.offset_weight)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched, scaler)
         seen += len(j)
         sums["loss"] += float(loss.detach()) * len(j)
         for k, v in parts.items():
