@@ -99,6 +99,7 @@ def open_from_args(a: argparse.Namespace, use: str = "latency") -> Engine:  # no
         dla_core=a.dla,
         cuda_graphs=a.cuda_graph,
         use=use,
+        batch=a.batch if a.batch >= 1 else None,  # a bad --batch is worded by the loop config, not here
     )
 
 

@@ -41,12 +41,14 @@ def open_engine(
     dla_core: int | None = None,
     cuda_graphs: bool = False,
     use: str = "latency",
+    batch: int | None = None,
 ) -> Engine:
     """Open ``engines/<name>`` with ``backend`` at ``precision``; the engine's ``choice`` says what and why.
 
     ``no_build``: with TensorRT, a missing plan is an error instead of a (minutes-long, once) build.
     ``dla_core`` / ``cuda_graphs``: TensorRT only. ``use``: 'latency' (live) or 'throughput' (annotate,
-    bench), a hint for backends that tune for one or the other.
+    bench), a hint for backends that tune for one or the other. ``batch``: the largest batch the caller will
+    pass, so TensorRT opens a plan whose profile holds it (None: batch 1).
     """
     if backend != "auto":
         get_backend(backend)  # unknown name: one sentence listing the known ones
@@ -56,7 +58,9 @@ def open_engine(
         raise UserError(f"use '{use}' is unknown; choose one of {', '.join(USES)}")
     ed = EngineDir(path)
     meta = ed.load_meta()
-    opts = OpenOptions(precision, device, threads, no_build, spinning, dla_core, cuda_graphs, use)
+    if batch is not None and batch < 1:
+        raise UserError(f"batch {batch} must be at least 1")
+    opts = OpenOptions(precision, device, threads, no_build, spinning, dla_core, cuda_graphs, use, batch)
     explicit = backend != "auto"
     cands = [b for b in backends() if b.name == backend or not explicit]
     passed_over: list[str] = []

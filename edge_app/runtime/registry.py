@@ -38,6 +38,9 @@ class OpenOptions:
     dla_core: int | None = None  # TensorRT on Jetson: run on this DLA core
     cuda_graphs: bool = False  # TensorRT: replay the enqueue as a CUDA graph
     use: str = "latency"  # latency (live) or throughput (annotate, bench): a hint backends may take
+    # The largest batch the caller will pass (TensorRT picks, or builds, a plan whose profile holds it).
+    # None: batch 1 (live video).
+    batch: int | None = None
 
 
 @dataclass(frozen=True)

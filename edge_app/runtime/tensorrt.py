@@ -547,7 +547,13 @@ def _available(device: str) -> tuple[bool, str]:
 
 def _open(ed: EngineDir, meta: EngineMeta, opts: OpenOptions) -> TensorRTEngine:
     eng = open_tensorrt(
-        ed, meta, opts.precision, dla_core=opts.dla_core, no_build=opts.no_build, cuda_graphs=opts.cuda_graphs
+        ed,
+        meta,
+        opts.precision,
+        batch=opts.batch,
+        dla_core=opts.dla_core,
+        no_build=opts.no_build,
+        cuda_graphs=opts.cuda_graphs,
     )
     eng.choice = f"tensorrt {eng.precision}: {available()[1]}"
     return eng

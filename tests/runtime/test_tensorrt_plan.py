@@ -444,3 +444,22 @@ def test_onnxruntime_gpu_providers_are_not_used_without_a_gpu(
     with open_engine(tiny_engine, "onnxruntime") as eng:  # asked for by name, device auto: the CPU provider
         assert eng.device == "cpu"
         assert "onnxruntime cuda not available: no usable NVIDIA GPU (test driver)" in eng.choice
+
+
+def test_the_loops_batch_reaches_the_plan_choice(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """live/annotate pass --batch so TensorRT opens (or builds) a plan whose profile holds it, not one for batch 1."""
+    from edge_app.runtime.registry import OpenOptions
+
+    seen: dict = {}
+
+    def fake_open(ed, meta, precision, **kw):  # noqa: ANN001, ANN003
+        seen.update(kw)
+        raise PlanError("stop here")
+
+    monkeypatch.setattr(trt_backend, "open_tensorrt", fake_open)
+    ed = EngineDir(tiny_engine)
+    with pytest.raises(PlanError):
+        trt_backend.BACKEND.open(ed, ed.load_meta(), OpenOptions(device="cuda", batch=8, dla_core=1))
+    assert seen["batch"] == 8 and seen["dla_core"] == 1
+    with pytest.raises(UserError, match="batch 0 must be at least 1"):
+        open_engine(tiny_engine, batch=0)
