@@ -552,7 +552,10 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: every device present)")
     p.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for ONNX Runtime and PyTorch (default: one per core)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for ONNX Runtime, OpenVINO and PyTorch (default: one per core)",
     )
     p.add_argument(
         "--dla",

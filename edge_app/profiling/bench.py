@@ -294,7 +294,11 @@ def open_variant(path: Path, v: Variant, cfg: BenchConfig) -> Engine:
 
 def thread_counts(cfg: BenchConfig) -> dict[str, int | None]:
     """Threads each CPU backend used, for the report (numbers on 2 cores depend on them)."""
-    out: dict[str, int | None] = {"onnxruntime": cfg.threads or os.cpu_count()}
+    # ONNX Runtime and OpenVINO take --threads as their intra-op thread count (one per core without it).
+    out: dict[str, int | None] = {
+        "onnxruntime": cfg.threads or os.cpu_count(),
+        "openvino": cfg.threads or os.cpu_count(),
+    }
     try:
         import torch
 
