@@ -129,18 +129,12 @@ def export(
     ensure_writable_dir(ed.path)
     onnx_path = ed.onnx_path("fp32")
 
-    if not force and ed.exists():
+    old = None if force else previous_export(ed, ckpt_sha)
+    if old is not None:
         try:
-            old = ed.load_meta()
-        except UserError:
-            old = None
-        if old and old.checkpoint_sha256 == ckpt_sha and old.files.get(onnx_path.name) == sha256_file(onnx_path):
-            try:
-                return ExportResult(ed.path, onnx_path, Parity.from_dict(old.parity), cached=True, meta=old)
-            except (KeyError, TypeError):
-                log.info("%s has no readable parity record; exporting again", ed.meta_path)
-        if old and old.checkpoint_sha256 != ckpt_sha:
-            _remove_derived(ed)
+            return ExportResult(ed.path, onnx_path, Parity.from_dict(old.parity), cached=True, meta=old)
+        except (KeyError, TypeError):
+            log.info("%s has no readable parity record; exporting again", ed.meta_path)
 
     model, spec, labels = model_from_checkpoint(ckpt)
     wrapped = PreprocessedModel(model, spec).eval()
@@ -176,6 +170,32 @@ def export(
     ed.record_file(meta, ed.checkpoint_path)
     ed.save_meta(meta)
     return ExportResult(ed.path, onnx_path, parity, cached=False, meta=meta)
+
+
+def existing_meta(ed: EngineDir) -> EngineMeta | None:
+    """The folder's meta.json when it holds an export (a damaged or missing one: None, it is rewritten)."""
+    if not ed.exists():
+        return None
+    try:
+        return ed.load_meta()
+    except UserError:
+        return None
+
+
+def previous_export(ed: EngineDir, ckpt_sha: str) -> EngineMeta | None:
+    """The folder's meta.json when it already holds an intact export of the checkpoint with ``ckpt_sha``.
+
+    A folder exported from another checkpoint loses its derived files here (INT8/FP16 models, plans): they
+    would be stale, and nothing old may ever be loaded.
+    """
+    old = existing_meta(ed)
+    if old is None:
+        return None
+    if old.checkpoint_sha256 != ckpt_sha:
+        _remove_derived(ed)
+        return None
+    onnx_path = ed.onnx_path("fp32")
+    return old if old.files.get(onnx_path.name) == sha256_file(onnx_path) else None
 
 
 def _remove_derived(ed: EngineDir) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edge_app.compile.export import OPSET, ExportError, _remove_derived
+from edge_app.compile.export import OPSET, ExportError, previous_export
 from edge_app.compile.export import onnx_bytes as export_onnx_bytes
 from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
@@ -179,15 +179,9 @@ def export_detector(
     ed = EngineDir(Path(engines_root) / name)
     ensure_writable_dir(ed.path)
     onnx_path = ed.onnx_path("fp32")
-    if not force and ed.exists():
-        try:
-            old = ed.load_meta()
-        except UserError:
-            old = None
-        if old and old.checkpoint_sha256 == ckpt_sha and old.files.get(onnx_path.name) == sha256_file(onnx_path):
-            return {"engine": str(ed.path), "onnx": str(onnx_path), "parity": old.parity, "cached": True, "meta": old}
-        if old and old.checkpoint_sha256 != ckpt_sha:
-            _remove_derived(ed)
+    old = None if force else previous_export(ed, ckpt_sha)
+    if old is not None:
+        return {"engine": str(ed.path), "onnx": str(onnx_path), "parity": old.parity, "cached": True, "meta": old}
 
     net, spec, labels = detector_from_checkpoint(ckpt)
     model = DetectorModel(net, spec).eval()

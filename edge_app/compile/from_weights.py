@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge_app.compile.export import ExportResult
+from edge_app.compile.export import ExportResult, existing_meta
 from edge_app.engine_dir import EngineDir, InputSpec
 from edge_app.errors import UserError
 from edge_app.fsutil import sha256_file
@@ -95,20 +95,16 @@ def export_weights(
 
     weights_sha = sha256_file(src.weights)
     ed = EngineDir(Path(engines_root) / name)
-    if not force and ed.exists():
-        try:
-            old = ed.load_meta()
-        except UserError:
-            old = None
-        if (
-            old
-            and old.extra.get("weights_sha256") == weights_sha
-            and old.input == src.input_spec()
-            and old.arch == src.arch
-            and old.labels == resolve_labels(src.labels)
-            and old.files.get(ed.onnx_path().name) == sha256_file(ed.onnx_path())
-        ):
-            return ExportResult(ed.path, ed.onnx_path(), Parity.from_dict(old.parity), True, old)
+    old = None if force else existing_meta(ed)
+    if (
+        old
+        and old.extra.get("weights_sha256") == weights_sha
+        and old.input == src.input_spec()
+        and old.arch == src.arch
+        and old.labels == resolve_labels(src.labels)
+        and old.files.get(ed.onnx_path().name) == sha256_file(ed.onnx_path())
+    ):
+        return ExportResult(ed.path, ed.onnx_path(), Parity.from_dict(old.parity), True, old)
     ckpt = checkpoint_from_weights(src)
     with tempfile.TemporaryDirectory(prefix="edge_app-weights-") as tmp:
         path = Path(tmp) / f"{src.arch}.pt"
