@@ -87,3 +87,28 @@ def det_engine(det_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
     from edge_app.compile.export_detect import export_detector
 
     return Path(export_detector(det_checkpoint, "det", root)["engine"])
+
+
+@pytest.fixture(scope="session")
+def tiny_calibrated(tiny_engine: Path, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of ``tiny_engine`` after `calibrate` (minmax ranges of 24 training images: fp16 and both INT8 files).
+
+    Shared by every test module that needs real INT8/FP16 files; tests that change it work on a copy. The
+    calibration cache sits beside it in ``calibration/``.
+    """
+    import shutil
+
+    from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
+
+    root = tmp_path_factory.mktemp("calibrated")
+    eng = Path(shutil.copytree(tiny_engine, root / "tiny"))
+    cfg = CalibrateConfig(
+        images=str(tiny_dataset / "train"),
+        num=24,
+        method="minmax",
+        cache_dir=str(root / "calibration"),
+        speed=False,
+        progress=False,
+    )
+    run_calibrate(eng, cfg, say=lambda line: None)
+    return eng

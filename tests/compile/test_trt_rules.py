@@ -59,20 +59,9 @@ def good_preprocess() -> onnx.ModelProto:
 
 # ----------------------------------------------------------------------------------------- the project's files
 @pytest.fixture(scope="module")
-def calibrated_engine(tiny_engine: Path, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> EngineDir:
-    """A copy of the tiny engine after `calibrate` (fp16 and both int8 files written; the check ran inside)."""
-    root = tmp_path_factory.mktemp("trt_rules")
-    eng = Path(shutil.copytree(tiny_engine, root / "tiny"))
-    cfg = CalibrateConfig(
-        images=str(tiny_dataset / "train"),
-        num=24,
-        method="minmax",
-        cache_dir=str(root / "calibration"),
-        speed=False,
-        progress=False,
-    )
-    run_calibrate(eng, cfg, say=lambda s: None)
-    return EngineDir(eng)
+def calibrated_engine(tiny_calibrated: Path) -> EngineDir:
+    """The tiny engine after `calibrate` (fp16 and both int8 files written; the check ran inside)."""
+    return EngineDir(tiny_calibrated)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
@@ -427,9 +416,11 @@ def test_build_refuses_a_graph_tensorrt_would_reject_before_looking_for_a_gpu(
 
 
 def test_calibrate_runs_the_check_on_the_files_build_uses(
-    calibrated_engine: EngineDir, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
+    calibrated_engine: EngineDir, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import edge_app.compile.calibrate as calibrate
+
+    eng = Path(shutil.copytree(calibrated_engine.path, tmp_path / "tiny"))  # the shared engine stays as it is
 
     seen: list[str] = []
     monkeypatch.setattr(calibrate, "require_trt_onnx", lambda p, *a: seen.append(Path(p).name))
@@ -441,5 +432,5 @@ def test_calibrate_runs_the_check_on_the_files_build_uses(
         speed=False,
         progress=False,
     )
-    run_calibrate(calibrated_engine.path, cfg, say=lambda s: None)
+    run_calibrate(eng, cfg, say=lambda s: None)
     assert seen == ["model.onnx", "model.fp16.onnx", "model.int8.trt.onnx"]

@@ -21,22 +21,9 @@ needs_ov = pytest.mark.skipif(not OV_OK, reason=f"{OV_WHY}; {ov_backend.PIN} run
 
 
 @pytest.fixture(scope="module")
-def calibrated(tiny_engine: Path, tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tiny engine with real INT8 files (minmax ranges from 24 training images; ~10 s on 2 cores)."""
-    from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
-
-    root = tmp_path_factory.mktemp("ov_calibrated")
-    eng = Path(shutil.copytree(tiny_engine, root / "tiny"))
-    cfg = CalibrateConfig(
-        images=str(tiny_dataset / "train"),
-        num=24,
-        method="minmax",
-        cache_dir=str(root / "calibration"),
-        speed=False,
-        progress=False,
-    )
-    run_calibrate(eng, cfg, say=lambda line: None)
-    return eng
+def calibrated(tiny_calibrated: Path) -> Path:
+    """The tiny engine with real INT8 files (minmax ranges from 24 training images)."""
+    return tiny_calibrated
 
 
 # ------------------------------------------------------------------------------------------------ descriptor
