@@ -575,7 +575,15 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         "--pipeline",
         default=None,
         metavar="SOURCE",
-        help="time the whole frame loop on this video source instead of the model alone",
+        help="time the whole frame loop on this video source (and each of its stages alone) instead of the model alone",
+    )
+    from edge_app.frames.labellers import mode_names
+
+    p.add_argument(
+        "--mode",
+        default="classify",
+        choices=mode_names(),
+        help="with --pipeline: the labelling mode the loop runs, with its default settings (default classify)",
     )
     p.add_argument("--out", default=None, help="output folder (default runs/bench/<engine name>)")
 
@@ -605,8 +613,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if a.pipeline:
         from edge_app.profiling.bench_pipeline import print_pipeline_report, run_pipeline_bench
 
-        print_pipeline_report(run_pipeline_bench(a.engine, a.pipeline, cfg, out))
+        with _loop_flags():
+            report = run_pipeline_bench(a.engine, a.pipeline, cfg, out, mode=a.mode)
+        print_pipeline_report(report)
     else:
+        if a.mode != "classify":
+            raise UserError(f"--mode {a.mode} applies to the frame loop; add --pipeline SOURCE to time it")
         from edge_app.profiling.bench import print_report, run_bench
 
         print_report(run_bench(a.engine, cfg, out))

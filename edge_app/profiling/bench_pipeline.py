@@ -6,6 +6,10 @@ to a temporary folder. Variants take turns of ``max(--slice, 1 s)`` (each turn r
 turn must be long next to that), after a warm-up run of ``--warmup`` seconds each, until every variant has
 looped for ``--duration`` seconds and written ``--iterations`` frames. Files are looped, so a short clip
 serves any duration. Stage statistics of all turns are pooled per variant.
+
+Before its turns, each variant also runs every stage alone on the source's first frames
+(:mod:`edge_app.profiling.stages`): the report then holds each stage's wall and CPU ms per frame, the frame
+rate the cores allow for that CPU sum, and the loop's share of it (``loop_efficiency``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
+from edge_app.frames.modes.base import check_mode_task
 from edge_app.profiling.bench import (
     BASELINE,
     BenchConfig,
@@ -30,6 +35,7 @@ from edge_app.profiling.bench import (
     runnable_variants,
 )
 from edge_app.profiling.report import LOOP_STAGES
+from edge_app.profiling.stages import StageCosts, measure_stages
 from edge_app.profiling.timers import RollingStats
 from edge_app.runtime.base import Engine
 
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
     from edge_app.frames.pipeline import Pipeline, PipelineReport
 
 MIN_TURN_S = 1.0  # each turn reopens the source and starts three threads: keep that small next to the turn
+STAGE_FRAMES = 60  # frames each stage runs alone on (held in memory: 60 720p frames are 166 MB)
 
 
 @dataclass
@@ -47,6 +54,7 @@ class LoopCase:
     engine: Engine
     batch: int
     window: int
+    mode: str = "classify"
     stats: dict[str, RollingStats] = field(default_factory=dict)
     seconds: float = 0.0
     frames: int = 0
@@ -77,8 +85,8 @@ def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple[P
     except BaseException:
         src.close()
         raise
-    # The default mode (classify) with its default settings: the bench times the loop, not a mode's options.
-    p = Pipeline(case.engine, src, [sink], PipelineConfig(batch=case.batch, duration=seconds))
+    # The mode with its default settings: the bench times the loop, not a mode's options.
+    p = Pipeline(case.engine, src, [sink], PipelineConfig(mode=case.mode, batch=case.batch, duration=seconds))
     rep = p.run()
     if rep.frames_written == 0:
         raise UserError(
@@ -97,7 +105,17 @@ def _measure_turn(case: LoopCase, source: str, seconds: float, workdir: Path) ->
         case.stats.setdefault(name, RollingStats(case.window)).merge(st)
 
 
-def _result(c: LoopCase, meta: EngineMeta) -> dict[str, Any]:
+def _stages_alone(case: LoopCase, source: str, workdir: Path) -> StageCosts:
+    from edge_app.frames.labellers import make_labeller
+
+    labeller = make_labeller(case.engine, case.mode)
+    try:
+        return measure_stages(labeller, source, case.batch, workdir, frames=max(STAGE_FRAMES, 2 * case.batch))
+    finally:
+        labeller.close()
+
+
+def _result(c: LoopCase, meta: EngineMeta, alone: StageCosts | None = None) -> dict[str, Any]:
     keys = ("min", "p50", "p90", "p99", "max", "mean")
     summ = {name: s.run_summary() for name, s in c.stats.items()}
     stages = {n: {k: summ[n][k] for k in keys} for n in LOOP_STAGES if n in summ}
@@ -122,17 +140,30 @@ def _result(c: LoopCase, meta: EngineMeta) -> dict[str, Any]:
         "percentiles_exact": all(s["exact"] for s in summ.values()),
         "accuracy_top1": accuracy_of(meta, c.variant),
         "agreement_fp32": agreement_of(meta, c.variant),
+        "loop_mode": c.mode,
+        **(
+            {
+                "stages_alone": alone.to_dict(),
+                "loop_efficiency": (c.frames / c.seconds) / alone.cpu_bound_fps if c.seconds > 0 else float("nan"),
+            }
+            if alone is not None
+            else {}
+        ),
     }
 
 
-def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, out: str | Path) -> dict[str, Any]:
-    """Time the whole frame loop on ``source`` for every variant; write bench.json and the stacked-bar PNG."""
+def run_pipeline_bench(
+    engine_path: str | Path, source: str, cfg: BenchConfig, out: str | Path, mode: str = "classify"
+) -> dict[str, Any]:
+    """Time the whole frame loop on ``source`` for every variant in ``mode`` (its default settings), and each
+    stage alone; write bench.json and the stacked-bar PNG."""
     from edge_app.profiling.report import write_outputs
     from edge_app.video.sources import open_source
 
     ed = EngineDir(engine_path)
     meta = ed.load_meta()
     open_source(source).close()  # a bad source is a one-sentence error before any engine is loaded
+    check_mode_task(mode, meta)  # and so is a mode that does not run this engine's task
     variants, skipped = runnable_variants(ed, cfg)
     turn_s = max(cfg.slice_s, MIN_TURN_S)
     engines: list[tuple[Variant, Engine]] = []
@@ -155,12 +186,14 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
             for b in cfg.batches:
-                cases = [LoopCase(v, eng, b, cfg.window) for v, eng in engines]
+                cases = [LoopCase(v, eng, b, cfg.window, mode) for v, eng in engines]
+                alone: dict[int, StageCosts] = {}
                 for c in cases:
                     if cfg.warmup > 0:
                         rep, _ = _turn(c, source, cfg.warmup, Path(tmp))
                         c.warmup_s, c.warmup_frames = rep.seconds, rep.frames_written
                         tick(rep.seconds)
+                    alone[id(c)] = _stages_alone(c, source, Path(tmp))
                 active = list(cases)
                 while active:
                     for c in list(active):
@@ -169,7 +202,7 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
                         tick(c.seconds - before)
                         if c.done(cfg):
                             active.remove(c)
-                results.extend(_result(c, meta) for c in cases)
+                results.extend(_result(c, meta, alone.get(id(c))) for c in cases)
         wall = time.perf_counter() - t0
     finally:
         if bar is not None:
@@ -183,6 +216,7 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
         **report_header(ed, meta, cfg, "pipeline", wall),
         "source": source,
         "source_name": Path(source).name or source,
+        "loop_mode": mode,
         "turn_s": turn_s,
         "results": results,
         "skipped": [s.to_dict() for s in skipped],
@@ -193,18 +227,22 @@ def run_pipeline_bench(engine_path: str | Path, source: str, cfg: BenchConfig, o
 
 def print_pipeline_report(report: dict[str, Any]) -> None:
     """Print the machine, the per-stage table, what was left out and where the files went."""
-    from edge_app.profiling.report import machine_line, pipeline_table
+    from edge_app.profiling.report import machine_line, pipeline_table, stages_alone_table
 
     cfg = report["config"]
     print(machine_line(report["machine"]))
     print(
-        f"engine: {report['engine']} ({report['arch']}, {report['input']}); source: {report['source']}; warm-up "
+        f"engine: {report['engine']} ({report['arch']}, {report['input']}); mode {report.get('loop_mode', 'classify')}; "
+        f"source: {report['source']}; warm-up "
         f"{cfg['warmup']:g} s, then {cfg['duration']:g} s or {cfg['iterations']} frames per variant, in turns of {report['turn_s']:g} s"
     )
     print(pipeline_table(report))
+    if any("stages_alone" in r for r in report["results"]):
+        print(stages_alone_table(report))
     print(
-        "stages run in three threads (capture | preprocess+inference+postprocess | overlay+write), so they overlap: "
-        "frames/s follows the slowest thread, not the sum"
+        "the loop runs in four threads (capture | preprocess+inference+postprocess | overlay+write | H.264 encoder), "
+        "so stages overlap; 'allows' is cores x 1000 / the CPU ms the stages take alone, 'loop' the frames/s the "
+        "threaded loop reached, and 'share' their ratio"
     )
     for s in report["skipped"]:
         print(f"not measured: {s['variant']} ({s['reason']})")

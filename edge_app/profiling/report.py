@@ -176,6 +176,41 @@ def pipeline_table(report: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def stages_alone_table(report: dict[str, Any]) -> str:
+    """Per variant: each stage run alone (wall and CPU ms per frame), the frame rate their CPU sum allows on
+    the machine's cores, the loop's frame rate, and its share of that bound."""
+    from edge_app.profiling.stages import ALONE_STAGES
+
+    header = ["variant", "batch", "stage", "wall ms", "CPU ms", "allows fps", "loop fps", "share"]
+    rows = []
+    for r in report["results"]:
+        alone = r.get("stages_alone")
+        if not alone:
+            continue
+        names = [s for s in ALONE_STAGES if s in alone["stages"]]
+        for j, name in enumerate(names):
+            st = alone["stages"][name]
+            head = [r["variant"], str(r["batch"])] if j == 0 else ["", ""]
+            label = f"{name} ({alone['decoder']})" if name == "decode" and alone.get("decoder") else name
+            rows.append([*head, label, _f(st["wall"]), _f(st["cpu"]), "", "", ""])
+        if "decode_pyav" in alone["stages"]:
+            st = alone["stages"]["decode_pyav"]
+            rows.append(["", "", "(decode with PyAV, not used)", _f(st["wall"]), _f(st["cpu"]), "", "", ""])
+        rows.append(
+            [
+                "",
+                "",
+                f"sum, {alone['cores']} cores",
+                "",
+                _f(alone["cpu_sum_ms"]),
+                _f(alone["cpu_bound_fps"], 1),
+                _f(r["fps"], 1),
+                _f(r.get("loop_efficiency"), 2),
+            ]
+        )
+    return _table(header, rows)
+
+
 def _save(fig: Any, path: Path) -> Path:
     """Lay out, write ``fig`` atomically as PNG, and close it (also when writing fails)."""
     import matplotlib.pyplot as plt

@@ -11,6 +11,8 @@ from edge_app.cli import main
 from edge_app.errors import UserError
 from edge_app.profiling.bench import BenchConfig
 from edge_app.profiling.bench_pipeline import run_pipeline_bench
+from edge_app.profiling.report import stages_alone_table
+from edge_app.profiling.stages import ALONE_STAGES, cores
 from tests.helpers import write_tiny_video
 
 
@@ -28,10 +30,45 @@ def test_pipeline_bench_times_every_stage_of_every_variant(tiny_engine: Path, tm
         inf = r["stages_ms"]["inference"]
         assert 0 < inf["min"] <= inf["p50"] <= inf["p99"] <= inf["max"]
         assert r["end_to_end_ms"]["p50"] >= inf["min"]
+        # Each stage alone, in loop order, with the bound their CPU sum sets and the loop's share of it.
+        alone = r["stages_alone"]
+        assert [s for s in alone["stages"] if s != "decode_pyav"] == list(ALONE_STAGES)
+        assert alone["frames"] == 8 and alone["cores"] == cores()
+        assert all(st["wall"] > 0 and st["cpu"] >= 0 for st in alone["stages"].values())
+        assert alone["cpu_sum_ms"] == pytest.approx(sum(alone["stages"][s]["cpu"] for s in ALONE_STAGES))
+        assert alone["cpu_bound_fps"] == pytest.approx(cores() * 1e3 / alone["cpu_sum_ms"])
+        assert r["loop_efficiency"] == pytest.approx(r["fps"] / alone["cpu_bound_fps"])
+        assert r["loop_mode"] == "classify"
     assert rep["results"][0]["speedup"] == pytest.approx(1.0)
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
-    assert saved["mode"] == "pipeline" and saved["source"] == str(video)
+    assert saved["mode"] == "pipeline" and saved["source"] == str(video) and saved["loop_mode"] == "classify"
     assert (tmp_path / "out" / "pipeline_stages.png").read_bytes()[:4] == b"\x89PNG"
+    table = stages_alone_table(saved)
+    assert "decode (CaptureSource)" in table and "sum, " in table and "encode" in table
+
+
+def test_pipeline_bench_cli_runs_the_mode_asked_for_and_prints_the_stage_table(
+    tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = write_tiny_video(tmp_path / "clip.mp4", frames=6)
+    args = ["bench", str(tiny_engine), "--pipeline", str(video), "--mode", "tiles", "--backends", "onnxruntime"]
+    rc = main([*args, "--precisions", "fp32", "--warmup", "0", "--duration", "0.3", "--out", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "mode tiles;" in out and "allows fps" in out and "share" in out
+    assert json.loads((tmp_path / "o" / "bench.json").read_text())["results"][0]["loop_mode"] == "tiles"
+
+
+def test_pipeline_bench_mode_errors_are_one_sentence(
+    tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video = write_tiny_video(tmp_path / "clip.mp4", frames=4)
+    rc = main(["bench", str(tiny_engine), "--pipeline", str(video), "--mode", "detect", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --mode 'detect'") and "task 'classify'" in err
+    assert "Traceback" not in err
+    rc = main(["bench", str(tiny_engine), "--mode", "tiles", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--mode tiles applies to the frame loop; add --pipeline SOURCE" in err
 
 
 def test_pipeline_bench_bad_source_is_one_sentence(

@@ -409,3 +409,47 @@ def test_cli_codec_reaches_the_video_file(
     with pytest.raises(SystemExit):  # argparse: not one of the choices
         main(["live", "--engine", str(tiny_engine), "--save", str(tmp_path / "x.mp4"), "--codec", "hevc"])
     assert "invalid choice: 'hevc'" in capsys.readouterr().err
+
+
+@needs_pyav
+def test_h264_encoder_thread_keeps_colours_and_owns_its_copy(tmp_path: Path) -> None:
+    """write() converts to I420 on the caller's thread (the copy) and returns; the encoder thread encodes.
+    The caller reuses one array for every frame, as a camera loop may: each frame still reaches the file."""
+    import av
+
+    shades = [(40, 120, 200), (200, 40, 120), (120, 200, 40), (250, 250, 250), (5, 5, 5)]
+    buf = np.empty((240, 320, 3), np.uint8)
+    out = tmp_path / "colours.mp4"
+    with VideoFileSink(out, 25, (320, 240)) as sink:
+        for i, bgr in enumerate(shades):
+            buf[:] = bgr
+            sink.write(buf, _result(i))
+    with av.open(str(out)) as c:
+        got = [f.to_ndarray(format="bgr24").reshape(-1, 3).mean(axis=0) for f in c.decode(video=0)]
+    assert len(got) == len(shades)
+    for mean, want in zip(got, shades):
+        assert np.abs(mean - np.array(want)).max() < 4, (mean, want)  # BT.601 limited range both ways
+
+
+@needs_pyav
+def test_h264_encoder_failure_is_raised_by_write_or_close_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "broken.mp4"
+    sink = VideoFileSink(out, 25, (64, 48))
+
+    class Boom(RuntimeError):
+        pass
+
+    class FailingStream:  # PyAV's stream is a C type: stand in for the encoding call only
+        def encode(self, frame: object) -> list:
+            raise Boom("x264 refused the frame")
+
+    monkeypatch.setattr(sink.writer, "stream", FailingStream())
+    with pytest.raises(Boom, match="x264 refused"):
+        for i in range(50):  # the queue holds a few frames: the error surfaces on a later write
+            sink.write(_frame(i, (64, 48)), _result(i))
+    with pytest.raises(Boom, match="x264 refused"):  # close says it too (the loop closes sinks after an error)
+        sink.close()
+    sink.close()  # then closing again is a no-op
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))

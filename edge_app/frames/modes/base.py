@@ -105,15 +105,7 @@ class Labeller(abc.ABC):
 
     def _check_engine(self) -> None:
         meta = self.engine.meta
-        task = engine_task(meta)
-        if task != self.task:
-            fits = [f"'{n}'" for n, c in _registry().items() if c.task == task]
-            hint = f"modes for {task} engines: {', '.join(fits)}" if fits else f"no mode runs {task} engines"
-            raise FieldError(
-                "mode",
-                f"'{self.mode}'",
-                f"needs a {self.task} engine, but engine '{meta.name}' has task '{task}'; {hint}",
-            )
+        check_mode_task(self.mode, meta)
         missing = [o for o in self.outputs if o not in self.engine.outputs]
         if missing:
             raise FieldError(
@@ -163,6 +155,17 @@ class Labeller(abc.ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def check_mode_task(mode: str, meta: EngineMeta) -> None:
+    """Raise :class:`FieldError` on 'mode' when ``mode`` does not run engines of ``meta``'s task."""
+    want, task = get_mode(mode).task, engine_task(meta)
+    if task != want:
+        fits = [f"'{n}'" for n, c in _registry().items() if c.task == task]
+        hint = f"modes for {task} engines: {', '.join(fits)}" if fits else f"no mode runs {task} engines"
+        raise FieldError(
+            "mode", f"'{mode}'", f"needs a {want} engine, but engine '{meta.name}' has task '{task}'; {hint}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- registry

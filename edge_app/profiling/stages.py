@@ -1,0 +1,194 @@
+"""Each stage of the frame loop run alone, in wall and CPU time per frame, and what their sum allows.
+
+``bench --pipeline`` runs this beside the real loop so one report says both what every stage costs on its
+own and how close the threaded loop comes to what the machine's cores allow:
+
+    cpu_bound_fps = cores * 1000 / (sum of the stages' CPU ms per frame)
+    loop_efficiency = loop frames/s / cpu_bound_fps
+
+CPU time is the whole process's (``time.process_time``), so the threads a stage starts under it (OpenCV's,
+x264's, the inference runtime's) are counted. Stages run in loop order on the same frames: decode (the
+source's own reader, and PyAV's when it is installed and the source is a file, for comparison),
+preprocess / inference / postprocess (the mode's hooks at the loop's batch size), overlay, encode (the
+loop's video sink: H.264 on its own thread) and the JSON line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from edge_app.frames.labellers import Labeller
+from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
+from edge_app.frames.postprocess import FrameResult
+
+# In loop order; "decode_pyav" is measured for comparison only and is not part of the sum.
+ALONE_STAGES = ("decode", "preprocess", "inference", "postprocess", "overlay", "encode", "jsonl")
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity mask, as a container or ``taskset`` sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class _Clock:
+    """Wall and process-CPU seconds of the ``with`` blocks it times, summed."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def __enter__(self) -> _Clock:
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wall += time.perf_counter() - self._w
+        self.cpu += time.process_time() - self._c
+
+
+@dataclass
+class StageCosts:
+    """Milliseconds per frame of each stage run alone: ``{stage: {"wall": ms, "cpu": ms}}``."""
+
+    frames: int
+    cores: int
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    decoder: str = ""  # what "decode" used (the source's reader)
+
+    @property
+    def cpu_sum_ms(self) -> float:
+        """CPU ms per frame of the whole loop's work (the stages of :data:`ALONE_STAGES`)."""
+        return sum(self.stages[s]["cpu"] for s in ALONE_STAGES if s in self.stages)
+
+    @property
+    def cpu_bound_fps(self) -> float:
+        """Frames/s the cores could give if every stage overlapped perfectly and nothing else ran."""
+        return self.cores * 1e3 / self.cpu_sum_ms if self.cpu_sum_ms > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "cores": self.cores,
+            "decoder": self.decoder,
+            "stages": self.stages,
+            "cpu_sum_ms": self.cpu_sum_ms,
+            "cpu_bound_fps": self.cpu_bound_fps,
+        }
+
+
+def _frames_of(source: Any, n: int) -> Iterator[np.ndarray]:
+    for i, f in enumerate(source):
+        if i >= n:
+            break
+        yield f.image
+
+
+def _pyav_decode(path: str, n: int, clock: _Clock) -> int:
+    """Decode the first ``n`` frames of the file ``path`` to BGR with PyAV (frame threads on); frames decoded."""
+    import av
+
+    got = 0
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        with clock:
+            for frame in container.decode(stream):
+                frame.to_ndarray(format="bgr24")
+                got += 1
+                if got >= n:
+                    break
+    return got
+
+
+def measure_stages(
+    labeller: Labeller,
+    source_uri: str,
+    batch: int,
+    workdir: Path,
+    *,
+    frames: int = 60,
+    overlay: OverlayConfig | None = None,
+) -> StageCosts:
+    """Run each loop stage alone on the first ``frames`` frames of ``source_uri``; cost per frame of each."""
+    from edge_app.video.sinks import JsonlSink, VideoFileSink, pyav_available
+    from edge_app.video.sources import open_source
+
+    src = open_source(source_uri)
+    decode = _Clock()
+    images: list[np.ndarray] = []
+    try:
+        it = _frames_of(src, frames)
+        while True:
+            with decode:
+                img = next(it, None)
+            if img is None:
+                break
+            images.append(img)
+        fps = src.fps or 30.0
+        decoder = type(src).__name__
+    finally:
+        src.close()
+    n = len(images)
+    if n == 0:
+        raise ValueError(f"source '{source_uri}' gave no frames")
+    costs = StageCosts(frames=n, cores=cores(), decoder=decoder)
+
+    def per_frame(c: _Clock, count: int = n) -> dict[str, float]:
+        return {"wall": c.wall * 1e3 / count, "cpu": c.cpu * 1e3 / count}
+
+    costs.stages["decode"] = per_frame(decode)
+    if pyav_available() and Path(source_uri).is_file():
+        c = _Clock()
+        got = _pyav_decode(source_uri, n, c)
+        if got:
+            costs.stages["decode_pyav"] = per_frame(c, got)
+
+    pre, inf, post = _Clock(), _Clock(), _Clock()
+    results: list[FrameResult] = []
+    for s in range(0, n, batch):
+        chunk = images[s : s + batch]
+        with pre:
+            x, context = labeller.prepare(chunk)
+        with inf:
+            out = labeller.engine.infer_batched(x)
+        with post:
+            labels = labeller.decode({k: out[k] for k in labeller.outputs}, context)
+        results.extend(FrameResult(s + i, 0.0, labs, {}) for i, labs in enumerate(labels))
+    costs.stages.update(preprocess=per_frame(pre), inference=per_frame(inf), postprocess=per_frame(post))
+
+    info = HudInfo(stage_ms={"capture": 1.0, "preprocess": 1.0, "inference": 1.0}, end_to_end_ms=10.0, fps=30.0)
+    annotators = build_annotators(overlay or OverlayConfig(), lambda: info)
+    ov = _Clock()
+    drawn: list[np.ndarray] = []
+    for img, res in zip(images, results):
+        with ov:
+            for a in annotators:
+                img = a.annotate(img, res)
+        drawn.append(img)
+    costs.stages["overlay"] = per_frame(ov)
+
+    h, w = images[0].shape[:2]
+    enc, js = _Clock(), _Clock()
+    video = VideoFileSink(workdir / "stages-alone.mp4", fps, (w, h))
+    try:
+        with enc:
+            for img, res in zip(drawn, results):
+                video.write(img, res)
+            video.close()  # the encoder's queue and lookahead are drained inside the timed block
+    finally:
+        video.close()
+    with JsonlSink(workdir / "stages-alone.jsonl") as sink, js:
+        for img, res in zip(drawn, results):
+            sink.write(img, res)
+    costs.stages["encode"] = per_frame(enc)
+    costs.stages["jsonl"] = per_frame(js)
+    return costs
