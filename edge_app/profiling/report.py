@@ -200,7 +200,8 @@ def stages_alone_table(report: dict[str, Any]) -> str:
             [
                 "",
                 "",
-                f"sum, {alone['cores']} cores",
+                f"sum, {alone['cores']} cores"
+                + (f", source {alone['paced_fps']:g} fps" if alone.get("paced_fps") else ""),
                 "",
                 _f(alone["cpu_sum_ms"]),
                 _f(alone["cpu_bound_fps"], 1),

@@ -8,7 +8,8 @@ own and how close the threaded loop comes to what the machine's cores allow:
 
 CPU time is the whole process's (``time.process_time``), so the threads a stage starts under it (OpenCV's,
 x264's, the inference runtime's) are counted. Stages run in loop order on the same frames: decode (the
-source's own reader, and PyAV's when it is installed and the source is a file, for comparison),
+source's own reader, and PyAV's when it is installed and the source is a file, for comparison; a live
+source's wall time includes waiting for its next frame, and its rate caps the bound),
 preprocess / inference / postprocess (the mode's hooks at the loop's batch size), overlay, encode (the
 loop's video sink: H.264 on its own thread) and the JSON line.
 """
@@ -63,6 +64,7 @@ class StageCosts:
     cores: int
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     decoder: str = ""  # what "decode" used (the source's reader)
+    paced_fps: float | None = None  # a live source delivers frames at this rate, whatever the cores allow
 
     @property
     def cpu_sum_ms(self) -> float:
@@ -71,14 +73,17 @@ class StageCosts:
 
     @property
     def cpu_bound_fps(self) -> float:
-        """Frames/s the cores could give if every stage overlapped perfectly and nothing else ran."""
-        return self.cores * 1e3 / self.cpu_sum_ms if self.cpu_sum_ms > 0 else float("nan")
+        """Frames/s the cores could give if every stage overlapped perfectly and nothing else ran (at most a
+        live source's own rate: a camera or paced synthetic source cannot be read faster)."""
+        bound = self.cores * 1e3 / self.cpu_sum_ms if self.cpu_sum_ms > 0 else float("nan")
+        return min(bound, self.paced_fps) if self.paced_fps else bound
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "frames": self.frames,
             "cores": self.cores,
             "decoder": self.decoder,
+            "paced_fps": self.paced_fps,
             "stages": self.stages,
             "cpu_sum_ms": self.cpu_sum_ms,
             "cpu_bound_fps": self.cpu_bound_fps,
@@ -135,12 +140,13 @@ def measure_stages(
             images.append(img)
         fps = src.fps or 30.0
         decoder = type(src).__name__
+        paced = float(src.fps) if src.live and src.fps else None
     finally:
         src.close()
     n = len(images)
     if n == 0:
         raise ValueError(f"source '{source_uri}' gave no frames")
-    costs = StageCosts(frames=n, cores=cores(), decoder=decoder)
+    costs = StageCosts(frames=n, cores=cores(), decoder=decoder, paced_fps=paced)
 
     def per_frame(c: _Clock, count: int = n) -> dict[str, float]:
         return {"wall": c.wall * 1e3 / count, "cpu": c.cpu * 1e3 / count}
