@@ -32,6 +32,9 @@ class Engine(abc.ABC):
     backend: str = "base"
     #: Why ``open_engine`` picked this backend and precision (and what it passed over), for the user.
     choice: str = ""
+    #: True when the engine compiles differently for ``use='latency'`` and ``'throughput'`` (OpenVINO's
+    #: hints), so a benchmark of batch 1 and of larger batches opens it once for each.
+    use_sensitive: bool = False
 
     def __init__(self, engine_dir: EngineDir, meta: EngineMeta, precision: str, device: str) -> None:
         self.engine_dir = engine_dir

@@ -30,6 +30,7 @@ class OpenVinoEngine(Engine):
     """
 
     backend = "openvino"
+    use_sensitive = True
 
     def __init__(
         self,

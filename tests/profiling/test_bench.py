@@ -448,3 +448,33 @@ def test_make_bench_engine_script_exports_a_runnable_engine(tmp_path: Path) -> N
     assert f"wrote {tmp_path / 'r'}" in out
     meta = EngineDir(tmp_path / "r").load_meta()
     assert meta.arch == "resnet18" and (meta.input.height, meta.num_classes) == (32, 3)
+
+
+def test_batch_one_is_timed_with_the_latency_hint_and_larger_batches_with_throughput(
+    engine_with_int8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenVINO compiles per use: bench opens it once per use; backends that do not are opened once."""
+    if not get_backend("openvino").available("cpu")[0]:
+        pytest.skip("openvino is not installed")
+    import edge_app.runtime as runtime
+
+    opened: list[tuple[str, str]] = []
+    real = runtime.open_engine
+
+    def spy(path, backend, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        eng = real(path, backend, *a, **kw)
+        opened.append((backend, kw["use"]))
+        return eng
+
+    monkeypatch.setattr(runtime, "open_engine", spy)
+    assert bench.batch_use(1) == "latency" and bench.batch_use(8) == "throughput"
+    rep = run_bench(
+        engine_with_int8, quick(backends=("openvino", "onnxruntime"), precisions=("fp32",), batches=(1, 2)), tmp_path
+    )
+    assert sorted(opened) == [("onnxruntime", "throughput"), ("openvino", "latency"), ("openvino", "throughput")]
+    assert sorted((r.variant, r.batch) for r in rep.results) == [
+        ("ort-fp32", 1),
+        ("ort-fp32", 2),
+        ("ov-fp32", 1),
+        ("ov-fp32", 2),
+    ]
