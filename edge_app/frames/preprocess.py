@@ -30,7 +30,8 @@ def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     largest whole factors that divide its sides and stay within the total factor (1280x720 -> 64x72), and
     that small image is area-resized to ``size``. Both steps are box filters, so the result is the same kind
     of antialiased average with a slightly wider kernel (mean |difference| to one INTER_AREA: 0.6 grey
-    levels on 720p video frames, 1.2 on 25 real photographs), at 1/3 to 2/3 of the cost. Enlarging, or shrinking by less than 2x, is one INTER_AREA/INTER_LINEAR resize.
+    levels on 720p video frames, 1.2 on 25 real photographs), at 1/3 to 2/3 of the cost. Enlarging, or
+    shrinking by less than 2x, is one INTER_AREA/INTER_LINEAR resize.
     """
     h, w = image.shape[:2]
     tw, th = size

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.postprocess import FrameResult
@@ -145,7 +146,9 @@ def measure_stages(
         src.close()
     n = len(images)
     if n == 0:
-        raise ValueError(f"source '{source_uri}' gave no frames")
+        raise UserError(
+            f"source '{source_uri}' gave no frames; check it plays (e.g. `python run.py live --source {source_uri}`)"
+        )
     costs = StageCosts(frames=n, cores=cores(), decoder=decoder, paced_fps=paced)
 
     def per_frame(c: _Clock, count: int = n) -> dict[str, float]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
+from edge_app.errors import UserError
 from edge_app.frames.labellers import make_labeller
 from edge_app.profiling.stages import ALONE_STAGES, StageCosts, cores, measure_stages
 from tests.frames.fakes import FakeEngine
@@ -45,3 +48,11 @@ def test_measure_stages_on_a_live_source_is_capped_at_its_rate(tmp_path: Path) -
     lab = make_labeller(FakeEngine(), "classify")
     costs = measure_stages(lab, "synthetic?frames=4", batch=1, workdir=tmp_path, frames=4)
     assert costs.paced_fps == 30.0 and costs.cpu_bound_fps <= 30.0 and costs.decoder == "SyntheticSource"
+
+
+def test_a_source_without_frames_is_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    lab = make_labeller(FakeEngine(), "classify")
+    with pytest.raises(UserError, match="gave no frames; check it plays"):
+        measure_stages(lab, str(tmp_path / "imgs"), batch=1, workdir=tmp_path, frames=0)

@@ -105,7 +105,7 @@ class Labeller(abc.ABC):
 
     def _check_engine(self) -> None:
         meta = self.engine.meta
-        check_mode_task(self.mode, meta)
+        check_mode_task(self.mode, meta, self.task)
         missing = [o for o in self.outputs if o not in self.engine.outputs]
         if missing:
             raise FieldError(
@@ -157,9 +157,10 @@ class Labeller(abc.ABC):
         self.close()
 
 
-def check_mode_task(mode: str, meta: EngineMeta) -> None:
-    """Raise :class:`FieldError` on 'mode' when ``mode`` does not run engines of ``meta``'s task."""
-    want, task = get_mode(mode).task, engine_task(meta)
+def check_mode_task(mode: str, meta: EngineMeta, want: str | None = None) -> None:
+    """Raise :class:`FieldError` on 'mode' when ``mode`` (a labeller for ``want`` engines; None: the registered
+    mode's task) does not run engines of ``meta``'s task."""
+    want, task = want if want is not None else get_mode(mode).task, engine_task(meta)
     if task != want:
         fits = [f"'{n}'" for n, c in _registry().items() if c.task == task]
         hint = f"modes for {task} engines: {', '.join(fits)}" if fits else f"no mode runs {task} engines"
