@@ -73,33 +73,25 @@ def _step(msg: str) -> float:
     return time.perf_counter()
 
 
-def _trained(ckpt_path: Path, cfg: TrainConfig, data_root: Path) -> bool:
-    """True when ``ckpt_path`` is a finished run of exactly ``cfg`` on the current dataset recipe."""
+def _finished_run(ckpt_path: Path, cfg: Any, skip: tuple[str, ...]) -> bool:
+    """True when ``ckpt_path`` is a finished run (all ``cfg.epochs``) of ``cfg``, fields in ``skip`` aside."""
     if not ckpt_path.is_file():
         return False
     try:
         ck = load_checkpoint(ckpt_path)
     except Exception:
         return False
-    saved = {k: v for k, v in ck.get("config", {}).items() if k not in ("device", "out", "workers_threads")}
-    want = {k: v for k, v in asdict(cfg).items() if k not in ("device", "out", "workers_threads")}
+    saved = {k: v for k, v in ck.get("config", {}).items() if k not in skip}
+    want = {k: v for k, v in asdict(cfg).items() if k not in skip}
+    return saved == want and ck.get("epoch") == cfg.epochs
+
+
+def _trained(ckpt_path: Path, cfg: TrainConfig, data_root: Path) -> bool:
+    """True when ``ckpt_path`` is a finished run of exactly ``cfg`` on the current dataset recipe."""
     # A changed recipe rewrites the images under the same path: the stamp says which recipe trained it.
     stamp = ckpt_path.parent / "dataset.json"
     same_data = stamp.is_file() and stamp.read_bytes() == (data_root / "dataset.json").read_bytes()
-    return saved == want and ck.get("epoch") == cfg.epochs and same_data
-
-
-def _detector_trained(last: Path, dcfg: Any) -> bool:
-    """True when ``last`` is a finished detector run of exactly ``dcfg``."""
-    if not last.is_file():
-        return False
-    try:
-        ck = load_checkpoint(last)
-    except Exception:
-        return False
-    skip = ("device", "out", "threads")
-    saved = {k: v for k, v in ck.get("config", {}).items() if k not in skip}
-    return saved == {k: v for k, v in asdict(dcfg).items() if k not in skip} and ck.get("epoch") == dcfg.epochs
+    return same_data and _finished_run(ckpt_path, cfg, ("device", "out", "workers_threads"))
 
 
 def _detector_step(cfg: DemoConfig, classifier: Path) -> dict[str, Any]:
@@ -126,7 +118,7 @@ def _detector_step(cfg: DemoConfig, classifier: Path) -> dict[str, Any]:
         f"detector: train a quarter-width {dcfg.arch} CenterNet at {dcfg.img}x{dcfg.img} for {dcfg.epochs} epochs "
         f"on {dcfg.scenes} built-in scenes"
     )
-    if _detector_trained(out / "last.pt", dcfg):
+    if _finished_run(out / "last.pt", dcfg, ("device", "out", "threads")):
         print(f"    reusing finished run {out / 'last.pt'}")
     else:
         train_detector(dcfg)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_app.engine_dir import EngineDir, EngineMeta
-from edge_app.errors import UserError
 from edge_app.frames.modes.base import check_mode_task
 from edge_app.profiling.bench import (
     BASELINE,
@@ -35,7 +34,7 @@ from edge_app.profiling.bench import (
     runnable_variants,
 )
 from edge_app.profiling.report import LOOP_STAGES
-from edge_app.profiling.stages import StageCosts, measure_stages
+from edge_app.profiling.stages import StageCosts, measure_stages, no_frames
 from edge_app.profiling.timers import RollingStats
 from edge_app.runtime.base import Engine
 
@@ -89,9 +88,7 @@ def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple[P
     p = Pipeline(case.engine, src, [sink], PipelineConfig(mode=case.mode, batch=case.batch, duration=seconds))
     rep = p.run()
     if rep.frames_written == 0:
-        raise UserError(
-            f"source '{source}' gave no frames to the loop; check it plays (e.g. `python run.py live --source {source}`)"
-        )
+        raise no_frames(source)
     return rep, p
 
 

@@ -16,11 +16,12 @@ loop's video sink: H.264 on its own thread) and the JSON line.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -91,11 +92,11 @@ class StageCosts:
         }
 
 
-def _frames_of(source: Any, n: int) -> Iterator[np.ndarray]:
-    for i, f in enumerate(source):
-        if i >= n:
-            break
-        yield f.image
+def no_frames(source_uri: str) -> UserError:
+    """The sentence for a source that gave no frames at all."""
+    return UserError(
+        f"source '{source_uri}' gave no frames; check it plays (e.g. `python run.py live --source {source_uri}`)"
+    )
 
 
 def _pyav_decode(path: str, n: int, clock: _Clock) -> int:
@@ -132,7 +133,7 @@ def measure_stages(
     decode = _Clock()
     images: list[np.ndarray] = []
     try:
-        it = _frames_of(src, frames)
+        it = (f.image for f in itertools.islice(src, frames))
         while True:
             with decode:
                 img = next(it, None)
@@ -146,9 +147,7 @@ def measure_stages(
         src.close()
     n = len(images)
     if n == 0:
-        raise UserError(
-            f"source '{source_uri}' gave no frames; check it plays (e.g. `python run.py live --source {source_uri}`)"
-        )
+        raise no_frames(source_uri)
     costs = StageCosts(frames=n, cores=cores(), decoder=decoder, paced_fps=paced)
 
     def per_frame(c: _Clock, count: int = n) -> dict[str, float]:
