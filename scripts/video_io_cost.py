@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_app.frames.postprocess import FrameResult  # noqa: E402
+from edge_app.frames.results import FrameResult  # noqa: E402
 from edge_app.video.mjpeg import MjpegSink  # noqa: E402
 from edge_app.video.sinks import JsonlSink, VideoFileSink  # noqa: E402
 from edge_app.video.sources import open_source  # noqa: E402

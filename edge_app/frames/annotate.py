@@ -24,7 +24,7 @@ from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.pipeline import PipelineConfig, PipelineReport, run_pipeline
-from edge_app.frames.postprocess import FrameResult
+from edge_app.frames.results import FrameResult
 from edge_app.fsutil import atomic_write_text
 from edge_app.runtime.base import Engine
 from edge_app.video.base import Frame, FrameSource, Sink

@@ -24,7 +24,7 @@ from edge_app.data.folder import IMAGE_EXTS, read_image
 from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import OverlayConfig, build_annotators
-from edge_app.frames.postprocess import FrameResult
+from edge_app.frames.results import FrameResult
 from edge_app.fsutil import atomic_write_bytes, ensure_writable_dir
 from edge_app.video.sinks import truncate_torn_tail
 

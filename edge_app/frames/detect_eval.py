@@ -23,7 +23,8 @@ import numpy as np
 
 from edge_app.errors import UserError
 from edge_app.frames.fields import FieldError
-from edge_app.frames.postprocess import Label, box_iou
+from edge_app.frames.postprocess import box_iou
+from edge_app.frames.results import Label
 from edge_app.runtime.base import Engine
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ import numpy as np
 
 from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller, ModeConfig, TileConfig, make_labeller
-from edge_app.frames.postprocess import Label
+from edge_app.frames.results import Label
 from edge_app.runtime.base import Engine
 
 RANK_CONF = {"tiles": 0.05, "detect": 0.001}  # scores kept for mAP: the whole ranking each mode can give

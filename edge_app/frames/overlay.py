@@ -13,7 +13,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from edge_app.frames.postprocess import FrameResult
+from edge_app.frames.results import FrameResult
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 HUD_STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay")

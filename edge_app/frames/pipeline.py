@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 from edge_app.frames.fields import FieldError, shown
 from edge_app.frames.labellers import Labeller, ModeConfig, make_labeller, resolve_config
 from edge_app.frames.overlay import HUD_STAGES, HudInfo, OverlayConfig, build_annotators
-from edge_app.frames.postprocess import FrameResult
+from edge_app.frames.results import FrameResult
 from edge_app.profiling.timers import FpsMeter, StageTimer
 from edge_app.runtime.base import Engine
 from edge_app.video.base import Frame, FrameSource, Sink

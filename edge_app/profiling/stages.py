@@ -28,7 +28,7 @@ import numpy as np
 from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
-from edge_app.frames.postprocess import FrameResult
+from edge_app.frames.results import FrameResult
 
 # In loop order; "decode_pyav" is measured for comparison only and is not part of the sum.
 ALONE_STAGES = ("decode", "preprocess", "inference", "postprocess", "overlay", "encode", "jsonl")

@@ -10,7 +10,7 @@ import pytest
 from edge_app.errors import UserError
 from edge_app.frames.detect_eval import evaluate_video, labels_from_jsonl, load_truth, match_frame, score
 from edge_app.frames.labellers import TileConfig
-from edge_app.frames.postprocess import FrameResult, Label
+from edge_app.frames.results import FrameResult, Label
 from tests.frames.fakes import FakeEngine
 from tests.helpers import write_tiny_video
 

@@ -34,8 +34,9 @@ from edge_app.frames.labellers import (
     unregister_mode,
 )
 from edge_app.frames.pipeline import PipelineConfig, run_pipeline
-from edge_app.frames.postprocess import Label, softmax
+from edge_app.frames.postprocess import softmax
 from edge_app.frames.preprocess import to_batch
+from edge_app.frames.results import Label
 from edge_app.video.sinks import JsonlSink
 from tests.frames.fakes import LABELS, FakeDetEngine, FakeEngine, FakeSource, RecordingSink
 

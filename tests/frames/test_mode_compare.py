@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge_app.frames.mode_compare import compare_modes, heldout_comparison, labels_to_dets, main
-from edge_app.frames.postprocess import Label
+from edge_app.frames.results import Label
 from edge_app.runtime import open_engine
 from tests.frames.fakes import LABELS, FakeDetEngine, FakeEngine
 

@@ -17,7 +17,7 @@ from edge_app.frames.overlay import (
     class_colour,
     text_scale,
 )
-from edge_app.frames.postprocess import FrameResult, Label
+from edge_app.frames.results import FrameResult, Label
 
 SIZES = {"480p": (480, 854), "4K": (2160, 3840)}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_app.frames.postprocess import FrameResult, Label, box_iou, classwise_nms, nms, tiles_to_boxes, topk
+from edge_app.frames.postprocess import box_iou, classwise_nms, nms, tiles_to_boxes, topk
+from edge_app.frames.results import FrameResult, Label
 
 LABELS = ["background", "circle", "square"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edge_app.errors import UserError
-from edge_app.frames.postprocess import FrameResult, Label
+from edge_app.frames.results import FrameResult, Label
 from edge_app.video import sinks
 from edge_app.video.sinks import DisplaySink, JsonlSink, VideoFileSink, close_all, open_sinks, read_jsonl
 from tests.conftest import REPO
@@ -229,7 +229,7 @@ def test_jsonl_append_drops_a_torn_line_and_continues(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------- interrupts
 WRITER = """
 import sys, time, numpy as np
-from edge_app.frames.postprocess import FrameResult
+from edge_app.frames.results import FrameResult
 from edge_app.video.sinks import JsonlSink, VideoFileSink
 out = sys.argv[1]
 with VideoFileSink(out + "/run.mp4", 30.0, (96, 64)) as v, JsonlSink(out + "/run.jsonl", flush_every=5) as j:

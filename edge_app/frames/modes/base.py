@@ -36,7 +36,7 @@ import numpy as np
 
 from edge_app.engine_dir import EngineMeta
 from edge_app.frames.fields import FieldError
-from edge_app.frames.postprocess import Label
+from edge_app.frames.results import Label
 from edge_app.runtime.base import Engine
 
 # Engines exported before meta.json carried a task are classifiers: that is all the exporter made then.

@@ -16,8 +16,8 @@ import numpy as np
 from edge_app.data.detection import boxes_to_frame
 from edge_app.frames.fields import FieldError, shown
 from edge_app.frames.modes.base import Labeller, ModeConfig, register_mode
-from edge_app.frames.postprocess import Label
 from edge_app.frames.preprocess import to_batch
+from edge_app.frames.results import Label
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ import numpy as np
 
 from edge_app.frames.fields import FieldError, shown
 from edge_app.frames.modes.base import Labeller, ModeConfig, register_mode
-from edge_app.frames.postprocess import BACKGROUND, Label, tiles_to_boxes
+from edge_app.frames.postprocess import BACKGROUND, tiles_to_boxes
 from edge_app.frames.preprocess import crop_tiles, tile_boxes
+from edge_app.frames.results import Label
 
 MAX_GRID = 32  # 32x32 tiles at scale 1 is already ~1000 engine inputs per frame
 
