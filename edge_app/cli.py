@@ -298,7 +298,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def _checkpoint_task(path: str) -> str:
     """'detect' for a detector checkpoint, else 'classify' (the checkpoint's own errors surface in export)."""
-    from edge_app.training.train import load_checkpoint
+    from edge_app.models.checkpoint import load_checkpoint
 
     return str(load_checkpoint(path).get("task", "classify"))
 
@@ -345,7 +345,7 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue an interrupted run from the last frame its JSON lines hold"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from edge_app.frames.annotate import ANNOTATE_BATCH
+    from edge_app.annotate.video import ANNOTATE_BATCH
 
     _loop_args(p, batch=ANNOTATE_BATCH)  # defined with `live`, below
     p.add_argument(
@@ -378,8 +378,8 @@ def _annotate_args(p: argparse.ArgumentParser) -> None:
     "annotate", "label every frame of video files: annotated videos + JSON lines, batched, resumable", _annotate_args
 )
 def cmd_annotate(a: argparse.Namespace) -> int:
-    from edge_app.frames.annotate import VIDEO_EXTS, annotate_video, output_paths
-    from edge_app.frames.annotate_images import annotate_images, split_inputs
+    from edge_app.annotate.images import annotate_images, split_inputs
+    from edge_app.annotate.video import VIDEO_EXTS, annotate_video, output_paths
     from edge_app.frames.labellers import make_labeller
 
     if a.ray is not None:
@@ -451,11 +451,11 @@ RAY_FLAGS = {"address": "--ray", "workers": "--workers", "dla_core": "--dla"}
 
 
 def _annotate_on_ray(a: argparse.Namespace) -> int:
-    """`annotate --ray`: the same files, outputs and resume, spread over Ray workers (edge_app.frames.annotate_ray)."""
+    """`annotate --ray`: the same files, outputs and resume, spread over Ray workers (edge_app.annotate.ray.driver)."""
+    from edge_app.annotate.images import split_inputs
+    from edge_app.annotate.video import output_paths
+    from edge_app.errors import FieldError
     from edge_app.frames import annotate_ray as ar
-    from edge_app.frames.annotate import output_paths
-    from edge_app.frames.annotate_images import split_inputs
-    from edge_app.frames.fields import FieldError
     from edge_app.frames.labellers import LabellerSpec
 
     with _loop_flags():
@@ -726,7 +726,7 @@ LOOP_FLAGS = {
 @contextlib.contextmanager
 def _loop_flags() -> Iterator[None]:
     """Turn the library's field-named errors (FieldError) into the same sentence naming the flag."""
-    from edge_app.frames.fields import FieldError
+    from edge_app.errors import FieldError
 
     try:
         yield

@@ -11,15 +11,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge_app.annotate.video import ANNOTATE_BATCH, annotate_video
 from edge_app.compile.export import export
 from edge_app.data.folder import load_image_folder
 from edge_app.data.synthetic import SyntheticConfig, VideoConfig, write_dataset, write_video
 from edge_app.engine_dir import InputSpec
-from edge_app.frames.annotate import ANNOTATE_BATCH, annotate_video
+from edge_app.eval.classification import predict_logits
 from edge_app.fsutil import atomic_write_bytes
+from edge_app.models.checkpoint import load_checkpoint
 from edge_app.runtime import open_engine
-from edge_app.training.evaluate import Agreement, compare, predict_logits, top1
-from edge_app.training.train import TrainConfig, load_checkpoint, train
+from edge_app.training.metrics import Agreement, compare, top1
+from edge_app.training.train import TrainConfig, train
 
 if TYPE_CHECKING:
     from edge_app.compile.calibrate import CalibrateResult
@@ -100,8 +102,8 @@ def _detector_step(cfg: DemoConfig, classifier: Path) -> dict[str, Any]:
     from edge_app.compile.calibrate_detect import run_calibrate_detect
     from edge_app.compile.export_detect import export_detector
     from edge_app.engine_dir import EngineDir
-    from edge_app.frames.mode_compare import heldout_comparison
-    from edge_app.training.eval_detect import heldout_report
+    from edge_app.eval.heldout import heldout_report
+    from edge_app.eval.modes import heldout_comparison
     from edge_app.training.train_detect import DetectConfig, train_detector
 
     out = Path(cfg.out) / "detect"
@@ -216,7 +218,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     print(f"    {time.perf_counter() - t:.1f}s")
 
     t = _step("tiles mode on the synthetic video: precision / recall of boxes against its ground truth")
-    from edge_app.frames.detect_eval import evaluate_video
+    from edge_app.eval.boxes import evaluate_video
 
     with open_engine(engine_dir) as eng:
         det = evaluate_video(eng, video, truth)  # tiles mode with its measured defaults

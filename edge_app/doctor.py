@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from edge_app.runtime.cuda_buffers import CudaRuntime, DeviceInfo, cuda_version_str, probe_gpu
+from edge_app.runtime.cuda import CudaRuntime, DeviceInfo, cuda_version_str, probe_gpu
 
 
 @dataclass
@@ -68,7 +68,7 @@ def check_gpu(probe: Callable[[], tuple[DeviceInfo | None, str]] = probe_gpu) ->
 
 def check_tensorrt(load: Callable[[], Any] | None = None) -> Check:
     """TensorRT version, or why it cannot be imported."""
-    from edge_app.runtime.trt_build import TRT_FIX, load_trt
+    from edge_app.runtime.tensorrt.builder import TRT_FIX, load_trt
 
     try:
         trt = (load or load_trt)()

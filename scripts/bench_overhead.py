@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_app.engine_dir import EngineDir  # noqa: E402
 from edge_app.profiling.bench import BenchConfig, Case, measure, open_variant, run_bench  # noqa: E402
-from edge_app.profiling.timers import StageTimer  # noqa: E402
 from edge_app.runtime.registry import Variant  # noqa: E402
+from edge_app.timing import StageTimer  # noqa: E402
 
 
 def make_session(model: Path, threads: int):  # noqa: ANN201 - onnxruntime.InferenceSession

@@ -198,7 +198,7 @@ class CountingCuda:
 
     @staticmethod
     def make() -> Any:
-        from edge_app.runtime.cuda_buffers import CudaRuntime
+        from edge_app.runtime.cuda import CudaRuntime
 
         class _Counting(CudaRuntime):
             captures = 0
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--img", type=int, default=64, help="input size of the demo-like engine (default 64, the demo's)")
     p.add_argument("--calls", type=int, default=1000, help="calls of the leak check (default 1000)")
     a = p.parse_args(argv)
-    from edge_app.runtime.cuda_buffers import probe_gpu
+    from edge_app.runtime.cuda import probe_gpu
 
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge_app.compile.export import export  # noqa: E402
 from edge_app.engine_dir import InputSpec  # noqa: E402
 from edge_app.models import create_model  # noqa: E402
+from edge_app.models.checkpoint import CHECKPOINT_FORMAT, save_checkpoint  # noqa: E402
 from edge_app.models.preprocess import PreprocessedModel  # noqa: E402
-from edge_app.training.train import CHECKPOINT_FORMAT, save_checkpoint  # noqa: E402
 
 
 def make_checkpoint(path: Path, arch: str, img: int, classes: int, seed: int = 0) -> Path:

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from edge_app.frames.labellers import make_labeller, mode_names  # noqa: E402
 from edge_app.frames.pipeline import PipelineConfig, run_pipeline  # noqa: E402
-from edge_app.frames.preprocess import to_batch  # noqa: E402
+from edge_app.geometry import to_batch  # noqa: E402
 from edge_app.runtime import open_engine  # noqa: E402
 from edge_app.video.sinks import JsonlSink, VideoFileSink  # noqa: E402
 from edge_app.video.sources import open_source  # noqa: E402

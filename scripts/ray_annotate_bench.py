@@ -54,8 +54,8 @@ def main() -> int:
 
     from ray.cluster_utils import Cluster
 
-    from edge_app.frames.annotate import annotate_config, annotate_video
-    from edge_app.frames.annotate_ray import RayOptions, annotate_on_ray, make_jobs
+    from edge_app.annotate.ray.driver import RayOptions, annotate_on_ray, make_jobs
+    from edge_app.annotate.video import annotate_config, annotate_video
     from edge_app.frames.labellers import LabellerSpec, make_labeller
     from edge_app.runtime import open_engine
     from tests.helpers import write_tiny_video

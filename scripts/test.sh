@@ -7,4 +7,6 @@ bash scripts/system-deps.sh || true  # ffmpeg, rtsp-server-perl, chromium for th
 # Lint and format check first: a style slip fails fast, before minutes of tests.
 .venv/bin/ruff check edge_app tests scripts run.py
 .venv/bin/ruff format --check edge_app tests scripts run.py
+# The floors of DESIGN.md (.importlinter): imports only point down, no cycles.
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -q "$@"

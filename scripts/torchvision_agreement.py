@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_app.engine_dir import InputSpec  # noqa: E402
-from edge_app.frames.preprocess import resize_to_input  # noqa: E402
+from edge_app.geometry import resize_to_input  # noqa: E402
 from edge_app.models import create_model  # noqa: E402
 from edge_app.models.preprocess import PreprocessedModel  # noqa: E402
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from edge_app.compile import quantize as qz
 from edge_app.compile import ranges as cal
-from edge_app.compile.trt_rules import require_trt_onnx
 from edge_app.data.folder import ImageSet, load_image_folder
 from edge_app.engine_dir import (
     ACCURACY_KEYS,
@@ -31,7 +30,8 @@ from edge_app.engine_dir import (
 )
 from edge_app.errors import UserError
 from edge_app.fsutil import sha256_file
-from edge_app.training.evaluate import compare, top1
+from edge_app.runtime.tensorrt.onnx_rules import require_trt_onnx
+from edge_app.training.metrics import compare, top1
 
 # INT8 top-1 may drop at most this much (absolute, in points of percent) before calibrate warns.
 MAX_TOP1_DROP = 0.01

@@ -18,12 +18,12 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from edge_app.compile.trt_rules import require_trt_onnx
 from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, atomic_write_bytes, ensure_writable_dir, sha256_file
+from edge_app.models.checkpoint import load_checkpoint, model_from_checkpoint
 from edge_app.models.preprocess import PreprocessedModel
-from edge_app.training.train import load_checkpoint, model_from_checkpoint
+from edge_app.runtime.tensorrt.onnx_rules import require_trt_onnx
 
 log = logging.getLogger(__name__)
 

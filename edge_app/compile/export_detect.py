@@ -24,9 +24,9 @@ from edge_app.compile.export import onnx_bytes as export_onnx_bytes
 from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, atomic_write_bytes, ensure_writable_dir, sha256_file
+from edge_app.models.checkpoint import detector_from_checkpoint, load_checkpoint
 from edge_app.models.detector import DETS_COLUMNS, STRIDE, DetectorModel
-from edge_app.training.train import load_checkpoint
-from edge_app.training.train_detect import TASK, detector_from_checkpoint
+from edge_app.training.train_detect import TASK
 
 INPUT_NAME, OUTPUT_NAME = "images", "dets"
 PARITY_TOLERANCE = 1e-3  # scores are probabilities, boxes input pixels: 1e-3 of either is invisible

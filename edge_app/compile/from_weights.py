@@ -65,7 +65,7 @@ class WeightsSource:
 
 def checkpoint_from_weights(src: WeightsSource) -> dict:
     """An edge_app checkpoint (the format ``train`` writes) holding ``src``'s weights, checked against the arch."""
-    from edge_app.training.train import CHECKPOINT_FORMAT
+    from edge_app.models.checkpoint import CHECKPOINT_FORMAT
 
     state = read_state_dict(src.weights)
     n = num_classes_of(state, str(src.weights))

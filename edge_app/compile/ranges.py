@@ -23,8 +23,8 @@ import numpy as np
 from edge_app.data.folder import IMAGE_EXTS, list_images, read_image
 from edge_app.engine_dir import InputSpec, now_iso
 from edge_app.errors import UserError
-from edge_app.frames.preprocess import resize_to_input
 from edge_app.fsutil import atomic_write_json, sha256_bytes
+from edge_app.geometry import resize_to_input
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy as np
 from edge_app.data.folder import IMAGE_EXTS, read_image
 from edge_app.engine_dir import InputSpec
 from edge_app.errors import UserError
-from edge_app.frames.preprocess import resize_to_input
+from edge_app.geometry import boxes_to_input, resize_to_input
 
 NAME_FILES = ("classes.txt", "obj.names", "names.txt")
 
@@ -96,50 +96,6 @@ class DetectionReport:
         if self.skipped:
             s += "; skipped " + "; ".join(f"{n} {r} (e.g. {self.examples[r]})" for r, n in sorted(self.skipped.items()))
         return s
-
-
-# ----------------------------------------------------------------------------------------------- geometry
-def input_transform(frame_hw: tuple[int, int], spec: InputSpec) -> tuple[float, float, float, float]:
-    """(scale_x, scale_y, offset_x, offset_y) with ``input = frame * scale + offset``, as resize_to_input does."""
-    h, w = frame_hw
-    th, tw = spec.height, spec.width
-    if (h, w) == (th, tw):
-        return 1.0, 1.0, 0.0, 0.0
-    if spec.resize == "stretch":
-        return tw / w, th / h, 0.0, 0.0
-    if spec.resize == "letterbox":
-        s = min(th / h, tw / w)
-        rh, rw = max(1, round(h * s)), max(1, round(w * s))
-        return rw / w, rh / h, float((tw - rw) // 2), float((th - rh) // 2)
-    if spec.resize_size:  # center_crop after resizing the short side
-        short = spec.resize_size
-        rh, rw = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
-        return rw / w, rh / h, -float(int(round((rw - tw) / 2.0))), -float(int(round((rh - th) / 2.0)))
-    s = max(th / h, tw / w)
-    rh, rw = max(th, round(h * s)), max(tw, round(w * s))
-    return rw / w, rh / h, -float((rw - tw) // 2), -float((rh - th) // 2)
-
-
-def boxes_to_input(boxes: np.ndarray, frame_hw: tuple[int, int], spec: InputSpec) -> np.ndarray:
-    """Frame-pixel boxes (M,4) -> model-input pixels (clipped to the input)."""
-    sx, sy, ox, oy = input_transform(frame_hw, spec)
-    b = np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32) + np.array(
-        [ox, oy, ox, oy], np.float32
-    )
-    return np.clip(b, 0, [spec.width, spec.height, spec.width, spec.height]).astype(np.float32)
-
-
-def boxes_to_frame(boxes: np.ndarray, frame_hw: tuple[int, int], spec: InputSpec) -> np.ndarray:
-    """Model-input boxes (..., 4) (e.g. ``dets[..., :4]``) -> frame pixels, clipped to the frame.
-
-    The inverse of the host resize: what the frame loop applies to a detector's output.
-    """
-    sx, sy, ox, oy = input_transform(frame_hw, spec)
-    b = (np.asarray(boxes, np.float32) - np.array([ox, oy, ox, oy], np.float32)) / np.array(
-        [sx, sy, sx, sy], np.float32
-    )
-    h, w = frame_hw
-    return np.clip(b, 0, [w, h, w, h]).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------- shared

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_app.engine_dir import InputSpec
 from edge_app.errors import UserError
-from edge_app.frames.preprocess import resize_to_input
+from edge_app.geometry import resize_to_input
 
 log = logging.getLogger(__name__)
 

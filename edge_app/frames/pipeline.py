@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from edge_app.frames.fields import FieldError, shown
+from edge_app.errors import FieldError, shown
 from edge_app.frames.labellers import Labeller, ModeConfig, make_labeller, resolve_config
 from edge_app.frames.overlay import HUD_STAGES, HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.results import FrameResult
-from edge_app.profiling.timers import FpsMeter, StageTimer
 from edge_app.runtime.base import Engine
+from edge_app.timing import FpsMeter, StageTimer
 from edge_app.video.base import Frame, FrameSource, Sink
 
 _END = object()  # queue sentinel: no more items after this one

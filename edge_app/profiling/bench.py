@@ -20,9 +20,9 @@ import numpy as np
 
 from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
-from edge_app.profiling.timers import StageTimer
 from edge_app.runtime.base import Engine
 from edge_app.runtime.registry import Variant, backends, has_variant_file
+from edge_app.timing import StageTimer
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from edge_app.profiling.bench import (
 )
 from edge_app.profiling.report import LOOP_STAGES
 from edge_app.profiling.stages import StageCosts, measure_stages, no_frames
-from edge_app.profiling.timers import RollingStats
 from edge_app.runtime.base import Engine
+from edge_app.timing import RollingStats
 
 if TYPE_CHECKING:
     from edge_app.frames.pipeline import Pipeline, PipelineReport

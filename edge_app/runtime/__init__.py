@@ -16,7 +16,7 @@ from pathlib import Path
 from edge_app.engine_dir import PRECISIONS, EngineDir, EngineMeta
 from edge_app.errors import UserError
 from edge_app.runtime.base import Engine, TensorInfo
-from edge_app.runtime.cuda_buffers import gpu_absent_reason
+from edge_app.runtime.cuda import gpu_absent_reason
 from edge_app.runtime.registry import DEVICES, USES, Backend, OpenOptions, backend_names, backends, get_backend
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import numpy as np
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
 from edge_app.runtime.base import Engine
-from edge_app.runtime.cuda_buffers import gpu_absent_reason
+from edge_app.runtime.cuda import gpu_absent_reason
 from edge_app.runtime.registry import Backend, OpenOptions, Variant
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

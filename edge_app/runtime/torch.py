@@ -19,8 +19,8 @@ class TorchEngine(Engine):
     backend = "torch"
 
     def __init__(self, engine_dir: EngineDir, meta: EngineMeta, precision: str = "fp32", device: str = "auto") -> None:
+        from edge_app.models.checkpoint import load_checkpoint, model_from_checkpoint, resolve_device
         from edge_app.models.preprocess import PreprocessedModel
-        from edge_app.training.train import load_checkpoint, model_from_checkpoint, resolve_device
 
         dev = resolve_device(device)
         if precision == "int8":

@@ -25,12 +25,11 @@ from edge_app.data.folder import ImageSet, LoadReport, augment, load_image_folde
 from edge_app.engine_dir import InputSpec
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, ensure_writable_dir
-from edge_app.models import ResNet, create_model, load_weights
+from edge_app.models import create_model, load_weights
+from edge_app.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, resolve_device, save_checkpoint
 from edge_app.models.preprocess import PreprocessedModel
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "edge_app.checkpoint/1"
 
 
 @dataclass
@@ -88,57 +87,6 @@ class TrainResult:
     data: LoadReport  # what the data loader found
     weights: Mapping[str, str] | None  # load_weights' report when --weights was given
     seconds: float
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a user error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise UserError(f"unknown device '{device}'; choose auto, cpu or cuda")
-    return torch.device(device)
-
-
-# ----------------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: str | Path, ckpt: dict[str, Any]) -> Path:
-    """Write a checkpoint atomically."""
-    return atomic_write(path, lambda p: torch.save(ckpt, p))
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and validate an edge_app checkpoint (``weights_only=True``: no code runs on load)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"checkpoint '{p}' does not exist; train one with `python run.py train`")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(
-            f"'{p}' is not a readable checkpoint ({type(e).__name__}); pass a best.pt or last.pt written by `python run.py train`"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(
-            f"'{p}' is not an edge_app checkpoint; pass a best.pt or last.pt written by `python run.py train`"
-        )
-    return ckpt
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[ResNet | nn.Module, InputSpec, list[str]]:
-    """Rebuild the bare network (eval mode), its input spec and labels from a checkpoint.
-
-    A classifier gives its ResNet; a detector (``"task": "detect"``) its DetectorNet, whose output is ``dets``.
-    """
-    if ckpt.get("task") == "detect":
-        from edge_app.training.train_detect import detector_from_checkpoint
-
-        return detector_from_checkpoint(ckpt)
-    labels = list(ckpt["labels"])
-    model = create_model(ckpt["arch"], num_classes=len(labels))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, InputSpec(**ckpt["input"]), labels
 
 
 def warmup_cosine(total_steps: int, warmup_frac: float = 0.2):

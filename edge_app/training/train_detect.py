@@ -31,17 +31,11 @@ from edge_app.data.detection import DetectionSet, load_detection_data
 from edge_app.engine_dir import InputSpec
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, ensure_writable_dir
-from edge_app.models.detector import STRIDE, DetectorModel, DetectorNet, build_detector, decode, load_backbone_weights
+from edge_app.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, resolve_device, save_checkpoint
+from edge_app.models.detector import STRIDE, DetectorModel, build_detector, decode, load_backbone_weights
 from edge_app.training import detect_metrics as dm
 from edge_app.training.detect_loss import detection_loss, make_targets
-from edge_app.training.train import (
-    CHECKPOINT_FORMAT,
-    load_checkpoint,
-    optimizer_step,
-    resolve_device,
-    save_checkpoint,
-    warmup_cosine,
-)
+from edge_app.training.train import optimizer_step, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +85,6 @@ class DetectTrainResult:
     data: str  # reader summary
     weights: dict[str, str] | None
     seconds: float
-
-
-# ----------------------------------------------------------------------------------------- model I/O
-def detector_from_checkpoint(ckpt: dict[str, Any]) -> tuple[DetectorNet, InputSpec, list[str]]:
-    """Rebuild the :class:`DetectorNet` (eval mode; input normalised NCHW, output ``dets``), spec and labels."""
-    labels = list(ckpt["labels"])
-    d = ckpt["detector"]
-    net = build_detector(
-        ckpt["arch"], len(labels), width=d["width"], base_width=d["base_width"], max_dets=d["max_dets"]
-    )
-    net.load_state_dict(ckpt["model"])
-    net.eval()
-    return net, InputSpec(**ckpt["input"]), labels
 
 
 # ----------------------------------------------------------------------------------------- augmentation

@@ -50,7 +50,7 @@ def test_folder_is_sampled_evenly_and_resized_like_inference(tmp_path: Path) -> 
     full = cal.load_images(cal.plan_images(str(tmp_path / "imgs"), SPEC, num=100), SPEC)
     assert full.images.shape == (10, 32, 32, 3) and full.images.dtype == np.uint8
     assert len(full.skipped) == 1 and full.skipped[0].endswith("broken.jpg")
-    from edge_app.frames.preprocess import resize_to_input
+    from edge_app.geometry import resize_to_input
 
     first = cv2.imread(str(all_files[0]))
     assert np.array_equal(full.images[0], resize_to_input(first, SPEC))

@@ -108,7 +108,7 @@ def test_calibrate_keeps_head_and_decode_float(det_engine: Path, tmp_path: Path)
 def test_heldout_report_and_speed(det_engine: Path) -> None:
     """The held-out evaluation runs end to end on an engine folder (numbers are meaningless for a 1-epoch model)."""
     from edge_app.engine_dir import EngineDir
-    from edge_app.training.eval_detect import format_lines, heldout_report, speed_720p
+    from edge_app.eval.heldout import format_lines, heldout_report, speed_720p
 
     ed = EngineDir(det_engine)
     meta = ed.load_meta()

@@ -12,7 +12,7 @@ import torch
 from edge_app.compile.from_weights import WeightsSource, export_weights
 from edge_app.engine_dir import EngineDir, InputSpec
 from edge_app.errors import UserError
-from edge_app.frames.preprocess import resize_to_input
+from edge_app.geometry import resize_to_input
 from edge_app.models import create_model
 from edge_app.runtime import open_engine
 from tests.helpers import photos

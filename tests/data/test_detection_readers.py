@@ -9,17 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_app.data.detection import (
-    DetectionSet,
-    boxes_to_frame,
-    boxes_to_input,
-    detect_format,
-    load_detection_data,
-    read_coco,
-    read_yolo,
-)
+from edge_app.data.detection import DetectionSet, detect_format, load_detection_data, read_coco, read_yolo
 from edge_app.engine_dir import InputSpec
 from edge_app.errors import UserError
+from edge_app.geometry import boxes_to_frame, boxes_to_input
 
 SPEC = InputSpec(64, 64, resize="letterbox")
 
@@ -175,7 +168,7 @@ def test_box_mapping_round_trips(resize: str) -> None:
 
 
 def test_letterbox_mapping_matches_the_host_resize() -> None:
-    from edge_app.frames.preprocess import resize_to_input
+    from edge_app.geometry import resize_to_input
 
     spec = InputSpec(64, 64, resize="letterbox")
     frame = np.zeros((72, 128, 3), np.uint8)

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from edge_app.cli import main
-from edge_app.data.detection import boxes_to_frame
-from edge_app.frames.fields import FieldError
+from edge_app.errors import FieldError
 from edge_app.frames.labellers import make_labeller
 from edge_app.frames.modes.detect import DetectConfig
 from edge_app.frames.pipeline import PipelineConfig, run_pipeline
-from edge_app.frames.preprocess import to_batch
+from edge_app.geometry import boxes_to_frame, to_batch
 from edge_app.runtime import open_engine
 from tests.frames.fakes import FakeSource, RecordingSink
 from tests.helpers import write_tiny_video

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from edge_app.cli import main as cli_main
-from edge_app.frames.fields import FieldError
+from edge_app.errors import FieldError
 from edge_app.frames.labellers import (
     ClassifyConfig,
     ClassifyLabeller,
@@ -35,8 +35,8 @@ from edge_app.frames.labellers import (
 )
 from edge_app.frames.pipeline import PipelineConfig, run_pipeline
 from edge_app.frames.postprocess import softmax
-from edge_app.frames.preprocess import to_batch
 from edge_app.frames.results import Label
+from edge_app.geometry import to_batch
 from edge_app.video.sinks import JsonlSink
 from tests.frames.fakes import LABELS, FakeDetEngine, FakeEngine, FakeSource, RecordingSink
 
@@ -255,16 +255,16 @@ def test_configs_are_frozen_and_resolved_once() -> None:
 
 
 def test_no_function_of_the_frame_loop_defaults_to_a_mutable_config() -> None:
-    import edge_app.frames.annotate
-    import edge_app.frames.detect_eval
+    import edge_app.annotate.video
+    import edge_app.eval.boxes
     import edge_app.frames.labellers
     import edge_app.frames.modes.base
     import edge_app.frames.pipeline
 
     found = []
     for mod in (
-        edge_app.frames.annotate,
-        edge_app.frames.detect_eval,
+        edge_app.annotate.video,
+        edge_app.eval.boxes,
         edge_app.frames.labellers,
         edge_app.frames.modes.base,
         edge_app.frames.pipeline,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_app.engine_dir import InputSpec
-from edge_app.frames.fields import FieldError
+from edge_app.errors import FieldError
 from edge_app.frames.labellers import TileConfig
 from edge_app.frames.preprocess import crop_tiles, parse_grid, parse_scales, tile_boxes
 

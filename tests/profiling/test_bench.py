@@ -16,8 +16,8 @@ from edge_app.engine_dir import EngineDir
 from edge_app.errors import UserError
 from edge_app.profiling import bench
 from edge_app.profiling.bench import BenchConfig, Case, measure, parse_batches, parse_list, run_bench
-from edge_app.profiling.timers import StageTimer
 from edge_app.runtime.registry import Variant, backend_names, backends, get_backend
+from edge_app.timing import StageTimer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

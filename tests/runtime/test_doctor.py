@@ -12,7 +12,7 @@ import pytest
 from edge_app import doctor
 from edge_app.cli import main
 from edge_app.runtime import backends
-from edge_app.runtime.cuda_buffers import DeviceInfo
+from edge_app.runtime.cuda import DeviceInfo
 
 BACKEND_LINES = tuple(f"backend {b.name} {d}" for b in backends() for d in ("cuda", "cpu") if d in b.devices)
 SECTIONS = (

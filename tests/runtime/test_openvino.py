@@ -13,7 +13,7 @@ from edge_app.engine_dir import EngineDir
 from edge_app.errors import UserError
 from edge_app.runtime import backends, open_engine
 from edge_app.runtime import openvino as ov_backend
-from edge_app.runtime.cuda_buffers import gpu_absent_reason
+from edge_app.runtime.cuda import gpu_absent_reason
 from edge_app.runtime.registry import get_backend
 
 OV_OK, OV_WHY = ov_backend._available("cpu")

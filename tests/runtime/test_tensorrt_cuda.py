@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_app.runtime.cuda_buffers import CudaError, CudaRuntime, probe_gpu
+from edge_app.runtime.cuda import CudaError, CudaRuntime, probe_gpu
 from tests.runtime.trt_stub.doubles import FakeCuda
 
 cudart = pytest.importorskip(
@@ -178,20 +178,20 @@ def _insufficient(driver: int) -> RecordingCudart:
 
 def test_no_driver_at_all_says_there_is_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """Defect: CI (cuda-bindings 13, no driver) was told 'cudaErrorInsufficientDriver', a version problem it does not have."""
-    monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: False)
+    monkeypatch.setattr("edge_app.runtime.cuda.nvidia_driver_present", lambda: False)
     device, why = probe_gpu(CudaRuntime(_insufficient(0)))  # type: ignore[arg-type]
     assert device is None
     assert (
         why.startswith("no NVIDIA GPU/driver on this machine") and "ONNX Runtime" in why and "Insufficient" not in why
     ), why
     # cudaDriverGetVersion says 0 ("no driver installed") even where a stray libcuda is found
-    monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: True)
+    monkeypatch.setattr("edge_app.runtime.cuda.nvidia_driver_present", lambda: True)
     assert probe_gpu(CudaRuntime(_insufficient(0)))[1].startswith("no NVIDIA GPU/driver")  # type: ignore[arg-type]
 
 
 def test_an_old_driver_is_worded_as_the_version_mismatch_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CUDA 12.4 driver (JetPack 6, older desktops) under cuda-bindings 13: say which cuda-bindings to install."""
-    monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: True)
+    monkeypatch.setattr("edge_app.runtime.cuda.nvidia_driver_present", lambda: True)
     device, why = probe_gpu(CudaRuntime(_insufficient(12040)))  # type: ignore[arg-type]
     assert device is None
     assert why == (
@@ -202,7 +202,7 @@ def test_an_old_driver_is_worded_as_the_version_mismatch_it_is(monkeypatch: pyte
 
 def test_this_machine_reports_no_gpu_rather_than_a_driver_version() -> None:
     """The real cuda-bindings here: whatever this machine is, the sentence must not blame a version on no driver."""
-    from edge_app.runtime.cuda_buffers import nvidia_driver_present
+    from edge_app.runtime.cuda import nvidia_driver_present
 
     device, why = probe_gpu()
     if device is not None:
@@ -215,7 +215,7 @@ def test_probe_without_cuda_python_says_the_fix(monkeypatch: pytest.MonkeyPatch)
     def missing() -> None:
         raise ImportError("cuda-python is not installed; pip install cuda-bindings")
 
-    monkeypatch.setattr("edge_app.runtime.cuda_buffers.load_cudart", missing)
+    monkeypatch.setattr("edge_app.runtime.cuda.load_cudart", missing)
     device, why = probe_gpu()
     assert device is None and "pip install cuda-bindings" in why
 
@@ -235,7 +235,7 @@ def test_contract_tests_fake_cuda_has_exactly_the_real_interface() -> None:
 def test_doctor_gives_the_pip_line_for_a_driver_version_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
     from edge_app import doctor
 
-    monkeypatch.setattr("edge_app.runtime.cuda_buffers.nvidia_driver_present", lambda: True)
+    monkeypatch.setattr("edge_app.runtime.cuda.nvidia_driver_present", lambda: True)
     c = doctor.check_gpu(lambda: probe_gpu(CudaRuntime(_insufficient(12060))))  # type: ignore[arg-type]
     assert not c.ok and c.detail == "the NVIDIA driver supports CUDA 12.6 but cuda-bindings needs CUDA 13.0"
     assert c.fix == "pip install 'cuda-bindings==12.*' (or update the NVIDIA driver)"

@@ -13,7 +13,7 @@ import pytest
 
 from edge_app.engine_dir import EngineDir
 from edge_app.runtime import open_engine
-from edge_app.runtime.cuda_buffers import CudaRuntime, probe_gpu
+from edge_app.runtime.cuda import CudaRuntime, probe_gpu
 
 pytestmark = pytest.mark.gpu
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_app.runtime.cuda_buffers import probe_gpu
+from edge_app.runtime.cuda import probe_gpu
 from tests.runtime.trt_stub.doubles import FakeCuda
 
 REPO = Path(__file__).resolve().parents[2]

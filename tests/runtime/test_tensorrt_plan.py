@@ -14,10 +14,17 @@ from edge_app.engine_dir import EngineDir, EngineMeta, InputSpec
 from edge_app.errors import UserError
 from edge_app.runtime import open_engine
 from edge_app.runtime import tensorrt as trt_backend
-from edge_app.runtime.cuda_buffers import DeviceInfo
+from edge_app.runtime.cuda import DeviceInfo
 from edge_app.runtime.onnxruntime import gpu_provider_options
 from edge_app.runtime.tensorrt import PlanError
-from edge_app.runtime.trt_build import BatchRange, BuildError, BuildSpec, check_precision_supported, onnx_for, plan_key
+from edge_app.runtime.tensorrt.builder import (
+    BatchRange,
+    BuildError,
+    BuildSpec,
+    check_precision_supported,
+    onnx_for,
+    plan_key,
+)
 from tests.runtime.trt_stub.world import tiny_onnx
 
 GPU = DeviceInfo(0, "NVIDIA GeForce RTX 4090", (8, 9), 24 << 30, False, 12040, 12090, sm_count=128)
@@ -130,7 +137,7 @@ def test_plan_key_is_readable() -> None:
 
 
 def test_mig_instance_is_detected_from_the_visible_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_app.runtime.cuda_buffers import in_mig_instance
+    from edge_app.runtime.cuda import in_mig_instance
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-4f6b8a2c-1d3e-5f70-8a9b-0c1d2e3f4a5b")
     assert in_mig_instance()
@@ -430,7 +437,7 @@ def test_onnxruntime_gpu_providers_are_not_used_without_a_gpu(
     tiny_engine: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """onnxruntime-gpu lists CUDA/TensorRT providers on any machine; without a GPU auto must pick the CPU."""
-    import edge_app.runtime.cuda_buffers as cb
+    import edge_app.runtime.cuda as cb
 
     monkeypatch.setattr(trt_backend, "available", lambda: (False, "no GPU (test)"))
     monkeypatch.setattr(

@@ -81,7 +81,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_tiny_training_writes_checkpoint_and_metrics(tiny_run) -> None:
-    from edge_app.training.train import load_checkpoint, model_from_checkpoint
+    from edge_app.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     r, out, _ = tiny_run
     assert Path(r.best).is_file() and Path(r.last).is_file()

@@ -35,7 +35,7 @@ from typing import Any, Callable, ClassVar, Mapping, TypeVar
 import numpy as np
 
 from edge_app.engine_dir import EngineMeta
-from edge_app.frames.fields import FieldError
+from edge_app.errors import FieldError
 from edge_app.frames.results import Label
 from edge_app.runtime.base import Engine
 

@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.data.detection import boxes_to_frame
-from edge_app.frames.fields import FieldError, shown
+from edge_app.errors import FieldError, shown
 from edge_app.frames.modes.base import Labeller, ModeConfig, register_mode
-from edge_app.frames.preprocess import to_batch
 from edge_app.frames.results import Label
+from edge_app.geometry import boxes_to_frame, to_batch
 
 
 @dataclass(frozen=True)

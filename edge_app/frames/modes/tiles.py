@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_app.frames.fields import FieldError, shown
+from edge_app.errors import FieldError, shown
 from edge_app.frames.modes.base import Labeller, ModeConfig, register_mode
 from edge_app.frames.postprocess import BACKGROUND, tiles_to_boxes
 from edge_app.frames.preprocess import crop_tiles, tile_boxes

@@ -21,7 +21,7 @@ from unittest import mock
 
 import numpy as np
 
-from edge_app.runtime.cuda_buffers import CudaRuntime, DeviceInfo
+from edge_app.runtime.cuda import CudaRuntime, DeviceInfo
 
 USED: set[str] = set()
 _UNSET = object()

@@ -50,7 +50,7 @@ SCENARIOS = [
 
 # ------------------------------------------------------------------------------------------------ scenarios
 def build_fp16(trt: Any, tmp: Path, facts: dict) -> None:
-    from edge_app.runtime.trt_build import BatchRange, BuildSpec, build_plan
+    from edge_app.runtime.tensorrt.builder import BatchRange, BuildSpec, build_plan
 
     w = World(trt)
     onnx = tmp / "m.onnx"
@@ -80,7 +80,7 @@ def build_fp16(trt: Any, tmp: Path, facts: dict) -> None:
 
 
 def parse_errors_in_full(trt: Any, tmp: Path, facts: dict) -> None:
-    from edge_app.runtime.trt_build import BuildError, BuildSpec, build_plan
+    from edge_app.runtime.tensorrt.builder import BuildError, BuildSpec, build_plan
 
     w = World(trt, parse_ok=False)
     onnx = tmp / "m.onnx"
@@ -96,7 +96,7 @@ def parse_errors_in_full(trt: Any, tmp: Path, facts: dict) -> None:
 
 
 def build_failure_reports_log(trt: Any, tmp: Path, facts: dict) -> None:
-    from edge_app.runtime.trt_build import BuildError, BuildSpec, build_plan
+    from edge_app.runtime.tensorrt.builder import BuildError, BuildSpec, build_plan
 
     w = World(trt, plan=None)
     onnx = tmp / "m.onnx"
@@ -110,7 +110,7 @@ def build_failure_reports_log(trt: Any, tmp: Path, facts: dict) -> None:
 
 
 def dla_with_gpu_fallback(trt: Any, tmp: Path, facts: dict) -> None:
-    from edge_app.runtime.trt_build import BatchRange, BuildSpec, build_plan
+    from edge_app.runtime.tensorrt.builder import BatchRange, BuildSpec, build_plan
 
     w = World(trt, dla_cores=2)
     onnx = tmp / "m.onnx"
@@ -122,7 +122,7 @@ def dla_with_gpu_fallback(trt: Any, tmp: Path, facts: dict) -> None:
 
 def dla_missing(trt: Any, tmp: Path, facts: dict) -> None:
     from edge_app.errors import UserError
-    from edge_app.runtime.trt_build import BatchRange, BuildSpec, build_plan
+    from edge_app.runtime.tensorrt.builder import BatchRange, BuildSpec, build_plan
 
     for cores, dla, want in ((0, 0, "has no DLA"), (1, 1, "has 1 DLA core")):
         w = World(trt, dla_cores=cores)
@@ -137,7 +137,7 @@ def dla_missing(trt: Any, tmp: Path, facts: dict) -> None:
 
 
 def timing_cache_mismatch(trt: Any, tmp: Path, facts: dict) -> None:
-    from edge_app.runtime.trt_build import BuildSpec, build_plan
+    from edge_app.runtime.tensorrt.builder import BuildSpec, build_plan
 
     w = World(trt, cache_accepts=False)
     onnx = tmp / "m.onnx"
@@ -265,7 +265,7 @@ def cache_rebuilds_undeserializable_plan(trt: Any, tmp: Path, facts: dict) -> No
 
 
 def cache_never_loads_other_version(trt: Any, tmp: Path, facts: dict) -> None:
-    from edge_app.runtime.cuda_buffers import DeviceInfo
+    from edge_app.runtime.cuda import DeviceInfo
     from edge_app.runtime.tensorrt import Machine
 
     w = World(trt)
@@ -283,7 +283,7 @@ def cache_never_loads_other_version(trt: Any, tmp: Path, facts: dict) -> None:
 
 def no_build_is_a_clear_error(trt: Any, tmp: Path, facts: dict) -> None:
     from edge_app.errors import UserError
-    from edge_app.runtime.cuda_buffers import DeviceInfo
+    from edge_app.runtime.cuda import DeviceInfo
     from edge_app.runtime.tensorrt import Machine
 
     w = World(trt)
@@ -405,7 +405,7 @@ def _build(w: World, ed: Any, spec: Any, machine: Any = None) -> dict:
 def cache_picks_the_plan_holding_the_batch(trt: Any, tmp: Path, facts: dict) -> None:
     """Defect: open picked the plan with the widest max even when its min was above the batch asked for."""
     from edge_app.errors import UserError
-    from edge_app.runtime.trt_build import BatchRange, BuildSpec
+    from edge_app.runtime.tensorrt.builder import BatchRange, BuildSpec
 
     w = World(trt)
     ed = engine_folder(tmp)
@@ -437,7 +437,7 @@ def cache_picks_the_plan_holding_the_batch(trt: Any, tmp: Path, facts: dict) -> 
 
 def cache_rebuilds_for_other_settings(trt: Any, tmp: Path, facts: dict) -> None:
     """Defect: `build --workspace 4` after a 2 GiB build said 'up to date'; so did another Orin with fewer SMs."""
-    from edge_app.runtime.trt_build import BatchRange, BuildSpec
+    from edge_app.runtime.tensorrt.builder import BatchRange, BuildSpec
 
     w = World(trt)
     ed = engine_folder(tmp)
@@ -463,7 +463,7 @@ def cache_rebuilds_for_other_settings(trt: Any, tmp: Path, facts: dict) -> None:
 def dla_plan_is_fixed_shape_and_found(trt: Any, tmp: Path, facts: dict) -> None:
     """Defect: DLA needs min = opt = max; open with dla_core must find (or build) that fixed plan."""
     from edge_app.errors import UserError
-    from edge_app.runtime.trt_build import BatchRange, BuildSpec
+    from edge_app.runtime.tensorrt.builder import BatchRange, BuildSpec
 
     w = World(trt, dla_cores=2)
     ed = engine_folder(tmp)
@@ -521,7 +521,7 @@ def timing_cache_is_merged_under_a_lock(trt: Any, tmp: Path, facts: dict) -> Non
 
 
 def opt_level_reaches_the_config(trt: Any, tmp: Path, facts: dict) -> None:
-    from edge_app.runtime.trt_build import BuildSpec, build_plan
+    from edge_app.runtime.tensorrt.builder import BuildSpec, build_plan
 
     w = World(trt)
     onnx = tmp / "m.onnx"

@@ -136,7 +136,7 @@ class World:
         sm_count: int = 128,
         mig: bool = False,
     ) -> Any:
-        from edge_app.runtime.cuda_buffers import DeviceInfo
+        from edge_app.runtime.cuda import DeviceInfo
         from edge_app.runtime.tensorrt import Machine
 
         return Machine(self.trt, self.cuda, DeviceInfo(0, name, sm, 24 << 30, False, 12040, 12090, sm_count, mig))

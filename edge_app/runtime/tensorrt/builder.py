@@ -24,7 +24,7 @@ from typing import Any, Callable
 from edge_app.engine_dir import PRECISIONS, EngineDir
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_bytes
-from edge_app.runtime.cuda_buffers import DeviceInfo
+from edge_app.runtime.cuda import DeviceInfo
 
 try:  # the timing cache is shared by concurrent builds; TensorRT runs on Linux and Windows, fcntl is POSIX only
     import fcntl

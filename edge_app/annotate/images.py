@@ -177,7 +177,7 @@ def _write_image(path: Path, img) -> None:  # noqa: ANN001 - a BGR uint8 array
 def split_inputs(inputs: list[str]) -> tuple[list[Path], list[ImageInput]]:
     """``annotate``'s inputs as (video files, images): files by extension, folders (videos directly inside,
     images recursively), and glob patterns of images; a missing input or a folder with neither is a UserError."""
-    from edge_app.frames.annotate import VIDEO_EXTS
+    from edge_app.annotate.video import VIDEO_EXTS
 
     videos: list[Path] = []
     images: list[ImageInput] = []

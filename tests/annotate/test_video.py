@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from edge_app.annotate.video import AnnotateResult, annotate_config, annotate_video, completed_results
 from edge_app.cli import main as cli_main
-from edge_app.frames.annotate import AnnotateResult, annotate_config, annotate_video, completed_results
 from tests.frames.fakes import FakeEngine
 from tests.helpers import write_tiny_video
 

@@ -11,7 +11,7 @@ The score threshold of precision/recall is the engine's own (chosen on validatio
 Speed: 720p frame -> host resize -> ONNX Runtime CPU run -> boxes in frame pixels, batch 1, fp32 and INT8 (u8s8)
 alternating in blocks after warm-up (spinning off: the machines are shared), medians and p90 of each.
 
-Run: ``python -m edge_app.training.eval_detect --engine engines/NAME [--scenes 500] [--frames 60] [--json out.json]``.
+Run: ``python -m edge_app.eval.heldout --engine engines/NAME [--scenes 500] [--frames 60] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_app.data.detection import boxes_to_frame
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
-from edge_app.frames.preprocess import resize_to_input
+from edge_app.geometry import boxes_to_frame, resize_to_input
 from edge_app.training import detect_metrics as dm
 
 FILES = (("fp32", "fp32", "any"), ("fp16", "fp16", "any"), ("int8.trt", "int8", "trt"), ("int8.cpu", "int8", "cpu"))

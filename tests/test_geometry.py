@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_app.engine_dir import InputSpec
-from edge_app.frames.preprocess import resize_to_input, shrink
+from edge_app.geometry import resize_to_input, shrink
 from tests.helpers import photos
 
 

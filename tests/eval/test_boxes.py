@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.errors import UserError
-from edge_app.frames.detect_eval import evaluate_video, labels_from_jsonl, load_truth, match_frame, score
+from edge_app.eval.boxes import evaluate_video, labels_from_jsonl, load_truth, match_frame, score
 from edge_app.frames.labellers import TileConfig
 from edge_app.frames.results import FrameResult, Label
 from tests.frames.fakes import FakeEngine

@@ -3,7 +3,7 @@
 One file is one unit of work. A pool of Ray actors (one per node unless ``workers`` says otherwise) each
 holds one labeller, built where it runs from a :class:`~edge_app.frames.labellers.LabellerSpec`, so each
 node opens its own fastest backend (a TensorRT plan is built per GPU, ``plans/`` is never shipped). Each
-actor calls the same :func:`~edge_app.frames.annotate.annotate_video` as a local run, so the outputs (atomic
+actor calls the same :func:`~edge_app.annotate.video.annotate_video` as a local run, so the outputs (atomic
 writes, per-file JSON lines, annotated videos) and ``resume`` are exactly a local run's.
 
 Why Ray Core actors and not Ray Data: the unit of work is a whole file whose outputs must be written in
@@ -58,8 +58,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_app.engine_dir import ONNX_FILES, EngineDir
-from edge_app.errors import UserError
-from edge_app.frames.fields import FieldError, shown
+from edge_app.errors import FieldError, UserError, shown
 from edge_app.frames.labellers import Labeller, LabellerSpec
 from edge_app.frames.pipeline import PipelineConfig
 
@@ -297,7 +296,7 @@ class AnnotateWorker:
 
     def annotate(self, job: FileJob, cfg: PipelineConfig, codec: str | None) -> WorkerOutcome:
         """Annotate one file exactly as a local run does; a stop request ends it with resumable outputs."""
-        from edge_app.frames.annotate import annotate_video, completed_results
+        from edge_app.annotate.video import annotate_video, completed_results
 
         if self._lab is None:
             raise RuntimeError("AnnotateWorker.annotate called before start()")
@@ -707,7 +706,7 @@ def annotate_on_ray(
     log: Callable[[str], None] = print,
 ) -> RayRunResult:
     """Annotate ``jobs`` on a Ray cluster (``options.address``; None: a local instance) with labellers built
-    from ``spec`` on each node; outputs and resume as :func:`~edge_app.frames.annotate.annotate_video`.
+    from ``spec`` on each node; outputs and resume as :func:`~edge_app.annotate.video.annotate_video`.
 
     ``cfg`` is the loop configuration of every file (its progress bar is replaced by one for the run).
     Ray is connected here and disconnected (a local instance shut down) before returning.
@@ -723,7 +722,7 @@ def annotate_on_ray(
 
 
 def make_jobs(inputs: list[Path], outputs: list[tuple[Path, Path]], resume: bool) -> list[FileJob]:
-    """Jobs with absolute paths for the inputs and :func:`~edge_app.frames.annotate.output_paths`' outputs."""
+    """Jobs with absolute paths for the inputs and :func:`~edge_app.annotate.video.output_paths`' outputs."""
     return [
         FileJob(i, str(src.resolve()), str(v.resolve()), str(j.resolve()), resume)
         for i, (src, (v, j)) in enumerate(zip(inputs, outputs))

@@ -5,7 +5,7 @@ threshold (0.3 by default) with it; each ground-truth box matches at most one pr
 score first, as in PASCAL VOC). Ground truth is ``<video>.truth.jsonl`` from
 :func:`edge_app.data.synthetic.write_video`: ``{"frame": i, "objects": [{"class": .., "box": [x1,y1,x2,y2]}]}``.
 
-Run on the demo engine: ``python -m edge_app.frames.detect_eval --engine engines/demo``.
+Run on the demo engine: ``python -m edge_app.eval.boxes --engine engines/demo``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from edge_app.errors import UserError
-from edge_app.frames.fields import FieldError
+from edge_app.errors import FieldError, UserError
 from edge_app.frames.postprocess import box_iou
 from edge_app.frames.results import Label
 from edge_app.runtime.base import Engine
@@ -229,13 +228,13 @@ def _parsed(flag: str, parse: Callable[[str], Any], text: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edge_app.frames.detect_eval``: print tiles-mode precision/recall on the synthetic video."""
+    """``python -m edge_app.eval.boxes``: print tiles-mode precision/recall on the synthetic video."""
     from edge_app.frames.labellers import TileConfig
     from edge_app.frames.preprocess import parse_grid, parse_scales
     from edge_app.runtime import open_engine
 
     d = TileConfig()
-    p = argparse.ArgumentParser(prog="python -m edge_app.frames.detect_eval", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m edge_app.eval.boxes", description=__doc__.splitlines()[0])
     p.add_argument("--engine", default="engines/demo")
     p.add_argument("--video", default="data/synthetic_video.mp4")
     p.add_argument("--truth", default=None, help="default: <video stem>.truth.jsonl")

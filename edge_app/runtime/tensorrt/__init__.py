@@ -19,14 +19,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge_app.compile.trt_rules import require_trt_onnx
 from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_bytes, sha256_bytes, sha256_file
 from edge_app.runtime.base import Engine
-from edge_app.runtime.cuda_buffers import CudaError, CudaRuntime, DeviceInfo, probe_gpu
+from edge_app.runtime.cuda import CudaError, CudaRuntime, DeviceInfo, probe_gpu
 from edge_app.runtime.registry import Backend, OpenOptions, Variant
-from edge_app.runtime.trt_build import (
+from edge_app.runtime.tensorrt.builder import (
     TRT_FIX,
     BatchRange,
     BuildError,
@@ -40,6 +39,7 @@ from edge_app.runtime.trt_build import (
     plan_key,
     trt_major,
 )
+from edge_app.runtime.tensorrt.onnx_rules import require_trt_onnx
 
 log = logging.getLogger(__name__)
 
@@ -455,7 +455,7 @@ def build(
 
 def _auto_precision(ed: EngineDir, device: DeviceInfo) -> str:
     """Fastest precision this folder has ONNX for and this GPU runs fast: int8, then fp16, then fp32."""
-    from edge_app.runtime.trt_build import MIN_SM
+    from edge_app.runtime.tensorrt.builder import MIN_SM
 
     for prec in ("int8", "fp16"):
         if ed.onnx_path(prec, "trt").is_file() and device.compute_capability >= MIN_SM[prec]:

@@ -10,7 +10,7 @@ scored twice with faster-coco-eval (:mod:`edge_app.training.detect_metrics`):
 * precision and recall (IoU >= 0.5, class match) of the boxes it draws at its operating threshold (its
   default ``conf``), which is what ``live`` and ``annotate`` show a user.
 
-Run: ``python -m edge_app.frames.mode_compare --detector engines/demo-det --classifier engines/demo``.
+Run: ``python -m edge_app.eval.modes --detector engines/demo-det --classifier engines/demo``.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     """Print detect vs tiles on the held-out video."""
     from edge_app.runtime import open_engine
 
-    p = argparse.ArgumentParser(prog="python -m edge_app.frames.mode_compare", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m edge_app.eval.modes", description=__doc__.splitlines()[0])
     p.add_argument("--detector", default="engines/demo-det", help="detector engine (default engines/demo-det)")
     p.add_argument("--classifier", default="engines/demo", help="classifier engine for tiles (default engines/demo)")
     p.add_argument("--frames", type=int, default=60, help="held-out frames (every 5th of the video; default 60)")

@@ -9,10 +9,10 @@ from pathlib import Path
 import cv2
 import pytest
 
+from edge_app.annotate.images import JSONL_NAME, annotate_images, split_inputs
 from edge_app.cli import main
 from edge_app.engine_dir import EngineDir
 from edge_app.errors import UserError
-from edge_app.frames.annotate_images import JSONL_NAME, annotate_images, split_inputs
 from edge_app.frames.labellers import make_labeller
 from edge_app.runtime import open_engine
 from tests.helpers import PHOTOS, photos

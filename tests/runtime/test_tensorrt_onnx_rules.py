@@ -17,9 +17,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
-from edge_app.compile.trt_rules import check_trt_onnx, require_trt_onnx, trt_table
 from edge_app.engine_dir import EngineDir
 from edge_app.errors import UserError
+from edge_app.runtime.tensorrt.onnx_rules import check_trt_onnx, require_trt_onnx, trt_table
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from edge_app.profiling.timers import FpsMeter, LogHistogram, RollingStats, StageTimer, percentiles
+from edge_app.timing import FpsMeter, LogHistogram, RollingStats, StageTimer, percentiles
 
 
 def _lognormal(rng: np.random.Generator, n: int) -> np.ndarray:

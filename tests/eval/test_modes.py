@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_app.frames.mode_compare import compare_modes, heldout_comparison, labels_to_dets, main
+from edge_app.eval.modes import compare_modes, heldout_comparison, labels_to_dets, main
 from edge_app.frames.results import Label
 from edge_app.runtime import open_engine
 from tests.frames.fakes import LABELS, FakeDetEngine, FakeEngine

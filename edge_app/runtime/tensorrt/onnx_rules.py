@@ -77,7 +77,9 @@ class Violation:
 @lru_cache(maxsize=1)
 def trt_table() -> dict[str, Any]:
     """The packaged onnx-tensorrt operator table and parser rules (with its ``source`` block)."""
-    text = resources.files("edge_app.compile").joinpath("data").joinpath(TABLE_FILE).read_text(encoding="utf-8")
+    text = (
+        resources.files("edge_app.runtime.tensorrt").joinpath("data").joinpath(TABLE_FILE).read_text(encoding="utf-8")
+    )
     return json.loads(text)
 
 

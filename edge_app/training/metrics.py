@@ -1,21 +1,10 @@
-"""Accuracy of any backend on an image set, in the batches the backend accepts."""
+"""Classification metrics on logits: top-1 and agreement with a reference (pure NumPy, usable from any floor)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-from edge_app.data.folder import ImageSet
-from edge_app.runtime.base import Engine
-
-
-def predict_logits(engine: Engine, data: ImageSet, batch: int = 64) -> np.ndarray:
-    """Logits (N,C) of ``engine`` over ``data.images``."""
-    if engine.max_batch:
-        batch = min(batch, engine.max_batch)
-    out = [engine.infer(data.images[s : s + batch])["logits"] for s in range(0, len(data), batch)]
-    return np.concatenate(out) if out else np.zeros((0, engine.meta.num_classes), np.float32)
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:

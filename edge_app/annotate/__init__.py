@@ -1,0 +1,1 @@
+"""The application on top of the frame loop: annotate videos, photos and folders, locally or on Ray."""

@@ -1,0 +1,1 @@
+"""annotate --ray: files spread over a Ray cluster, outputs and resume exactly as a local run."""

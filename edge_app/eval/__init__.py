@@ -1,0 +1,1 @@
+"""Every accuracy number: classification, detection mAP, held-out sets, mode comparison, tracking."""
