@@ -400,9 +400,11 @@ def cmd_annotate(a: argparse.Namespace) -> int:
                 )
             outs = output_paths(videos, a.out)
             print(f"engine: {eng.description} [{eng.choice}]")
-            lab = make_labeller(eng, cfg.mode, cfg.mode_config)  # an engine the mode cannot use fails before any output
+            lab = make_labeller(
+                eng, a.mode, _mode_configs(a).get(a.mode)
+            )  # an engine the mode cannot use fails before any output
             for src, (vid, jl) in zip(videos, outs):
-                r = annotate_video(eng, src, vid, jl, cfg, resume=a.resume, labeller=lab, codec=a.codec)
+                r = annotate_video(lab, src, vid, jl, cfg, resume=a.resume, codec=a.codec)
                 if r.already_complete:
                     print(f"{src}: already complete ({r.frames_restored} frames in {jl}), skipped")
                     continue
@@ -477,7 +479,9 @@ def _annotate_on_ray(a: argparse.Namespace) -> int:
                 f"(e.g. '{images[0].path}'); annotate photos without --ray"
             )
         outs = output_paths(inputs, a.out)
-        spec = LabellerSpec(a.engine, cfg.mode, cfg.mode_config, a.backend, a.precision, a.device, use="throughput")
+        spec = LabellerSpec(
+            a.engine, a.mode, _mode_configs(a).get(a.mode), a.backend, a.precision, a.device, use="throughput"
+        )
         result = ar.annotate_on_ray(
             spec, ar.make_jobs(inputs, outs, a.resume), cfg, opts, codec=a.codec, progress=not a.no_progress
         )
@@ -805,8 +809,6 @@ def _loop_config(a: argparse.Namespace, **kw: Any) -> PipelineConfig:  # noqa: F
 
     overlay = OverlayConfig(labels=not a.no_labels, boxes=not a.no_boxes, hud=not a.no_hud)
     return PipelineConfig(
-        mode=a.mode,
-        mode_config=_mode_configs(a).get(a.mode),
         batch=a.batch,
         max_frames=a.max_frames,
         overlay=overlay,
@@ -862,7 +864,7 @@ def cmd_live(a: argparse.Namespace) -> int:
         with open_from_args(a) as eng:
             print(f"engine: {eng.description} [{eng.choice}]")
             lab = make_labeller(
-                eng, cfg.mode, cfg.mode_config
+                eng, a.mode, _mode_configs(a).get(a.mode)
             )  # an engine the mode cannot use fails before the source opens
             src = open_source(a.source, width=a.width, height=a.height, fps=a.fps, loop=a.loop, flip=a.flip)
             try:
@@ -884,8 +886,8 @@ def cmd_live(a: argparse.Namespace) -> int:
             for s in sinks:
                 if isinstance(s, MjpegSink):
                     print(f"serving {s.url}", flush=True)
-            print(f"source: {src!r}; mode {cfg.mode}; Ctrl-C stops", flush=True)
-            rep = run_pipeline(eng, src, sinks, cfg, lab)
+            print(f"source: {src!r}; mode {lab.mode}; Ctrl-C stops", flush=True)
+            rep = run_pipeline(lab, src, sinks, cfg)
     print(rep.summary())
     for name, st in rep.stages.items():
         print(f"  {name:12s} p50 {st['p50']:8.2f} ms  p99 {st['p99']:8.2f} ms")

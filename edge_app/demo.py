@@ -17,6 +17,7 @@ from edge_app.data.folder import load_image_folder
 from edge_app.data.synthetic import SyntheticConfig, VideoConfig, write_dataset, write_video
 from edge_app.engine_dir import InputSpec
 from edge_app.eval.classification import predict_logits
+from edge_app.frames.labellers import make_labeller
 from edge_app.fsutil import atomic_write_bytes
 from edge_app.models.checkpoint import load_checkpoint
 from edge_app.runtime import open_engine
@@ -213,7 +214,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
     t = _step("annotate the synthetic video (classify mode)")
     with open_engine(engine_dir) as eng:
         backend = eng.description
-        ann = annotate_video(eng, video, out / "annotated.mp4", out / "annotated.jsonl")
+        ann = annotate_video(make_labeller(eng), video, out / "annotated.mp4", out / "annotated.jsonl")
     written += [str(ann.video), str(ann.jsonl)]
     print(f"    {time.perf_counter() - t:.1f}s")
 

@@ -86,7 +86,7 @@ def main() -> int:
                     sinks = [JsonlSink(Path(d) / "out.jsonl")]
                     if not a.no_video:
                         sinks.insert(0, VideoFileSink(Path(d) / "out.mp4", src.fps, src.size))
-                    rep = run_pipeline(eng, src, sinks, PipelineConfig(mode=a.mode, batch=a.batch))
+                    rep = run_pipeline(make_labeller(eng, a.mode), src, sinks, PipelineConfig(batch=a.batch))
             infer_fps = timed_loop(eng.infer, ready, a.seconds) if a.mode == "classify" else float("nan")
             step_fps = timed_loop(lambda b: lab.label(b), fb, a.seconds)
             runs.append((infer_fps, step_fps))
@@ -110,7 +110,7 @@ def main() -> int:
             src = open_source("synthetic")
             with tempfile.TemporaryDirectory() as d:  # output = an MP4 being written, as `live --save`
                 sinks = [VideoFileSink(Path(d) / "live.mp4", src.fps, src.size)]
-                rep = run_pipeline(eng, src, sinks, PipelineConfig(mode=a.mode, batch=1, duration=a.live))
+                rep = run_pipeline(make_labeller(eng, a.mode), src, sinks, PipelineConfig(batch=1, duration=a.live))
             e = rep.end_to_end_ms
             print(
                 f"live --source synthetic ({a.mode}, {a.live:g}s): {rep.frames_written} written, {rep.frames_dropped} dropped, "

@@ -81,9 +81,7 @@ def main() -> int:
         t = time.perf_counter()
         with open_engine(a.engine, use="throughput") as eng:  # what `annotate` without --ray does
             lab = make_labeller(eng, cfg.mode, cfg.mode_config)
-            rs = [
-                annotate_video(eng, f, out / f"{f.stem}.mp4", out / f"{f.stem}.jsonl", cfg, labeller=lab) for f in files
-            ]
+            rs = [annotate_video(lab, f, out / f"{f.stem}.mp4", out / f"{f.stem}.jsonl", cfg) for f in files]
         wall = time.perf_counter() - t
         return {
             "wall_s": wall,

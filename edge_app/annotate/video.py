@@ -18,15 +18,14 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
-from edge_app.frames.pipeline import PipelineConfig, PipelineReport, run_pipeline
+from edge_app.frames.pipeline import PipelineConfig, PipelineReport, PostLabelStep, run_pipeline
 from edge_app.frames.results import FrameResult
 from edge_app.fsutil import atomic_write_text
-from edge_app.runtime.base import Engine
 from edge_app.video.base import Frame, FrameSource, Sink
 
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
@@ -130,32 +129,29 @@ def _restore_prefix(it: Iterator[Frame], done: list[FrameResult], sink: Sink, ov
 
 
 def annotate_video(
-    engine: Engine,
+    labeller: Labeller,
     video: str | Path,
     out_video: str | Path,
     out_jsonl: str | Path,
     cfg: PipelineConfig | None = None,
     *,
     resume: bool = False,
-    labeller: Labeller | None = None,
     codec: str | None = None,
+    steps: Sequence[PostLabelStep] = (),
 ) -> AnnotateResult:
     """Annotate one file with the loop settings ``cfg`` (None: :func:`annotate_config`); files never drop a frame.
 
     ``cfg.max_frames`` counts from the file's first frame, restored frames included. ``resume`` continues
-    from the last complete line of ``out_jsonl`` (see the module docstring). ``labeller``: one the caller
-    built (and keeps) for many files; None: ``cfg``'s mode on ``engine``. ``codec``: the annotated video's
+    from the last complete line of ``out_jsonl`` (see the module docstring). ``labeller``: the engine and
+    mode (the caller builds and keeps it for many files). ``steps``: post-label steps (trackers, counters),
+    reset by the caller between files. ``codec``: the annotated video's
     (None: its extension's default, H.264 for .mp4).
     """
     from edge_app.video.sinks import JsonlSink, VideoFileSink
     from edge_app.video.sources import open_source
 
     if cfg is None:
-        cfg = (
-            annotate_config(mode=labeller.mode, mode_config=labeller.config)
-            if labeller is not None
-            else annotate_config()
-        )
+        cfg = annotate_config()
     out_video, out_jsonl = Path(out_video), Path(out_jsonl)
     done = completed_results(out_jsonl) if resume else []
     src = open_source(str(video))
@@ -204,7 +200,7 @@ def annotate_video(
                 progress_total=total,
                 progress_initial=restored,
             )
-            rep = run_pipeline(engine, _Resumed(src, it) if restored else src, sinks, run, labeller)
+            rep = run_pipeline(labeller, _Resumed(src, it) if restored else src, sinks, run, steps)
     except BaseException:
         for s in sinks:
             s.close()

@@ -11,9 +11,14 @@
   Ctrl-C in the main thread all stop the capture, let the frames already queued (a few, the queues are
   bounded) finish, and close every sink; a second Ctrl-C abandons the queued frames.
 
-``run_pipeline(engine, source, sinks, cfg) -> PipelineReport`` is the API ``live``, ``annotate`` and
-``bench --pipeline`` use. The loop never asks which mode labels the frames: ``cfg.mode`` names a registered
-labeller (:mod:`edge_app.frames.labellers`) and ``cfg.mode_config`` holds its own settings.
+``run_pipeline(labeller, source, sinks, cfg, steps) -> PipelineReport`` is the API ``live``, ``annotate``
+and ``bench --pipeline`` use. One labeller carries the choice: its engine, its mode and the mode's settings
+(:mod:`edge_app.frames.labellers`); ``cfg`` holds loop settings only, so nothing has to agree with anything.
+The loop never asks which mode labels the frames.
+
+Post-label steps (trackers, line and zone counters: :class:`PostLabelStep`) run in the inference thread, in
+order, on each frame's labels; they keep state per source and may add per-frame output (``frame_extra``)
+that goes into the JSON line and the HUD.
 """
 
 from __future__ import annotations
@@ -22,13 +27,12 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from edge_app.errors import FieldError, shown
-from edge_app.frames.labellers import Labeller, ModeConfig, make_labeller, resolve_config
+from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HUD_STAGES, HudInfo, OverlayConfig, build_annotators
-from edge_app.frames.results import FrameResult
-from edge_app.runtime.base import Engine
+from edge_app.frames.results import FrameResult, Label
 from edge_app.timing import FpsMeter, StageTimer
 from edge_app.video.base import Frame, FrameSource, Sink
 
@@ -36,15 +40,31 @@ _END = object()  # queue sentinel: no more items after this one
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc in a window sink (27 also when the window is closed)
 
 
+@runtime_checkable
+class PostLabelStep(Protocol):
+    """A step after labelling (a tracker, a counter): state per source, rebuilt by replaying stored results."""
+
+    def update(self, source_id: int, frame_index: int, labels: list[Label]) -> list[Label]:
+        """The labels of one frame of ``source_id`` after this step (e.g. with track ids set)."""
+        ...
+
+    def reset(self, source_id: int) -> None:
+        """Forget everything about ``source_id`` (a new video, a reconnected stream)."""
+        ...
+
+
+def frame_extra(step: PostLabelStep, source_id: int) -> dict[str, Any]:
+    """What ``step`` adds to the current frame's JSON line (``{}`` for steps that add nothing)."""
+    fn = getattr(step, "frame_extra", None)
+    return dict(fn(source_id)) if fn is not None else {}
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
-    """How the loop runs; frozen and validated once, on creation. Defaults suit ``live`` (latency first);
-    ``annotate`` raises ``batch``. Bad values raise :class:`FieldError` naming the field."""
+    """How the loop runs (loop settings only: the labeller carries the mode); frozen and validated once, on
+    creation. Defaults suit ``live`` (latency first); ``annotate`` raises ``batch``. Bad values raise
+    :class:`FieldError` naming the field."""
 
-    mode: str = "classify"  # a registered labeller mode (edge_app.frames.labellers.mode_names())
-    mode_config: ModeConfig | None = (
-        None  # the mode's own settings (ClassifyConfig, TileConfig, ...); None: its defaults
-    )
     # Frames per engine call. Files wait to fill a batch (throughput); live sources take only what is
     # already queued, up to this many, so a batch never waits for a frame that has not been captured.
     batch: int = 1
@@ -63,8 +83,6 @@ class PipelineConfig:
     stats_every_s: float = 0.5  # how often sinks with update_stats() get the HUD numbers
 
     def __post_init__(self) -> None:
-        # The mode's own settings were validated when they were made; here they only have to be the right kind.
-        object.__setattr__(self, "mode_config", resolve_config(self.mode, self.mode_config))
         for name, low, fix in (
             ("batch", 1, "e.g. 8"),
             ("queue_size", 0, "0 = automatic"),
@@ -143,29 +161,21 @@ class Pipeline:
 
     def __init__(
         self,
-        engine: Engine,
+        labeller: Labeller,
         source: FrameSource,
         sinks: Sequence[Sink],
         cfg: PipelineConfig | None = None,
-        labeller: Labeller | None = None,
+        steps: Sequence[PostLabelStep] = (),
+        source_id: int = 0,
     ) -> None:
-        if cfg is None:  # the defaults, in the mode of the labeller when one is given
-            cfg = (
-                PipelineConfig(mode=labeller.mode, mode_config=labeller.config)
-                if labeller is not None
-                else PipelineConfig()
-            )
-        elif labeller is not None and (labeller.mode, labeller.config) != (cfg.mode, cfg.mode_config):
-            raise ValueError(
-                f"the labeller runs mode '{labeller.mode}' with {labeller.config}, but the config asks for mode "
-                f"'{cfg.mode}' with {cfg.mode_config}; build the labeller from the config or pass only one"
-            )
-        self.engine = engine
+        cfg = cfg if cfg is not None else PipelineConfig()
+        self.labeller = labeller
+        self.engine = labeller.engine
         self.source = source
         self.sinks = list(sinks)
         self.cfg = cfg
-        # A caller may bring a labeller it built (and keeps) for several runs; else the config's mode makes one.
-        self.labeller = labeller if labeller is not None else make_labeller(engine, cfg.mode, cfg.mode_config)
+        self.steps = list(steps)
+        self.source_id = source_id
         self.live = bool(source.live)
         self.drop = self.live if cfg.drop is None else cfg.drop
         qs = cfg.queue_size or (2 if self.drop else 2 * cfg.batch + 2)
@@ -176,7 +186,7 @@ class Pipeline:
         self.fps = FpsMeter(cfg.fps_window)
         self.stop_event = threading.Event()
         self.abort_event = threading.Event()
-        self.report = PipelineReport(mode=self.labeller.mode, batch=cfg.batch, engine=engine.description)
+        self.report = PipelineReport(mode=labeller.mode, batch=cfg.batch, engine=self.engine.description)
         self._errors: list[BaseException] = []
         self._stop_reason = ""
         # Image sinks (window, video, MJPEG) first, data sinks (JSON lines) last: their line then holds end_to_end.
@@ -330,7 +340,21 @@ class Pipeline:
             for (frame, cap_ms), labs in zip(items, labels):
                 for k, v in share.items():
                     self._record(k, v)
-                res = FrameResult(frame.index, frame.capture_time, labs, {"capture": cap_ms, **share})
+                extra: dict[str, Any] = {}
+                if self.steps:
+                    t0 = time.perf_counter()
+                    for step in self.steps:
+                        labs = step.update(self.source_id, frame.index, labs)
+                        extra.update(frame_extra(step, self.source_id))
+                    self._record("post_label", (time.perf_counter() - t0) * 1e3)
+                res = FrameResult(
+                    frame.index,
+                    frame.capture_time,
+                    labs,
+                    {"capture": cap_ms, **share},
+                    media_time=frame.media_time,
+                    extra=extra,
+                )
                 self._put(self.q_out, (frame, res))
         self._put(self.q_out, _END)
 
@@ -461,11 +485,11 @@ class Pipeline:
 
 
 def run_pipeline(
-    engine: Engine,
+    labeller: Labeller,
     source: FrameSource,
     sinks: Sequence[Sink],
     cfg: PipelineConfig | None = None,
-    labeller: Labeller | None = None,
+    steps: Sequence[PostLabelStep] = (),
 ) -> PipelineReport:
     """Run the threaded loop over ``source`` into ``sinks`` (both closed at the end); see :class:`Pipeline`."""
-    return Pipeline(engine, source, sinks, cfg, labeller).run()
+    return Pipeline(labeller, source, sinks, cfg, steps).run()

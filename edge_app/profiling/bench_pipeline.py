@@ -85,7 +85,10 @@ def _turn(case: LoopCase, source: str, seconds: float, workdir: Path) -> tuple[P
         src.close()
         raise
     # The mode with its default settings: the bench times the loop, not a mode's options.
-    p = Pipeline(case.engine, src, [sink], PipelineConfig(mode=case.mode, batch=case.batch, duration=seconds))
+    from edge_app.frames.labellers import make_labeller
+
+    lab = make_labeller(case.engine, case.mode)
+    p = Pipeline(lab, src, [sink], PipelineConfig(batch=case.batch, duration=seconds))
     rep = p.run()
     if rep.frames_written == 0:
         raise no_frames(source)

@@ -28,6 +28,7 @@ class Frame:
     capture_time: float
     image: np.ndarray  # BGR uint8 (H, W, 3)
     truth: list[dict] | None = None  # ground-truth objects; only the synthetic source knows them
+    media_time: float | None = None  # seconds into a file (its presentation time); None for live sources
 
 
 @dataclass

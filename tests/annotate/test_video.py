@@ -12,6 +12,7 @@ import pytest
 
 from edge_app.annotate.video import AnnotateResult, annotate_config, annotate_video, completed_results
 from edge_app.cli import main as cli_main
+from edge_app.frames.labellers import make_labeller
 from tests.frames.fakes import FakeEngine
 from tests.helpers import write_tiny_video
 
@@ -85,12 +86,12 @@ def test_ctrl_c_leaves_matching_video_and_lines_then_resume_completes(tmp_path: 
     out, jl = tmp_path / "a.mp4", tmp_path / "a.jsonl"
     cfg = annotate_config(batch=2, progress=False)
     # 20 batches of 20 ms: Ctrl-C during the 3rd leaves the run far from its end when the main thread sees it.
-    r = annotate_video(FakeEngine(delay_s=0.02, interrupt_after=3), video, out, jl, cfg)
+    r = annotate_video(make_labeller(FakeEngine(delay_s=0.02, interrupt_after=3)), video, out, jl, cfg)
     assert isinstance(r, AnnotateResult)
     assert r.stopped_by == "interrupt" and 0 < r.frames_written < 40
     assert frames_in(jl) == list(range(r.frames_written))
     assert count_frames(out) == r.frames_written  # closed properly on interrupt: readable, same frames
-    r2 = annotate_video(FakeEngine(), video, out, jl, annotate_config(progress=False), resume=True)
+    r2 = annotate_video(make_labeller(FakeEngine()), video, out, jl, annotate_config(progress=False), resume=True)
     assert r2.frames_restored == r.frames_written and r2.frames_written == 40
     assert frames_in(jl) == list(range(40)) and count_frames(out) == 40
 
@@ -99,18 +100,18 @@ def test_resume_with_every_line_done_but_the_video_lost_only_redraws_it(tmp_path
     video = write_tiny_video(tmp_path / "in.mp4", frames=12)
     out, jl = tmp_path / "a.mp4", tmp_path / "a.jsonl"
     cfg = annotate_config(max_frames=5, progress=False)
-    first = annotate_video(FakeEngine(), video, out, jl, cfg)
+    first = annotate_video(make_labeller(FakeEngine()), video, out, jl, cfg)
     assert first.frames_written == 5 and first.inference_ms["p50"] >= 0
     lines = jl.read_text()
     out.unlink()
     eng = FakeEngine()
-    r = annotate_video(eng, video, out, jl, cfg, resume=True)
+    r = annotate_video(make_labeller(eng), video, out, jl, cfg, resume=True)
     # The 5 frames asked for are all in the lines: the video is re-drawn from them, no frame is inferred again,
     # and --max-frames still holds (the loop does not run on to the end of the file).
     assert eng.calls == [] and r.report is None and r.inference_ms == {}
     assert (r.frames_restored, r.frames_written, r.stopped_by, r.already_complete) == (5, 5, "max_frames", False)
     assert jl.read_text() == lines and count_frames(out) == 5
-    again = annotate_video(eng, video, out, jl, cfg, resume=True)
+    again = annotate_video(make_labeller(eng), video, out, jl, cfg, resume=True)
     assert again.already_complete and again.frames_restored == 5
 
 

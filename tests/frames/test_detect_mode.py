@@ -54,10 +54,10 @@ def test_detect_mode_runs_through_the_pipeline(det_engine: Path) -> None:
     sink = RecordingSink()
     with open_engine(det_engine, "onnxruntime", "fp32", "cpu") as eng:
         rep = run_pipeline(
-            eng,
+            make_labeller(eng, "detect", DetectConfig(conf=0.0, max_det=3)),
             FakeSource(n=6, size=(160, 90)),
             [sink],
-            PipelineConfig(mode="detect", mode_config=DetectConfig(conf=0.0, max_det=3), batch=2),
+            PipelineConfig(batch=2),
         )
     assert rep.frames_written == 6 and rep.mode == "detect" and sink.indices == list(range(6))
     assert all(0 < len(r.labels) <= 3 and all(lb.box is not None for lb in r.labels) for r in sink.results)

@@ -116,18 +116,16 @@ def test_registry_lists_classify_and_tiles_with_their_configs() -> None:
 
 def test_unknown_mode_is_one_sentence_naming_the_field() -> None:
     with pytest.raises(FieldError, match=r"^mode 'nope' is unknown; choose one of classify, tiles, detect$") as e:
-        PipelineConfig(mode="nope")
-    assert e.value.field == "mode"
-    with pytest.raises(FieldError, match=r"^mode 'nope' is unknown"):
         make_labeller(FakeEngine(), "nope")
+    assert e.value.field == "mode"
 
 
 def test_a_mode_registered_outside_the_library_runs_through_the_pipeline(toy_modes: None, tmp_path: Path) -> None:
     assert "wholeframe" in mode_names()
     eng, sink = FakeEngine(), RecordingSink()
     js = JsonlSink(tmp_path / "out.jsonl")
-    cfg = PipelineConfig(mode="wholeframe", mode_config=WholeFrameConfig(min_score=0.9), batch=4)
-    rep = run_pipeline(eng, FakeSource(n=10, size=(64, 48)), [sink, js], cfg)
+    lab = make_labeller(eng, "wholeframe", WholeFrameConfig(min_score=0.9))
+    rep = run_pipeline(lab, FakeSource(n=10, size=(64, 48)), [sink, js], PipelineConfig(batch=4))
     assert rep.mode == "wholeframe" and rep.frames_written == 10 and eng.calls == [4, 4, 2]
     for r in sink.results:  # FakeSource frame i is filled with (i * 7) % 256; the fake engine calls > 127 a circle
         want = "circle" if (r.index * 7) % 256 > 127 else "background"
@@ -140,7 +138,10 @@ def test_a_mode_registered_outside_the_library_runs_through_the_pipeline(toy_mod
 def test_a_detector_mode_runs_on_a_detect_engine_and_scales_boxes(toy_modes: None) -> None:
     sink = RecordingSink()
     rep = run_pipeline(
-        FakeDetEngine(size=32), FakeSource(n=3, size=(128, 64)), [sink], PipelineConfig(mode="toydet", batch=2)
+        make_labeller(FakeDetEngine(size=32), "toydet"),
+        FakeSource(n=3, size=(128, 64)),
+        [sink],
+        PipelineConfig(batch=2),
     )
     assert rep.frames_written == 3
     assert [[(lab.name, lab.box) for lab in r.labels] for r in sink.results] == [
@@ -159,7 +160,7 @@ def test_modes_refuse_an_engine_of_another_task_in_one_sentence(toy_modes: None)
     with pytest.raises(
         FieldError, match=r"^mode 'toydet' needs a detect engine, but engine 'fake' has task 'classify'"
     ):
-        run_pipeline(FakeEngine(), FakeSource(n=2), [RecordingSink()], PipelineConfig(mode="toydet"))
+        make_labeller(FakeEngine(), "toydet")
 
 
 def test_a_mode_refuses_an_engine_without_the_output_it_reads() -> None:
@@ -227,7 +228,7 @@ def test_register_mode_checks_the_class_it_is_given() -> None:
         (lambda: PipelineConfig(max_frames=-1), "max_frames", r"^max_frames -1 must be at least 0"),
         (lambda: PipelineConfig(duration=-1.0), "duration", r"^duration -1 must be 0 \(no limit\) or more seconds"),
         (
-            lambda: PipelineConfig(mode="tiles", mode_config=ClassifyConfig()),
+            lambda: make_labeller(FakeEngine(), "tiles", ClassifyConfig()),
             "mode_config",
             r"^mode_config ClassifyConfig does not configure mode 'tiles'; pass a TileConfig",
         ),
@@ -245,8 +246,8 @@ def test_library_errors_name_the_field_not_a_flag(make: Callable[[], Any], field
 
 
 def test_configs_are_frozen_and_resolved_once() -> None:
-    cfg = PipelineConfig(mode="tiles")
-    assert cfg.mode_config == TileConfig()  # None became the mode's defaults, on creation
+    cfg = PipelineConfig()
+    assert LabellerSpec("engines/x", "tiles").mode_config == TileConfig()  # None became the mode's defaults
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.batch = 4  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -378,15 +379,10 @@ def test_spec_rebuilds_the_labeller_in_another_process(tiny_engine: Path, tmp_pa
     assert e.value.field == "mode" and "--" not in str(e.value)  # a worker's error names the field, never a flag
 
 
-def test_a_labeller_passed_to_the_pipeline_must_match_its_config() -> None:
+def test_the_labeller_carries_the_mode_and_its_settings_through_the_pipeline() -> None:
     eng = FakeEngine()
     lab = make_labeller(eng, "classify", ClassifyConfig(top_k=1))
     sink = RecordingSink()
-    rep = run_pipeline(eng, FakeSource(n=3), [sink], PipelineConfig(mode_config=ClassifyConfig(top_k=1)), lab)
-    assert rep.frames_written == 3 and all(len(r.labels) == 1 for r in sink.results)
-    with pytest.raises(
-        ValueError,
-        match=r"the labeller runs mode 'classify' with ClassifyConfig\(top_k=1\), but the config asks "
-        r"for mode 'classify' with ClassifyConfig\(top_k=3\)",
-    ):
-        run_pipeline(eng, FakeSource(n=3), [RecordingSink()], PipelineConfig(), lab)
+    rep = run_pipeline(lab, FakeSource(n=3), [sink], PipelineConfig())
+    assert rep.frames_written == 3 and rep.mode == "classify" and all(len(r.labels) == 1 for r in sink.results)
+    assert not hasattr(PipelineConfig(), "mode")  # loop settings only: nothing to disagree with the labeller

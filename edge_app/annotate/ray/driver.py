@@ -311,15 +311,14 @@ class AnnotateWorker:
         self._index, self._counter = job.index, LineCounter(job.out_jsonl)
         try:
             r = annotate_video(
-                self._lab.engine,
+                _StopAware(self._lab, self._stop),  # type: ignore[arg-type]
                 video,
                 job.out_video,
                 job.out_jsonl,
                 cfg,
                 resume=job.resume,
-                labeller=_StopAware(self._lab, self._stop),
                 codec=codec,
-            )  # type: ignore[arg-type]
+            )
         except _Stopped:
             done = len(completed_results(Path(job.out_jsonl)))
             return WorkerOutcome(job.index, self.node, os.getpid(), done, done, 0, 0, 0.0, 0.0, "interrupt")
