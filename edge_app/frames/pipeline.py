@@ -1,13 +1,19 @@
-"""The threaded frame loop: capture thread -> bounded queue -> inference + postprocess thread -> bounded queue
--> writer thread (annotators + sinks).
+"""The threaded frame loop: one capture thread per source -> per-source slots -> batcher + inference +
+postprocess thread -> bounded queue -> writer thread (annotators + sinks).
 
-* Live sources (``source.live``) drop the OLDEST queued frame when inference falls behind and count the
-  drop (latency first); files block instead and never drop (completeness first).
+* One engine call serves every source: :mod:`edge_app.frames.batcher` fills a batch across sources and pushes
+  it when each delivering source has a frame or one frame interval has passed, so a slow or stalled source
+  never holds the others back. Results carry their ``source_id`` and go to the shared sinks and to that
+  source's own sinks.
+* Live sources (``source.live``) drop the OLDEST waiting frame when inference falls behind and count the
+  drop per source (latency first); files block instead and never drop (completeness first).
 * Every frame carries its capture time (``time.monotonic()``); end-to-end latency is measured in the
   writer thread after the image sinks have taken the frame, on the same clock.
 * Stage timings go into one :class:`~edge_app.profiling.StageTimer`: its rolling window feeds the HUD, its
   whole-run summary feeds the report, and the same per-frame numbers go into each JSON line.
-* Shutdown: end of source, ``max_frames`` / ``duration``, a key in a window sink, :meth:`Pipeline.stop`, or
+* Annotators draw only for frames an image sink (window, video, MJPEG) will take: a run that writes only
+  JSON lines spends nothing on drawing.
+* Shutdown: end of every source, ``max_frames`` (per source) / ``duration``, a key in a window sink, :meth:`Pipeline.stop`, or
   Ctrl-C in the main thread all stop the capture, let the frames already queued (a few, the queues are
   bounded) finish, and close every sink; a second Ctrl-C abandons the queued frames.
 
@@ -23,17 +29,19 @@ that goes into the JSON line and the HUD.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
-from edge_app.errors import FieldError, shown
+from edge_app.frames.batcher import Aborted, FrameSlots
+from edge_app.frames.config import PipelineConfig
 from edge_app.frames.labellers import Labeller
-from edge_app.frames.overlay import HUD_STAGES, HudInfo, OverlayConfig, build_annotators
+from edge_app.frames.overlay import HUD_STAGES, HudInfo, build_annotators
+from edge_app.frames.report import PipelineReport, SourceReport
 from edge_app.frames.results import FrameResult, Label
-from edge_app.timing import FpsMeter, StageTimer
+from edge_app.timing import FpsMeter, RollingStats, StageTimer
 from edge_app.video.base import Frame, FrameSource, Sink
 
 _END = object()  # queue sentinel: no more items after this one
@@ -59,141 +67,65 @@ def frame_extra(step: PostLabelStep, source_id: int) -> dict[str, Any]:
     return dict(fn(source_id)) if fn is not None else {}
 
 
-@dataclass(frozen=True)
-class PipelineConfig:
-    """How the loop runs (loop settings only: the labeller carries the mode); frozen and validated once, on
-    creation. Defaults suit ``live`` (latency first); ``annotate`` raises ``batch``. Bad values raise
-    :class:`FieldError` naming the field."""
-
-    # Frames per engine call. Files wait to fill a batch (throughput); live sources take only what is
-    # already queued, up to this many, so a batch never waits for a frame that has not been captured.
-    batch: int = 1
-    # Capture queue length; 0 = automatic: 2 for live sources (a short queue is low latency), else 2*batch+2.
-    queue_size: int = 0
-    max_frames: int = 0  # stop after reading this many frames from the source (0: no limit)
-    duration: float = 0.0  # stop after this many seconds (0: no limit)
-    drop: bool | None = None  # None: drop when the source is live
-    overlay: OverlayConfig = field(default_factory=OverlayConfig)
-    hud_window: int = 60  # frames in the HUD's rolling medians: ~2 s at 30 FPS, steady but responsive
-    fps_window: int = 30  # frames in the HUD's FPS window: 1 s at 30 FPS
-    progress: bool = False  # a tqdm bar of frames written
-    progress_desc: str = ""
-    progress_total: int | None = None
-    progress_initial: int = 0
-    stats_every_s: float = 0.5  # how often sinks with update_stats() get the HUD numbers
-
-    def __post_init__(self) -> None:
-        for name, low, fix in (
-            ("batch", 1, "e.g. 8"),
-            ("queue_size", 0, "0 = automatic"),
-            ("max_frames", 0, "0 = no limit"),
-            ("hud_window", 1, "e.g. 60"),
-            ("fps_window", 2, "an FPS needs two frames; e.g. 30"),
-            ("progress_initial", 0, "frames already done"),
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise FieldError(name, shown(v), f"is not a whole number; {fix}")
-            if v < low:
-                raise FieldError(name, shown(v), f"must be at least {low}; {fix}")
-        if not self.duration >= 0:
-            raise FieldError("duration", shown(self.duration), "must be 0 (no limit) or more seconds")
-        if not self.stats_every_s >= 0:
-            raise FieldError("stats_every_s", shown(self.stats_every_s), "must be 0 (every frame) or more seconds")
-
-
-@dataclass
-class PipelineReport:
-    """What one run did: frame counts, per-stage and end-to-end latency percentiles (ms), throughput."""
-
-    frames_read: int = 0
-    frames_written: int = 0
-    frames_dropped: int = 0
-    frames_failed: int = 0  # frames the source could not decode
-    seconds: float = 0.0
-    stopped_by: str = ""  # end, max_frames, duration, key, stop, interrupt, error
-    mode: str = "classify"
-    batch: int = 1
-    engine: str = ""
-    stages: dict[str, dict[str, float]] = field(default_factory=dict)
-    end_to_end_ms: dict[str, float] = field(default_factory=dict)
-    reconnects: int = 0
-
-    @property
-    def throughput_fps(self) -> float:
-        """Frames written per second of wall time."""
-        return self.frames_written / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON reports."""
-        return {
-            "frames_read": self.frames_read,
-            "frames_written": self.frames_written,
-            "frames_dropped": self.frames_dropped,
-            "frames_failed": self.frames_failed,
-            "seconds": self.seconds,
-            "throughput_fps": self.throughput_fps,
-            "stopped_by": self.stopped_by,
-            "mode": self.mode,
-            "batch": self.batch,
-            "engine": self.engine,
-            "stages_ms": self.stages,
-            "end_to_end_ms": self.end_to_end_ms,
-            "reconnects": self.reconnects,
-        }
-
-    def summary(self) -> str:
-        """Two lines for the terminal."""
-        e = self.end_to_end_ms
-        return (
-            f"{self.frames_read} frames read, {self.frames_written} written, {self.frames_dropped} dropped, "
-            f"{self.frames_failed} failed to decode in {self.seconds:.1f}s ({self.throughput_fps:.1f} frames/s, stopped by {self.stopped_by})\n"
-            f"end-to-end latency p50 {e.get('p50', float('nan')):.1f} ms  p99 {e.get('p99', float('nan')):.1f} ms"
-        )
-
-
-class _Aborted(Exception):
-    """Raised inside a worker when another thread failed or a second Ctrl-C abandoned the run."""
-
-
 class Pipeline:
-    """One run of the loop over ``source`` into ``sinks``; it owns (and closes) both once :meth:`run` starts."""
+    """One run of the loop over ``sources`` into ``sinks``; it owns (and closes) them once :meth:`run` starts.
+
+    ``sinks`` take every source's frames; ``source_sinks[i]`` (optional) only source ``i``'s. A single source
+    may be passed on its own.
+    """
 
     def __init__(
         self,
         labeller: Labeller,
-        source: FrameSource,
-        sinks: Sequence[Sink],
+        sources: FrameSource | Sequence[FrameSource],
+        sinks: Sequence[Sink] = (),
         cfg: PipelineConfig | None = None,
         steps: Sequence[PostLabelStep] = (),
-        source_id: int = 0,
+        source_sinks: Sequence[Sequence[Sink]] = (),
     ) -> None:
         cfg = cfg if cfg is not None else PipelineConfig()
+        self.sources: list[FrameSource] = [sources] if isinstance(sources, FrameSource) else list(sources)
+        if not self.sources:
+            raise ValueError("the frame loop needs at least one source")
+        if source_sinks and len(source_sinks) != len(self.sources):
+            raise ValueError(f"source_sinks has {len(source_sinks)} entries for {len(self.sources)} sources")
         self.labeller = labeller
         self.engine = labeller.engine
-        self.source = source
         self.sinks = list(sinks)
+        self.source_sinks = [list(s) for s in source_sinks] or [[] for _ in self.sources]
         self.cfg = cfg
         self.steps = list(steps)
-        self.source_id = source_id
-        self.live = bool(source.live)
-        self.drop = self.live if cfg.drop is None else cfg.drop
-        qs = cfg.queue_size or (2 if self.drop else 2 * cfg.batch + 2)
-        self.q_in: queue.Queue = queue.Queue(maxsize=qs)
-        self.q_out: queue.Queue = queue.Queue(maxsize=max(2, cfg.batch + 1))
-        self.timer = StageTimer(window=cfg.hud_window)
-        self._timer_lock = threading.Lock()  # three threads record into one timer
-        self.fps = FpsMeter(cfg.fps_window)
+        n = len(self.sources)
+        self.drop = [bool(s.live) if cfg.drop is None else cfg.drop for s in self.sources]
+        self.live = any(bool(s.live) for s in self.sources)
+        sizes = [cfg.queue_size or (2 if d else 2 * cfg.batch + 2) for d in self.drop]
         self.stop_event = threading.Event()
         self.abort_event = threading.Event()
+        self.slots = FrameSlots(sizes, self.drop, self.abort_event.is_set, self.stop_event.is_set)
+        rates = [float(getattr(s, "fps", 0.0) or 0.0) for s in self.sources]
+        self.push_timeout_s = cfg.push_timeout_s or 1.0 / max([r for r in rates if r > 0] or [30.0])
+        self.q_out: queue.Queue = queue.Queue(maxsize=max(2, cfg.batch + 1))
+        self.timer = StageTimer(window=cfg.hud_window)
+        self._timer_lock = threading.Lock()  # every thread records into one timer
+        self.fps = FpsMeter(cfg.fps_window)
+        self._fps = [FpsMeter(cfg.fps_window) for _ in range(n)]
+        self._e2e = [RollingStats(cfg.hud_window) for _ in range(n)]
+        self._read = [0] * n
+        self._written = [0] * n
         self.report = PipelineReport(mode=labeller.mode, batch=cfg.batch, engine=self.engine.description)
         self._errors: list[BaseException] = []
         self._stop_reason = ""
         # Image sinks (window, video, MJPEG) first, data sinks (JSON lines) last: their line then holds end_to_end.
-        self._image_sinks = [s for s in self.sinks if s.takes_images]
-        self._data_sinks = [s for s in self.sinks if not s.takes_images]
-        self.annotators = build_annotators(cfg.overlay, self.hud_info)
+        self._image_sinks = [[s for s in self.sinks + own if s.takes_images] for own in self.source_sinks]
+        self._data_sinks = [[s for s in self.sinks + own if not s.takes_images] for own in self.source_sinks]
+        self._all_sinks = self.sinks + [s for own in self.source_sinks for s in own]
+        self.annotators = [build_annotators(cfg.overlay, functools.partial(self.hud_info, i)) for i in range(n)]
         self._last_stats = 0.0
+
+    @property
+    def source(self) -> FrameSource:
+        """The first (or only) source."""
+        return self.sources[0]
 
     # -------------------------------------------------------------------------------------------- control
     def stop(self, reason: str = "stop") -> None:
@@ -206,53 +138,20 @@ class Pipeline:
         with self._timer_lock:
             self.timer.record(name, ms)
 
-    def hud_info(self) -> HudInfo:
-        """A snapshot of the rolling numbers for the HUD and the browser page."""
+    def hud_info(self, source_id: int = 0) -> HudInfo:
+        """A snapshot of the rolling numbers for the HUD and the browser page (FPS, latency, drops: per source)."""
         with self._timer_lock:
             med = {k: v.percentile(50) for k, v in self.timer.stats.items()}
+            e2e = self._e2e[source_id].percentile(50)
         return HudInfo(
             stage_ms={k: med[k] for k in HUD_STAGES if k in med},
-            end_to_end_ms=med.get("end_to_end", float("nan")),
-            fps=self.fps.fps,
-            dropped=self.report.frames_dropped,
+            end_to_end_ms=e2e,
+            fps=self._fps[source_id].fps,
+            dropped=self.slots.dropped[source_id],
             backend=self.engine.backend,
             precision=self.engine.precision,
-            status=self.source.status,
+            status=self.sources[source_id].status,
         )
-
-    # -------------------------------------------------------------------------------------------- queues
-    def _put(self, q: queue.Queue, item: Any) -> None:
-        """Blocking put that gives up when the run is aborted (so no thread hangs on a dead consumer)."""
-        while True:
-            if self.abort_event.is_set():
-                raise _Aborted
-            try:
-                q.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
-
-    def _get(self, q: queue.Queue) -> Any:
-        while True:
-            if self.abort_event.is_set():
-                raise _Aborted
-            try:
-                return q.get(timeout=0.05)
-            except queue.Empty:
-                continue
-
-    def _put_dropping_oldest(self, item: Any) -> None:
-        """Live policy: never wait for inference; if the queue is full, discard its oldest frame and count it."""
-        while True:
-            try:
-                self.q_in.put_nowait(item)
-                return
-            except queue.Full:
-                try:
-                    self.q_in.get_nowait()
-                    self.report.frames_dropped += 1
-                except queue.Empty:
-                    pass
 
     # -------------------------------------------------------------------------------------------- threads
     def _worker(self, fn: Callable[[], None], name: str) -> threading.Event:
@@ -267,7 +166,7 @@ class Pipeline:
         def run() -> None:
             try:
                 fn()
-            except _Aborted:
+            except Aborted:
                 pass
             except BaseException as e:  # noqa: BLE001 - handed to the main thread, re-raised there
                 self._errors.append(e)
@@ -280,16 +179,17 @@ class Pipeline:
         threading.Thread(target=run, name=f"pipeline-{name}", daemon=True).start()
         return done
 
-    def _capture(self) -> None:
+    def _capture(self, sid: int) -> None:
         cfg = self.cfg
-        it: Iterator[Frame] = iter(self.source)
+        it: Iterator[Frame] = iter(self.sources[sid])
         t_start = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 if self.abort_event.is_set():
-                    raise _Aborted
-                if cfg.max_frames and self.report.frames_read >= cfg.max_frames:
-                    self.stop("max_frames")
+                    raise Aborted
+                if cfg.max_frames and self._read[sid] >= cfg.max_frames:
+                    if all(r >= cfg.max_frames for r in self._read):
+                        self.stop("max_frames")
                     break
                 if cfg.duration and time.monotonic() - t_start >= cfg.duration:
                     self.stop("duration")
@@ -298,65 +198,59 @@ class Pipeline:
                 try:
                     frame = next(it)
                 except StopIteration:
-                    self._stop_reason = self._stop_reason or "end"
                     break
                 cap_ms = (time.perf_counter() - t0) * 1e3
                 self._record("capture", cap_ms)
-                self.report.frames_read += 1
-                item = (frame, cap_ms)
-                if self.drop:
-                    self._put_dropping_oldest(item)
-                else:
-                    self._put(self.q_in, item)
+                self._read[sid] += 1
+                self.slots.put(sid, (frame, cap_ms))
         finally:
-            self._put(self.q_in, _END)
+            self.slots.end(sid)
 
     def _infer(self) -> None:
         cfg = self.cfg
-        done = False
-        while not done:
-            first = self._get(self.q_in)
-            if first is _END:
+        while True:
+            items = self.slots.take(cfg.batch, self.push_timeout_s)
+            if not items:
                 break
-            items = [first]
-            while len(items) < cfg.batch:
-                if self.drop:
-                    try:
-                        nxt = self.q_in.get_nowait()
-                    except queue.Empty:
-                        break
-                else:
-                    nxt = self._get(self.q_in)
-                if nxt is _END:
-                    done = True
-                    break
-                items.append(nxt)
-            labels, t = self.labeller.label([f.image for f, _ in items])
+            labels, t = self.labeller.label([f.image for _, (f, _) in items])
             n = len(items)
             # A batched call is timed once; each frame is charged its share, so per-frame stage times sum
             # to the wall time the stage took.
             share = {"preprocess": t.preprocess / n, "inference": t.inference / n, "postprocess": t.postprocess / n}
             share.update({k: v / n for k, v in t.extra.items()})
-            for (frame, cap_ms), labs in zip(items, labels):
+            many = len(self.sources) > 1
+            for (sid, (frame, cap_ms)), labs in zip(items, labels):
                 for k, v in share.items():
                     self._record(k, v)
                 extra: dict[str, Any] = {}
                 if self.steps:
                     t0 = time.perf_counter()
                     for step in self.steps:
-                        labs = step.update(self.source_id, frame.index, labs)
-                        extra.update(frame_extra(step, self.source_id))
+                        labs = step.update(sid, frame.index, labs)
+                        extra.update(frame_extra(step, sid))
                     self._record("post_label", (time.perf_counter() - t0) * 1e3)
                 res = FrameResult(
                     frame.index,
                     frame.capture_time,
                     labs,
                     {"capture": cap_ms, **share},
+                    source_id=sid if many else None,
                     media_time=frame.media_time,
                     extra=extra,
                 )
-                self._put(self.q_out, (frame, res))
-        self._put(self.q_out, _END)
+                self._put_out((sid, frame, res))
+        self._put_out(_END)
+
+    def _put_out(self, item: Any) -> None:
+        """Blocking put that gives up when the run is aborted (so no thread hangs on a dead consumer)."""
+        while True:
+            if self.abort_event.is_set():
+                raise Aborted
+            try:
+                self.q_out.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
 
     def _write(self) -> None:
         cfg = self.cfg
@@ -374,63 +268,85 @@ class Pipeline:
             )
         try:
             while True:
-                item = self._get(self.q_out)
+                if self.abort_event.is_set():
+                    raise Aborted
+                try:
+                    item = self.q_out.get(timeout=0.05)
+                except queue.Empty:
+                    continue
                 if item is _END:
                     break
-                frame, res = item
-                self._write_one(frame, res)
+                self._write_one(*item)
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
 
-    def _write_one(self, frame: Frame, res: FrameResult) -> None:
+    def _write_one(self, sid: int, frame: Frame, res: FrameResult) -> None:
         img = frame.image
         t0 = time.perf_counter()
-        for a in self.annotators:
-            img = a.annotate(img, res)
+        image_sinks = self._image_sinks[sid]
+        if image_sinks:  # nobody sees the drawing otherwise
+            for a in self.annotators[sid]:
+                img = a.annotate(img, res)
         t1 = time.perf_counter()
         res.timings["overlay"] = (t1 - t0) * 1e3
-        for s in self._image_sinks:
+        for s in image_sinks:
             s.write(img, res)
         t2 = time.perf_counter()
         res.timings["write"] = (t2 - t1) * 1e3
         res.timings["end_to_end"] = max(0.0, (time.monotonic() - frame.capture_time) * 1e3)
         for k in ("overlay", "write", "end_to_end"):
             self._record(k, res.timings[k])
-        for s in self._data_sinks:
+        with self._timer_lock:
+            self._e2e[sid].add(res.timings["end_to_end"])
+        for s in self._data_sinks[sid]:
             s.write(img, res)
         self.report.frames_written += 1
+        self._written[sid] += 1
         self.fps.tick()
+        self._fps[sid].tick()
         now = time.monotonic()
         if now - self._last_stats >= self.cfg.stats_every_s:
             self._last_stats = now
             stats = self.stats_dict()
-            for s in self.sinks:
+            for s in self._all_sinks:
                 s.update_stats(stats)
-        for s in self.sinks:
+        for s in self._all_sinks:
             if s.key_pressed() in QUIT_KEYS:
                 self.stop("key")
 
     def stats_dict(self) -> dict[str, Any]:
-        """The HUD numbers as a plain dict (for the browser page and logs)."""
-        h = self.hud_info()
-        return {
+        """The HUD numbers as a plain dict (for the browser page and logs); per source when there are several."""
+        h = self.hud_info(0)
+        d: dict[str, Any] = {
             "stages_ms": {k: round(v, 2) for k, v in h.stage_ms.items()},
-            "end_to_end_ms": round(h.end_to_end_ms, 2) if h.end_to_end_ms == h.end_to_end_ms else None,
-            "fps": round(h.fps, 2) if h.fps == h.fps else None,
-            "dropped": h.dropped,
+            "end_to_end_ms": _rounded(h.end_to_end_ms),
+            "fps": _rounded(self.fps.fps),
+            "dropped": sum(self.slots.dropped),
             "frames_written": self.report.frames_written,
             "backend": h.backend,
             "precision": h.precision,
             "status": h.status,
             "mode": self.labeller.mode,
         }
+        if len(self.sources) > 1:
+            d["sources"] = [
+                {
+                    "source_id": i,
+                    "fps": _rounded(hi.fps),
+                    "end_to_end_ms": _rounded(hi.end_to_end_ms),
+                    "dropped": hi.dropped,
+                    "status": hi.status,
+                }
+                for i, hi in ((i, self.hud_info(i)) for i in range(len(self.sources)))
+            ]
+        return d
 
     # -------------------------------------------------------------------------------------------- run
     def run(self) -> PipelineReport:
-        """Run to the end (or a stop); close the source and every sink; return the report.
+        """Run to the end (or a stop); close every source and sink; return the report.
 
         Ctrl-C in the calling thread is a stop (``stopped_by == "interrupt"``), not an exception; errors
         from the worker threads are re-raised here after everything is closed.
@@ -439,12 +355,14 @@ class Pipeline:
         threads: list[threading.Event] = []
         try:
             threads = [
-                self._worker(self._capture, "capture"),
-                self._worker(self._infer, "infer"),
-                self._worker(self._write, "write"),
+                self._worker(functools.partial(self._capture, i), f"capture{i}") for i in range(len(self.sources))
             ]
+            loop = [self._worker(self._infer, "infer"), self._worker(self._write, "write")]
+            threads += loop
             interrupts = 0
-            while not all(done.is_set() for done in threads):
+            # The run is over when the labelling and writing threads are: a capture thread blocked in a read
+            # (a stalled camera) is released by closing its source in _close_all.
+            while not all(done.is_set() for done in loop):
                 try:
                     time.sleep(0.02)
                 except KeyboardInterrupt:
@@ -457,39 +375,67 @@ class Pipeline:
                 self.abort_event.set()
             self.report.seconds = time.perf_counter() - t0
             self._close_all(threads)
-        self.report.stopped_by = self._stop_reason or "end"
-        self.report.frames_failed = int(self.source.decode_errors)
-        self.report.reconnects = int(self.source.reconnects)
-        with self._timer_lock:
-            summary = self.timer.summary()
-        self.report.end_to_end_ms = summary.pop("end_to_end", {})
-        self.report.stages = summary
+        self._finish_report()
         if self._errors:
             raise self._errors[0]
         return self.report
 
+    def _finish_report(self) -> None:
+        rep = self.report
+        rep.stopped_by = self._stop_reason or "end"
+        rep.frames_read = sum(self._read)
+        rep.frames_dropped = sum(self.slots.dropped)
+        rep.frames_failed = sum(int(s.decode_errors) for s in self.sources)
+        rep.reconnects = sum(int(s.reconnects) for s in self.sources)
+        with self._timer_lock:
+            summary = self.timer.summary()
+            e2e = [st.run_summary() if st.count else {} for st in self._e2e]
+        rep.end_to_end_ms = summary.pop("end_to_end", {})
+        rep.stages = summary
+        secs = rep.seconds
+        rep.sources = [
+            SourceReport(
+                source_id=i,
+                name=str(getattr(s, "name", i)),
+                frames_read=self._read[i],
+                frames_written=self._written[i],
+                frames_dropped=self.slots.dropped[i],
+                frames_failed=int(s.decode_errors),
+                reconnects=int(s.reconnects),
+                fps=self._written[i] / secs if secs > 0 else 0.0,
+                end_to_end_ms={k: v for k, v in e2e[i].items() if k in ("p50", "p90", "p99", "max", "mean")},
+            )
+            for i, s in enumerate(self.sources)
+        ]
+
     def _close_all(self, threads: list[threading.Event]) -> None:
-        """Close sinks (flushing what they hold) and the source, even if a worker is stuck in a read."""
+        """Close sinks (flushing what they hold) and the sources, even if a worker is stuck in a read."""
         self.stop_event.set()
-        try:
-            self.source.close()
-        except Exception as e:  # noqa: BLE001 - closing must not hide the run's own outcome
-            self._errors.append(e)
+        for src in self.sources:
+            try:
+                src.close()
+            except Exception as e:  # noqa: BLE001 - closing must not hide the run's own outcome
+                self._errors.append(e)
         for done in threads:
             done.wait(timeout=2.0)
-        for s in self.sinks:
+        for s in self._all_sinks:
             try:
                 s.close()
             except Exception as e:  # noqa: BLE001
                 self._errors.append(e)
 
 
+def _rounded(v: float) -> float | None:
+    return round(v, 2) if v == v else None
+
+
 def run_pipeline(
     labeller: Labeller,
-    source: FrameSource,
-    sinks: Sequence[Sink],
+    sources: FrameSource | Sequence[FrameSource],
+    sinks: Sequence[Sink] = (),
     cfg: PipelineConfig | None = None,
     steps: Sequence[PostLabelStep] = (),
+    source_sinks: Sequence[Sequence[Sink]] = (),
 ) -> PipelineReport:
-    """Run the threaded loop over ``source`` into ``sinks`` (both closed at the end); see :class:`Pipeline`."""
-    return Pipeline(labeller, source, sinks, cfg, steps).run()
+    """Run the threaded loop over ``sources`` into ``sinks`` (all closed at the end); see :class:`Pipeline`."""
+    return Pipeline(labeller, sources, sinks, cfg, steps, source_sinks).run()
