@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+bash scripts/check_jetson_requirements.sh  # the Jetson pins resolve for cp310 aarch64 on PyPI (a dry run, ~8 s)
 bash scripts/system-deps.sh || true  # ffmpeg, rtsp-server-perl, chromium for the video tests (root + apt only)
 # Lint and format check first: a style slip fails fast, before minutes of tests.
 .venv/bin/ruff check edge_app tests scripts run.py
