@@ -22,9 +22,10 @@ and ``bench --pipeline`` use. One labeller carries the choice: its engine, its m
 (:mod:`edge_app.frames.labellers`); ``cfg`` holds loop settings only, so nothing has to agree with anything.
 The loop never asks which mode labels the frames.
 
-Post-label steps (trackers, line and zone counters: :class:`PostLabelStep`) run in the inference thread, in
-order, on each frame's labels; they keep state per source and may add per-frame output (``frame_extra``)
-that goes into the JSON line and the HUD.
+Post-label steps (trackers, line and zone counters: :class:`~edge_app.frames.tracking.base.PostLabelStep`)
+run in the inference thread, in order, on each frame's labels; they keep state per source and may add
+per-frame output (``frame_extra``: counts) that goes into the JSON line. ``annotators`` (e.g. track trails,
+counting lines) draw after the boxes and labels, under the HUD.
 """
 
 from __future__ import annotations
@@ -33,38 +34,20 @@ import functools
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Sequence
 
 from edge_app.frames.batcher import Aborted, FrameSlots
 from edge_app.frames.config import PipelineConfig
 from edge_app.frames.labellers import Labeller
-from edge_app.frames.overlay import HUD_STAGES, HudInfo, build_annotators
+from edge_app.frames.overlay import HUD_STAGES, HudInfo, LatencyAnnotator, build_annotators
 from edge_app.frames.report import PipelineReport, SourceReport
-from edge_app.frames.results import FrameResult, Label
+from edge_app.frames.results import FrameResult
+from edge_app.frames.tracking.base import PostLabelStep, run_steps
 from edge_app.timing import FpsMeter, RollingStats, StageTimer
 from edge_app.video.base import Frame, FrameSource, Sink
 
 _END = object()  # queue sentinel: no more items after this one
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc in a window sink (27 also when the window is closed)
-
-
-@runtime_checkable
-class PostLabelStep(Protocol):
-    """A step after labelling (a tracker, a counter): state per source, rebuilt by replaying stored results."""
-
-    def update(self, source_id: int, frame_index: int, labels: list[Label]) -> list[Label]:
-        """The labels of one frame of ``source_id`` after this step (e.g. with track ids set)."""
-        ...
-
-    def reset(self, source_id: int) -> None:
-        """Forget everything about ``source_id`` (a new video, a reconnected stream)."""
-        ...
-
-
-def frame_extra(step: PostLabelStep, source_id: int) -> dict[str, Any]:
-    """What ``step`` adds to the current frame's JSON line (``{}`` for steps that add nothing)."""
-    fn = getattr(step, "frame_extra", None)
-    return dict(fn(source_id)) if fn is not None else {}
 
 
 class Pipeline:
@@ -82,6 +65,7 @@ class Pipeline:
         cfg: PipelineConfig | None = None,
         steps: Sequence[PostLabelStep] = (),
         source_sinks: Sequence[Sequence[Sink]] = (),
+        annotators: Sequence[Any] = (),
     ) -> None:
         cfg = cfg if cfg is not None else PipelineConfig()
         self.sources: list[FrameSource] = [sources] if isinstance(sources, FrameSource) else list(sources)
@@ -119,7 +103,12 @@ class Pipeline:
         self._image_sinks = [[s for s in self.sinks + own if s.takes_images] for own in self.source_sinks]
         self._data_sinks = [[s for s in self.sinks + own if not s.takes_images] for own in self.source_sinks]
         self._all_sinks = self.sinks + [s for own in self.source_sinks for s in own]
-        self.annotators = [build_annotators(cfg.overlay, functools.partial(self.hud_info, i)) for i in range(n)]
+        # The steps' own drawing (track ids and trails, counting lines and zones) goes under the HUD.
+        self.annotators = []
+        for i in range(n):
+            base = build_annotators(cfg.overlay, functools.partial(self.hud_info, i))
+            hud = [a for a in base if isinstance(a, LatencyAnnotator)]
+            self.annotators.append([a for a in base if a not in hud] + list(annotators) + hud)
         self._last_stats = 0.0
 
     @property
@@ -225,9 +214,7 @@ class Pipeline:
                 extra: dict[str, Any] = {}
                 if self.steps:
                     t0 = time.perf_counter()
-                    for step in self.steps:
-                        labs = step.update(sid, frame.index, labs)
-                        extra.update(frame_extra(step, sid))
+                    labs, extra = run_steps(self.steps, sid, frame.index, labs)
                     self._record("post_label", (time.perf_counter() - t0) * 1e3)
                 res = FrameResult(
                     frame.index,
@@ -436,6 +423,7 @@ def run_pipeline(
     cfg: PipelineConfig | None = None,
     steps: Sequence[PostLabelStep] = (),
     source_sinks: Sequence[Sequence[Sink]] = (),
+    annotators: Sequence[Any] = (),
 ) -> PipelineReport:
     """Run the threaded loop over ``sources`` into ``sinks`` (all closed at the end); see :class:`Pipeline`."""
-    return Pipeline(labeller, sources, sinks, cfg, steps, source_sinks).run()
+    return Pipeline(labeller, sources, sinks, cfg, steps, source_sinks, annotators).run()
