@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any, Callable, Sequence
 
 STALLED_INTERVALS = 3  # push timeouts without a frame after which a source is not waited for
+STOP_GRACE_S = 0.5  # after a stop, how long the batcher waits for capture threads to hand over their last frame
 
 
 class Aborted(Exception):
@@ -52,6 +53,7 @@ class FrameSlots:
         self._is_stopping = is_stopping  # a stop: what waits is still labelled, nothing more is waited for
         self.dropped = [0] * self.n
         self._t0 = time.monotonic()
+        self._stop_seen: float | None = None
 
     @property
     def any_live(self) -> bool:
@@ -80,6 +82,11 @@ class FrameSlots:
         with self._cond:
             self._ended[sid] = True
             self._cond.notify_all()
+
+    def leftover(self, sid: int) -> int:
+        """Frames of ``sid`` still waiting (after the run: captured but never labelled)."""
+        with self._cond:
+            return len(self._buf[sid])
 
     def _active(self) -> list[int]:
         return [s for s in range(self.n) if not self._ended[s] or self._buf[s]]
@@ -121,9 +128,14 @@ class FrameSlots:
                 self._cond.notify_all()  # a file source blocked on a full slot may go on
                 if len(items) >= batch or not self._active():
                     return items
-                if self._is_stopping() and not took:
-                    return items  # a source blocked in a read must not keep the loop from finishing
                 now = time.monotonic()
+                if self._is_stopping() and not took:
+                    # A stop: a capture thread finishing its last read still hands that frame over, but a
+                    # source blocked in a read (a stalled camera) must not keep the loop from finishing.
+                    if self._stop_seen is None:
+                        self._stop_seen = now
+                    if items or now - self._stop_seen >= STOP_GRACE_S:
+                        return items
                 if items and self.any_live:
                     waiting = [s for s in range(self.n) if s not in got and self._expected(s, now, timeout_s)]
                     if not waiting:

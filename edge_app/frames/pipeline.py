@@ -371,7 +371,10 @@ class Pipeline:
         rep = self.report
         rep.stopped_by = self._stop_reason or "end"
         rep.frames_read = sum(self._read)
-        rep.frames_dropped = sum(self.slots.dropped)
+        # Frames captured but never labelled (a capture thread's last read after the loop stopped) count as dropped,
+        # so every source's frames read = written + dropped.
+        dropped = [self.slots.dropped[i] + self.slots.leftover(i) for i in range(len(self.sources))]
+        rep.frames_dropped = sum(dropped)
         rep.frames_failed = sum(int(s.decode_errors) for s in self.sources)
         rep.reconnects = sum(int(s.reconnects) for s in self.sources)
         with self._timer_lock:
@@ -386,7 +389,7 @@ class Pipeline:
                 name=str(getattr(s, "name", i)),
                 frames_read=self._read[i],
                 frames_written=self._written[i],
-                frames_dropped=self.slots.dropped[i],
+                frames_dropped=dropped[i],
                 frames_failed=int(s.decode_errors),
                 reconnects=int(s.reconnects),
                 fps=self._written[i] / secs if secs > 0 else 0.0,
