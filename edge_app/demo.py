@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from edge_app.annotate.video import ANNOTATE_BATCH, annotate_video
 from edge_app.compile.export import export
@@ -21,11 +21,14 @@ from edge_app.frames.labellers import make_labeller
 from edge_app.fsutil import atomic_write_bytes
 from edge_app.models.checkpoint import load_checkpoint
 from edge_app.runtime import open_engine
+from edge_app.training.classify import TrainConfig, train
 from edge_app.training.metrics import Agreement, compare, top1
-from edge_app.training.train import TrainConfig, train
 
 if TYPE_CHECKING:
     from edge_app.compile.calibrate import CalibrateResult
+    from edge_app.eval.boxes import BoxEvalReport
+    from edge_app.eval.heldout import HeldoutReport
+    from edge_app.eval.modes import ModeScore
 
 
 @dataclass
@@ -65,8 +68,8 @@ class DemoResult:
     parity: Agreement  # ONNX Runtime fp32 against PyTorch fp32 on the validation set
     int8: CalibrateResult  # INT8/FP16 accuracy report and CPU speed
     annotate: Any  # annotate_video's result (its type belongs to edge_app.frames)
-    tiles: Any  # evaluate_video's result
-    detector: dict[str, Any] | None  # the detector step's figures (None: DemoConfig.detector off)
+    tiles: BoxEvalReport  # tiles mode's boxes against the video's ground truth
+    detector: DetectorFigures | None  # the detector step's figures (None: DemoConfig.detector off)
     seconds: float
     written: tuple[str, ...]
 
@@ -97,15 +100,23 @@ def _trained(ckpt_path: Path, cfg: TrainConfig, data_root: Path) -> bool:
     return same_data and _finished_run(ckpt_path, cfg, ("device", "out", "workers_threads"))
 
 
-def _detector_step(cfg: DemoConfig, classifier: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DetectorFigures:
+    """What the demo's detector step measured."""
+
+    engine: Path
+    heldout: HeldoutReport  # mAP per model file on the held-out scenes and video
+    modes: Mapping[str, ModeScore]  # detect and tiles on the same held-out frames
+    written: tuple[str, ...]
+
+
+def _detector_step(cfg: DemoConfig, classifier: Path) -> DetectorFigures:
     """Train, export and calibrate the detector, then score it on the held-out video beside tiles mode."""
     from edge_app.compile.calibrate import CalibrateConfig
-    from edge_app.compile.calibrate_detect import run_calibrate_detect
-    from edge_app.compile.export_detect import export_detector
     from edge_app.engine_dir import EngineDir
     from edge_app.eval.heldout import heldout_report
     from edge_app.eval.modes import heldout_comparison
-    from edge_app.training.train_detect import DetectConfig, train_detector
+    from edge_app.training.detect import DetectConfig, train_detector
 
     out = Path(cfg.out) / "detect"
     dcfg = DetectConfig(
@@ -128,9 +139,10 @@ def _detector_step(cfg: DemoConfig, classifier: Path) -> dict[str, Any]:
     print(f"    {time.perf_counter() - t:.1f}s")
 
     t = _step(f"export the detector to {cfg.engines}/{cfg.det_name}; calibrate INT8 (head kept float) and FP16")
-    ex = export_detector(out / "best.pt", cfg.det_name, cfg.engines)
-    engine = Path(ex["engine"])
-    run_calibrate_detect(engine, CalibrateConfig(num=cfg.det_calib), say=lambda s: print(f"    {s}"))
+    from edge_app.compile.calibrate import run_calibrate
+
+    engine = export(out / "best.pt", cfg.det_name, cfg.engines).engine
+    run_calibrate(engine, CalibrateConfig(num=cfg.det_calib), say=lambda s: print(f"    {s}"))
     print(f"    {time.perf_counter() - t:.1f}s")
 
     t = _step("held-out video: detector mAP per model file; detect vs tiles on the same frames, timed side by side")
@@ -139,14 +151,14 @@ def _detector_step(cfg: DemoConfig, classifier: Path) -> dict[str, Any]:
     with open_engine(engine) as det, open_engine(classifier) as cls:
         modes = heldout_comparison(det, cls, cfg.det_frames)
     print(f"    {time.perf_counter() - t:.1f}s")
-    return {"engine": str(engine), "heldout": heldout, "modes": modes, "written": [str(out / "best.pt"), str(engine)]}
+    return DetectorFigures(engine, heldout, modes, (str(out / "best.pt"), str(engine)))
 
 
-def _print_detector(d: dict[str, Any]) -> None:
-    v = d["heldout"]["video"]
-    det, til = d["modes"]["detect"], d["modes"]["tiles"]
+def _print_detector(d: DetectorFigures) -> None:
+    v = d.heldout.video
+    det, til = d.modes["detect"], d.modes["tiles"]
     names = {"fp32": "fp32", "fp16": "fp16", "int8.trt": "int8 TensorRT-form", "int8.cpu": "int8 CPU-form"}
-    maps = "   ".join(f"{names[k]} {v[k]['map50']:.3f}" for k in names if k in v)
+    maps = "   ".join(f"{names[k]} {v[k].map50:.3f}" for k in names if k in v)
     print(f"  detector mAP@0.5      {maps}  (held-out 720p video, {det.frames} frames, ONNX Runtime)")
     for r in (det, til):
         print(
@@ -228,7 +240,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
 
     detector = _detector_step(cfg, engine_dir) if cfg.detector else None
     if detector:
-        written += detector["written"]
+        written += list(detector.written)
 
     wall = time.perf_counter() - t_all
     lat = ann.inference_ms
@@ -254,8 +266,8 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
         f"  inference latency     p50 {lat['p50']:.2f} ms   p99 {lat['p99']:.2f} ms  (per frame, batches of {ANNOTATE_BATCH}, {spec.width}x{spec.height})"
     )
     print(
-        f"  tiles detection       precision {det['precision']:.3f}  recall {det['recall']:.3f}  (IoU >= 0.3 and class match, {det['frames']} frames, "
-        f"{det['tiles_per_frame']} tiles/frame in one batch, {det['ms_per_frame']:.0f} ms/frame, {det_backend})"
+        f"  tiles detection       precision {det.precision:.3f}  recall {det.recall:.3f}  (IoU >= 0.3 and class match, {det.frames} frames, "
+        f"{det.tiles_per_frame} tiles/frame in one batch, {det.ms_per_frame:.0f} ms/frame, {det_backend})"
     )
     if detector:
         _print_detector(detector)

@@ -209,9 +209,22 @@ class InputSpec:
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
 
 
+# Engines exported before meta.json carried a task are classifiers: that is all the exporter made then.
+DEFAULT_TASK = "classify"
+# Typed keys that older tools wrote among the free-form keys at the end of meta.json: read from there, and
+# written back in the place the file had them (so an old meta.json re-saved is the same bytes).
+TRAILING_FIELDS = ("task", "threshold", "data_root", "weights_sha256")
+
+
 @dataclass
 class EngineMeta:
-    """Contents of meta.json. Unknown keys found on load are kept in ``extra`` so newer tools round-trip."""
+    """Contents of meta.json. Unknown keys found on load are kept in ``extra`` so newer tools round-trip.
+
+    ``task`` names the task descriptor (:func:`edge_app.models.tasks.get_task`) that made the model;
+    ``threshold`` is a detector's operating score threshold (None: the task's default); ``data_root`` the
+    training data of the checkpoint (None: unknown, e.g. pretrained weights); ``weights_sha256`` the
+    weights file an engine exported from pretrained weights came from.
+    """
 
     name: str
     arch: str
@@ -227,7 +240,23 @@ class EngineMeta:
     accuracy: dict[str, AccuracyEntry] = field(default_factory=dict)  # ACCURACY_KEYS -> top1, agreement, ...
     builds: dict[str, Any] = field(default_factory=dict)  # TensorRT plan key -> build info
     version: int = META_VERSION
+    task: str = DEFAULT_TASK
+    threshold: float | None = None
+    data_root: str | None = None
+    weights_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The order of the keys after ``version`` as read from the file (None: made by this tool, not read): the
+    # typed trailing fields sit among the free-form ones there, and a re-saved file keeps them in place.
+    key_order: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Code that still passes the typed keys in ``extra`` (as meta.json's readers did before they were
+        # typed) gets them lifted into their fields, so there is one place to read them from.
+        for name in TRAILING_FIELDS:
+            if name in self.extra and getattr(self, name) == _TRAILING_DEFAULTS[name]:
+                setattr(self, name, self.extra.pop(name))
+        if self.task is None:  # a file that wrote "task": null is a classifier too
+            self.task = DEFAULT_TASK
 
     @property
     def num_classes(self) -> int:
@@ -242,20 +271,45 @@ class EngineMeta:
                 d[f.name] = v.to_dict()
             elif f.name in ("accuracy", "quantization"):
                 d[f.name] = {k: rec.to_dict() for k, rec in v.items()}
-            elif f.name != "extra":
+            elif f.name not in ("extra", "key_order", *TRAILING_FIELDS):
                 d[f.name] = copy.deepcopy(v)
-        d.update(copy.deepcopy(self.extra))
+        d.update(self._trailing())
         return d
+
+    def _trailing(self) -> dict[str, Any]:
+        """The typed trailing fields and ``extra``, in the file's order when read from one."""
+        typed = {}
+        for name in TRAILING_FIELDS:
+            v = getattr(self, name)
+            # A field is written when it says something, or when the file it was read from had the key.
+            if v != _TRAILING_DEFAULTS[name] or (self.key_order is not None and name in self.key_order):
+                typed[name] = v
+        if self.key_order is None:  # made by this tool: the task always, stated rather than implied
+            typed = {"task": self.task, **typed}
+        both = {**typed, **copy.deepcopy(self.extra)}
+        order = [k for k in (self.key_order or ()) if k in both] + [k for k in both if k not in (self.key_order or ())]
+        return {k: both[k] for k in order}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineMeta:
         """Read meta.json's object; a record missing keys gets defaults, and unknown keys are kept for the next write."""
         kw, extra = _split_known(cls, d)
+        kw.pop("key_order", None)
         kw["input"] = InputSpec(**d["input"])
         kw["accuracy"] = {k: AccuracyEntry.from_dict(v) for k, v in (kw.get("accuracy") or {}).items()}
         kw["quantization"] = {k: QuantizationEntry.from_dict(v) for k, v in (kw.get("quantization") or {}).items()}
         kw["extra"] = extra
+        trailing = set(TRAILING_FIELDS) | set(extra)
+        kw["key_order"] = tuple(k for k in d if k in trailing)
         return cls(**kw)
+
+
+_TRAILING_DEFAULTS: dict[str, Any] = {
+    "task": DEFAULT_TASK,
+    "threshold": None,
+    "data_root": None,
+    "weights_sha256": None,
+}
 
 
 class EngineDir:

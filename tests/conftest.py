@@ -29,7 +29,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ResNet-18 at 32 px trained for one epoch on ``tiny_dataset`` (accuracy irrelevant, format real)."""
-    from edge_app.training.train import TrainConfig, train
+    from edge_app.training.classify import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny_run")
     r = train(
@@ -55,7 +55,7 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def det_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A detector trained for one short epoch at 64 px (accuracy irrelevant, format real)."""
-    from edge_app.training.train_detect import DetectConfig, train_detector
+    from edge_app.training.detect import DetectConfig, train_detector
 
     out = tmp_path_factory.mktemp("det_ckpt")
     cwd = os.getcwd()
@@ -84,9 +84,9 @@ def det_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def det_engine(det_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("det_engines")
-    from edge_app.compile.export_detect import export_detector
+    from edge_app.compile.export import export
 
-    return Path(export_detector(det_checkpoint, "det", root)["engine"])
+    return export(det_checkpoint, "det", root).engine
 
 
 @pytest.fixture(scope="session")

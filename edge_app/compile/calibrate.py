@@ -1,8 +1,11 @@
 """``run.py calibrate``: calibration images -> cached ranges -> INT8/FP16 models -> accuracy report, in one call.
 
-Every step is skipped when its inputs are unchanged: the ranges by their cache key (model hash, image-set
-hash, method), each derived model by the hash of the ranges (or of model.onnx for FP16) recorded in meta.json.
-The accuracy report always runs, because it is what tells the user whether the INT8 models can be trusted.
+One flow for every task. Every step is skipped when its inputs are unchanged: the ranges by their cache key
+(model hash, image-set hash, method), each derived model by the hash of the ranges (or of model.onnx for FP16)
+recorded in meta.json. The task decides the rest: which nodes stay float in INT8 (its descriptor,
+:mod:`edge_app.models.tasks`), which images 'synthetic' means and how accuracy is reported (its compile hooks,
+:mod:`edge_app.compile.tasks`: top-1 for classify, mAP for detect). The accuracy report always runs, because
+it is what tells the user whether the INT8 models can be trusted.
 """
 
 from __future__ import annotations
@@ -18,42 +21,19 @@ import numpy as np
 
 from edge_app.compile import quantize as qz
 from edge_app.compile import ranges as cal
-from edge_app.data.folder import ImageSet, load_image_folder
-from edge_app.engine_dir import (
-    ACCURACY_KEYS,
-    AccuracyEntry,
-    CpuSpeed,
-    EngineDir,
-    EngineMeta,
-    QuantizationEntry,
-    now_iso,
-)
+from edge_app.compile.classify import speed_line
+from edge_app.compile.hooks import AccuracyInput, CalibrateConfig
+from edge_app.compile.tasks import compile_hooks
+from edge_app.engine_dir import AccuracyEntry, CpuSpeed, EngineDir, EngineMeta, QuantizationEntry, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import sha256_file
+from edge_app.models.tasks import get_task
+from edge_app.runtime import open_engine
 from edge_app.runtime.tensorrt.onnx_rules import require_trt_onnx
-from edge_app.training.metrics import compare, top1
 
-# INT8 top-1 may drop at most this much (absolute, in points of percent) before calibrate warns.
-MAX_TOP1_DROP = 0.01
-# Display order and (precision, target) of every model in the report; the keys are meta.json's accuracy rows.
-MODELS = tuple(zip(ACCURACY_KEYS, ("fp32", "fp16", "int8", "int8"), ("any", "any", "trt", "cpu")))
+__all__ = ["CalibrateConfig", "CalibrateResult", "cpu_latency_ratio", "run_calibrate"]
 
-AccuracyReport = Mapping[str, AccuracyEntry]  # ACCURACY_KEYS -> the row measured for that model, in MODELS order
-
-
-@dataclass
-class CalibrateConfig:
-    """Options of ``run.py calibrate``; the defaults are what the issue and TensorRT's own calibrator use."""
-
-    images: str = cal.SYNTHETIC  # folder (recursive), video file, or 'synthetic' (built-in train split)
-    num: int = 512  # images to calibrate on; a few hundred is the usual advice, more rarely helps
-    method: str = "entropy"  # TensorRT's default calibrator was entropy (KL divergence)
-    val: str | None = None  # labelled image folder for top-1; default: the checkpoint's training data
-    force: bool = False  # recalibrate and rewrite every model even when up to date
-    cache_dir: str = "calibration"
-    synthetic_root: str = "data/synthetic"
-    speed: bool = True  # measure the INT8-vs-fp32 CPU latency ratio
-    progress: bool = True
+AccuracyReport = Mapping[str, AccuracyEntry]  # ACCURACY_KEYS -> the row measured for that model, in report order
 
 
 @dataclass(frozen=True)
@@ -62,29 +42,31 @@ class CalibrateResult:
 
     engine: Path
     cache: Path  # the tensor-range cache used (written or reused)
-    report: AccuracyReport
+    report: AccuracyReport  # meta.json's accuracy rows (classify: top-1 and agreement; detect: mAP in ``extra``)
     speed: CpuSpeed | None  # None with --no-speed
-    warnings: tuple[str, ...]  # one sentence per INT8 model that lost too much top-1
+    warnings: tuple[str, ...]  # one sentence per INT8 model that lost too much accuracy
     written: tuple[str, ...]  # files written by this run, in order
     seconds: float
+
+    def summary(self) -> str:
+        """The line ``calibrate`` prints at the end."""
+        return f"done in {self.seconds:.1f}s"
 
 
 def run_calibrate(
     engine: str | Path, cfg: CalibrateConfig = CalibrateConfig(), say: Callable[[str], None] = print
 ) -> CalibrateResult:
-    """Calibrate ``engine`` and write its INT8/FP16 models and report; returns what it did for the CLI and demo."""
+    """Calibrate ``engine`` (any task) and write its INT8/FP16 models and accuracy report; returns what it did."""
     if cfg.method not in cal.METHODS:
         raise UserError(f"unknown calibration method '{cfg.method}'; choose one of {', '.join(cal.METHODS)}")
     if cfg.num < 1:
         raise UserError(f"--num {cfg.num} asks for no calibration images; use a positive count such as 512")
-    if cfg.val and not Path(cfg.val).is_dir():
-        raise UserError(
-            f"validation folder '{cfg.val}' does not exist; pass --val with a folder of <class>/ image folders"
-        )
     ed = EngineDir(engine).require()
     meta = ed.load_meta()
+    task, hooks = get_task(meta.task), compile_hooks(meta.task)
+    hooks.check_calibration(cfg)
     spec = meta.input
-    plan = cal.plan_images(cfg.images, spec, cfg.num, cfg.synthetic_root)
+    plan = cal.plan_images(hooks.calibration_images(cfg, spec), spec, cfg.num, cfg.synthetic_root)
     src = ed.onnx_path("fp32")
     model_sha = sha256_file(src)
     key = cal.cache_key(model_sha, plan, cfg.method)
@@ -135,13 +117,18 @@ def run_calibrate(
             )
             written.append(str(cpath))
         rsha = qz.ranges_sha256(rec["ranges"])
+        exclude: list[str] | None = None
         for target in ("trt", "cpu"):
             dst = ed.onnx_path("int8", target)
             if _up_to_date(meta, dst, ranges_sha256=rsha) and not cfg.force:
                 say(f"{dst.name} is up to date")
                 continue
             pre = pre or qz.preprocess_model(src, work / "pre.onnx")
-            settings = qz.quantize_int8(pre, rec["ranges"], target, dst, work)
+            if exclude is None:  # the task's float-kept nodes, named as in the preprocessed graph
+                import onnx
+
+                exclude = task.float_nodes(onnx.load(str(pre)))
+            settings = qz.quantize_int8(pre, rec["ranges"], target, dst, work, exclude, kept_float=task.kept_float_note)
             meta.quantization[dst.name] = QuantizationEntry(
                 tool="onnxruntime.quantization.quantize_static",
                 version=qz.ort_version(),
@@ -176,31 +163,32 @@ def run_calibrate(
     for precision in ("fp32", "fp16", "int8"):  # the files `build` uses; model.int8.cpu.onnx is for ONNX Runtime only
         require_trt_onnx(ed.onnx_path(precision, "trt"))
 
-    val, val_note = _validation_set(cfg.val, meta)
-    if val is None:
-        say(f"no top-1 report: {val_note}; agreement with fp32 is measured on the calibration images instead")
-        if calib is None:
-            calib = cal.load_images(plan, spec, progress=False).images
-    report = accuracy_report(ed, meta, val, calib, val_note, cfg.progress)
-    meta.accuracy.update(report)
+    loaded: list[np.ndarray] = [] if calib is None else [calib]
+
+    def calibration_images() -> np.ndarray:
+        if not loaded:
+            loaded.append(cal.load_images(plan, spec, progress=False).images)
+        return loaded[0]
+
+    outcome = hooks.accuracy(AccuracyInput(ed, meta, cfg, calibration_images, say))
+    meta.accuracy.update(outcome.rows)
     speed = cpu_latency_ratio(ed, meta) if cfg.speed else None
     if speed:
         cpu_name = ed.onnx_path("int8", "cpu").name
         meta.quantization[cpu_name] = replace(meta.quantization[cpu_name], cpu_speed=speed)
     ed.save_meta(meta)
     written.append(str(ed.meta_path))
-    for line in format_report(report, speed):
+    for line in outcome.table + ((speed_line(speed),) if speed else ()):
         say(line)
-    warnings = int8_warnings(report)
-    for w in warnings:
+    for w in outcome.warnings:
         say(w)
     say("wrote: " + ", ".join(written))
     return CalibrateResult(
         engine=ed.path,
         cache=cpath,
-        report=report,
+        report=outcome.rows,
         speed=speed,
-        warnings=tuple(warnings),
+        warnings=outcome.warnings,
         written=tuple(written),
         seconds=time.perf_counter() - t0,
     )
@@ -235,99 +223,6 @@ def _up_to_date(
     return made_from and meta.files.get(path.name) == sha256_file(path)
 
 
-def _validation_set(val: str | None, meta: EngineMeta) -> tuple[ImageSet | None, str]:
-    """The labelled validation split of ``val`` (or of the checkpoint's training data), or None and why not."""
-    root = val or meta.extra.get("data_root")
-    if not root:
-        return None, "the checkpoint names no training data; pass --val DIR"
-    if not Path(root).is_dir():
-        if val:
-            raise UserError(
-                f"validation folder '{val}' does not exist; pass --val with a folder of <class>/ image folders"
-            )
-        return None, f"the training data '{root}' is gone; pass --val DIR"
-    _, vs, rep = load_image_folder(root, meta.input)
-    if rep.classes != meta.labels:
-        msg = f"the classes of '{root}' ({', '.join(rep.classes)}) differ from the model's ({', '.join(meta.labels)})"
-        if val:
-            raise UserError(msg + "; pass --val with a folder of the model's classes")
-        return None, msg
-    return vs, f"{len(vs)} validation images of '{root}'"
-
-
-def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = os.cpu_count() or 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def _logits(sess: Any, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    name = sess.get_inputs()[0].name
-    return np.concatenate(
-        [sess.run(None, {name: images[s : s + batch]})[0] for s in range(0, len(images), batch)]
-    ).astype(np.float32)
-
-
-def accuracy_report(
-    ed: EngineDir,
-    meta: EngineMeta,
-    val: ImageSet | None,
-    calib: np.ndarray | None,
-    data_note: str,
-    progress: bool = True,
-) -> dict[str, AccuracyEntry]:
-    """Top-1 (with labels), top-1 agreement with fp32 and logit deviation of every model, via ONNX Runtime on the CPU.
-
-    ORT's CPU provider runs all four files: the s8s8 TensorRT model and the FP16 model slowly (they are meant
-    for the GPU), but with the same numerics a GPU would approximate.
-    """
-    images = val.images if val is not None else calib
-    if images is None or not len(images):
-        raise UserError("no images to evaluate on; pass --val DIR or --images with readable images")
-    it: Any = MODELS
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(MODELS, desc="accuracy report", unit="model", leave=False)
-    logits = {key: _logits(_session(ed.onnx_path(prec, target)), images) for key, prec, target in it}
-    ref = logits["fp32"]
-    # The export-time (PyTorch) figure stays beside the ORT one: from export's row, or carried over from a previous report.
-    old = meta.accuracy.get("fp32")
-    training_top1 = None if old is None else old.top1 if old.from_training_run else old.training_top1
-    report: dict[str, AccuracyEntry] = {}
-    for key, prec, target in MODELS:
-        vs_fp32 = compare(logits[key], ref) if key != "fp32" else None
-        report[key] = AccuracyEntry(
-            file=ed.onnx_path(prec, target).name,
-            runtime=f"onnxruntime {qz.ort_version()} CPU",
-            n=int(len(images)),
-            data=data_note if val is not None else "calibration images (unlabelled)",
-            top1=top1(logits[key], val.labels) if val is not None else None,
-            agreement=vs_fp32.agreement if vs_fp32 else None,
-            max_abs_dev=vs_fp32.max_abs_dev if vs_fp32 else None,
-            mean_abs_dev=vs_fp32.mean_abs_dev if vs_fp32 else None,
-            training_top1=training_top1 if key == "fp32" else None,
-        )
-    return report
-
-
-def int8_warnings(report: AccuracyReport) -> list[str]:
-    """A clear line for every INT8 model whose top-1 falls more than MAX_TOP1_DROP below fp32."""
-    out = []
-    base = report["fp32"].top1
-    for key in ("int8.trt", "int8.cpu"):
-        t = report[key].top1
-        if base is not None and t is not None and base - t > MAX_TOP1_DROP:
-            out.append(
-                f"WARNING: {report[key].file} top-1 {t:.4f} is {100 * (base - t):.1f} points below fp32 {base:.4f}; "
-                "calibrate with more representative images (--images, --num) or another --method"
-            )
-    return out
-
-
 def cpu_latency_ratio(
     ed: EngineDir, meta: EngineMeta, rounds: int = 5, block: int = 10, settle: int = 3, threads: int | None = None
 ) -> CpuSpeed:
@@ -338,13 +233,11 @@ def cpu_latency_ratio(
     Runtime spins briefly after each call) have gone quiet before the clock starts. Alternating single calls
     instead slowed fp32 several-fold on a busy 2-core machine and overstated the INT8 gain.
     """
-    from edge_app.runtime.onnxruntime import OnnxRuntimeEngine
-
     x = np.random.default_rng(0).integers(0, 256, (1, meta.input.height, meta.input.width, 3), dtype=np.uint8)
     times: dict[str, list[float]] = {"fp32": [], "int8": []}
     with (
-        OnnxRuntimeEngine(ed, meta, "fp32", threads=threads) as f32,
-        OnnxRuntimeEngine(ed, meta, "int8", threads=threads) as i8,
+        open_engine(ed.path, "onnxruntime", "fp32", "cpu", threads=threads) as f32,
+        open_engine(ed.path, "onnxruntime", "int8", "cpu", threads=threads) as i8,
     ):
         engines = {"fp32": f32, "int8": i8}
         for _ in range(rounds):
@@ -366,26 +259,3 @@ def cpu_latency_ratio(
         input=f"{meta.input.width}x{meta.input.height}",
         runtime=f"onnxruntime {qz.ort_version()} CPUExecutionProvider",
     )
-
-
-def format_report(report: AccuracyReport, speed: CpuSpeed | None) -> list[str]:
-    """The accuracy table (and the CPU speed line) as printed by ``calibrate`` and the demo."""
-
-    def f(v: Any, fmt: str) -> str:
-        return "-" if v is None else format(v, fmt)
-
-    lines = [
-        f"accuracy on {report['fp32'].data} (n={report['fp32'].n}, ONNX Runtime CPU):",
-        f"  {'model':<22} {'top-1':>7} {'agree':>7} {'max|dlogit|':>12} {'mean|dlogit|':>13}",
-    ]
-    for r in report.values():
-        lines.append(
-            f"  {r.file:<22} {f(r.top1, '.4f'):>7} {f(r.agreement, '.4f'):>7} "
-            f"{f(r.max_abs_dev, '.3e'):>12} {f(r.mean_abs_dev, '.3e'):>13}"
-        )
-    if speed:
-        lines.append(
-            f"CPU latency, batch 1, {speed.input}, {speed.threads} threads (median of {speed.runs}): "
-            f"fp32 {speed.fp32_ms:.2f} ms, int8 u8s8 {speed.int8_ms:.2f} ms, ratio {speed.ratio:.2f}x"
-        )
-    return lines

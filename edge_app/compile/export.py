@@ -1,8 +1,10 @@
-"""PyTorch checkpoint -> ``engines/<name>/model.onnx`` + ``meta.json``, preprocessing inside the graph.
+"""Checkpoint of any task -> ``engines/<name>/model.onnx`` + ``meta.json``, preprocessing inside the graph.
 
 The exported graph takes ``images``: uint8 (N,H,W,3) BGR at the model resolution, with a dynamic batch, and
-returns ``logits``: float32 (N,num_classes). Export is verified by running the same random uint8 batch through
-PyTorch and ONNX Runtime; a max abs logit difference above the tolerance fails the export.
+returns the task's outputs (a classifier's ``logits`` (N, num_classes); a detector's ``dets`` (N, K, 6), decode
+inside the graph). One flow for every task: the task descriptor (:mod:`edge_app.models.tasks`) rebuilds the
+network, names the outputs and their layout; the compile hooks (:mod:`edge_app.compile.tasks`) check the graph
+and its parity with PyTorch. Nothing is written when a check fails.
 """
 
 from __future__ import annotations
@@ -11,50 +13,27 @@ import io
 import logging
 import shutil
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Sequence
 
-import numpy as np
 import torch
 
-from edge_app.engine_dir import AccuracyEntry, EngineDir, EngineMeta, now_iso
+from edge_app.compile.hooks import ExportError, ParityCheck
+from edge_app.compile.tasks import compile_hooks
+from edge_app.engine_dir import EngineDir, EngineMeta, now_iso
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write, atomic_write_bytes, ensure_writable_dir, sha256_file
-from edge_app.models.checkpoint import load_checkpoint, model_from_checkpoint
-from edge_app.models.preprocess import PreprocessedModel
+from edge_app.models.checkpoint import checkpoint_task, load_checkpoint
+from edge_app.models.tasks import get_task
 from edge_app.runtime.tensorrt.onnx_rules import require_trt_onnx
+
+__all__ = ["OPSET", "ExportError", "ExportResult", "export", "onnx_bytes"]
 
 log = logging.getLogger(__name__)
 
 OPSET = 17  # parsed by TensorRT 8.6+, 10.x and 11.x and by every ONNX Runtime we support
-PARITY_TOLERANCE = 1e-3
-INPUT_NAME, OUTPUT_NAME = "images", "logits"
-
-
-class ExportError(UserError):
-    """The exported graph does not reproduce the PyTorch model."""
-
-
-@dataclass(frozen=True)
-class Parity:
-    """PyTorch against ONNX Runtime on one random uint8 batch: the export check, stored as meta.json's ``parity``."""
-
-    max_abs_diff: float
-    mean_abs_diff: float
-    batch: int
-    tolerance: float
-    reference: str  # what computed the reference logits, e.g. "torch 2.5.1 cpu fp32"
-    runtime: str  # what ran the ONNX file
-    top1_agree: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Parity:
-        """From meta.json's ``parity`` (extra keys ignored; a missing one is a KeyError, i.e. a damaged file)."""
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+INPUT_NAME = "images"
 
 
 @dataclass(frozen=True)
@@ -63,15 +42,34 @@ class ExportResult:
 
     engine: Path
     onnx: Path
-    parity: Parity
+    parity: ParityCheck  # the task's check (classify: logits, detect: dets rows)
     cached: bool  # True: the folder was already up to date with this checkpoint, nothing was written
     meta: EngineMeta
 
+    def summary(self) -> list[str]:
+        """The lines ``export`` prints."""
+        state = "up to date, nothing to do" if self.cached else "exported"
+        spec, meta = self.meta.input, self.meta
+        crop = f"resize {spec.resize_size} + centre crop" if spec.resize_size else spec.resize
+        return [
+            f"{state}: {self.onnx} (PyTorch vs ONNX Runtime max |diff| {self.parity.max_abs_diff:.2e}, "
+            f"tolerance {self.parity.tolerance:.0e})",
+            f"wrote {self.engine}/meta.json (task {meta.task}, {meta.arch}, {len(meta.labels)} classes, "
+            f"{spec.width}x{spec.height} input, {crop})",
+        ]
 
-def onnx_bytes(model: torch.nn.Module, height: int, width: int, output_name: str = OUTPUT_NAME) -> bytes:
+
+def onnx_bytes(
+    model: torch.nn.Module,
+    height: int,
+    width: int,
+    output_name: str = "logits",
+    output_dims: Sequence[str | int] | None = None,
+) -> bytes:
     """Trace ``model`` (uint8 NHWC in, one output) to ONNX bytes with a dynamic batch axis.
 
-    The TorchScript exporter writes one self-contained file; the dynamo exporter would put the weights in a
+    ``output_dims``: the output's dimensions to state in the graph where the tracer leaves them symbolic. The
+    TorchScript exporter writes one self-contained file; the dynamo exporter would put the weights in a
     separate ``.onnx.data``, which ``quant_pre_process`` then cannot read (FACTS.md).
     """
     example = torch.zeros((2, height, width, 3), dtype=torch.uint8)
@@ -91,39 +89,30 @@ def onnx_bytes(model: torch.nn.Module, height: int, width: int, output_name: str
             do_constant_folding=True,
             dynamo=False,
         )
-    return buf.getvalue()
+    if output_dims is None:
+        return buf.getvalue()
+    import onnx
 
-
-def check_parity(
-    model: torch.nn.Module, onnx_model: bytes, height: int, width: int, batch: int = 4, seed: int = 0
-) -> Parity:
-    """Max/mean abs logit difference between PyTorch and ONNX Runtime (CPU) on a random uint8 batch."""
-    import onnxruntime as ort
-
-    x = np.random.default_rng(seed).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x)).float().numpy()
-    sess = ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
-    got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-    diff = np.abs(ref - got)
-    return Parity(
-        max_abs_diff=float(diff.max()),
-        mean_abs_diff=float(diff.mean()),
-        batch=batch,
-        tolerance=PARITY_TOLERANCE,
-        reference=f"torch {torch.__version__} cpu fp32",
-        runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider",
-        top1_agree=float((ref.argmax(1) == got.argmax(1)).mean()),
-    )
+    m = onnx.load_from_string(buf.getvalue())
+    for d, v in zip(m.graph.output[0].type.tensor_type.shape.dim, output_dims):
+        d.Clear()
+        if isinstance(v, str):
+            d.dim_param = v
+        else:
+            d.dim_value = v
+    return m.SerializeToString()
 
 
 def export(
     checkpoint: str | Path, name: str, engines_root: str | Path = "engines", force: bool = False
 ) -> ExportResult:
-    """Export ``checkpoint`` to ``engines_root/name``; returns the paths, the parity check and whether it was cached."""
+    """Export ``checkpoint`` (any task) to ``engines_root/name``; returns the paths, the parity check and whether
+    it was cached."""
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"engine name '{name}' is not a plain folder name; use letters, digits, '-' or '_'")
     ckpt = load_checkpoint(checkpoint)
+    task = get_task(checkpoint_task(ckpt))
+    hooks = compile_hooks(task.name)
     ckpt_sha = sha256_file(checkpoint)
     ed = EngineDir(Path(engines_root) / name)
     ensure_writable_dir(ed.path)
@@ -132,39 +121,52 @@ def export(
     old = None if force else previous_export(ed, ckpt_sha)
     if old is not None:
         try:
-            return ExportResult(ed.path, onnx_path, Parity.from_dict(old.parity), cached=True, meta=old)
+            return ExportResult(ed.path, onnx_path, hooks.parity_from_dict(old.parity), cached=True, meta=old)
         except (KeyError, TypeError):
             log.info("%s has no readable parity record; exporting again", ed.meta_path)
 
-    model, spec, labels = model_from_checkpoint(ckpt)
-    wrapped = PreprocessedModel(model, spec).eval()
-    data = onnx_bytes(wrapped, spec.height, spec.width)
+    net, spec, labels = task.rebuild(ckpt)
+    graph = task.graph(net, spec).eval()
+    data = onnx_bytes(graph, spec.height, spec.width, task.outputs[0], task.output_dims(net, spec))
     import onnx
 
-    onnx.checker.check_model(onnx.load_from_string(data))
-    parity = check_parity(wrapped, data, spec.height, spec.width)
-    if not parity.max_abs_diff <= PARITY_TOLERANCE:
+    proto = onnx.load_from_string(data)
+    onnx.checker.check_model(proto)
+    ops = hooks.check_graph(proto)
+    parity = hooks.parity(graph, data, spec)
+    failure = parity.failure()
+    if failure:
         raise ExportError(
-            f"ONNX export of '{checkpoint}' differs from PyTorch by {parity.max_abs_diff:.2e} "
-            f"(tolerance {PARITY_TOLERANCE:.0e}); nothing was written; report this with the checkpoint's arch '{ckpt['arch']}'"
+            f"ONNX export of '{checkpoint}' {failure}; nothing was written; report this with the checkpoint's arch "
+            f"'{ckpt['arch']}'"
         )
     # TensorRT's parser rules, checked here where the graph is made (no TensorRT needed): nothing is written on failure.
-    require_trt_onnx(onnx.load_from_string(data), onnx_path.name)
+    require_trt_onnx(proto, onnx_path.name)
     atomic_write_bytes(onnx_path, data)
     # A slim copy of the weights (no optimiser state) keeps the folder self-contained for the PyTorch backend.
-    slim = {k: ckpt[k] for k in ("format", "arch", "labels", "input", "model", "top1", "epoch")}
+    slim = {k: ckpt[k] for k in task.checkpoint_keys if k in ckpt}
     atomic_write(ed.checkpoint_path, lambda p: torch.save(slim, p))
+    layout = task.output_layout(net, spec)
     meta = EngineMeta(
         name=name,
         arch=ckpt["arch"],
         labels=labels,
         input=spec,
-        outputs=[OUTPUT_NAME],
+        outputs=list(task.outputs),
         checkpoint_sha256=ckpt_sha,
         created=now_iso(),
         parity=parity.to_dict(),
-        accuracy={"fp32": AccuracyEntry.from_training(ckpt.get("top1"), ckpt.get("data_root"))},
-        extra={"checkpoint": str(checkpoint), "opset": OPSET, "data_root": ckpt.get("data_root")},
+        accuracy={"fp32": hooks.training_row(ckpt)},
+        task=task.name,
+        threshold=ckpt.get("threshold"),
+        data_root=ckpt.get("data_root"),
+        extra={
+            **({"output_layout": layout} if layout else {}),
+            **task.meta_settings(ckpt),
+            "checkpoint": str(checkpoint),
+            "opset": OPSET,
+            **({"ops": list(ops)} if ops is not None else {}),
+        },
     )
     ed.record_file(meta, onnx_path)
     ed.record_file(meta, ed.checkpoint_path)

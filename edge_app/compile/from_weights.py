@@ -91,14 +91,15 @@ def export_weights(
     """Export ``src`` to ``engines_root/name`` (export's result); up to date, nothing written, when weights and settings match."""
     import torch
 
-    from edge_app.compile.export import Parity, export
+    from edge_app.compile.classify import Parity
+    from edge_app.compile.export import export
 
     weights_sha = sha256_file(src.weights)
     ed = EngineDir(Path(engines_root) / name)
     old = None if force else existing_meta(ed)
     if (
         old
-        and old.extra.get("weights_sha256") == weights_sha
+        and old.weights_sha256 == weights_sha
         and old.input == src.input_spec()
         and old.arch == src.arch
         and old.labels == resolve_labels(src.labels)
@@ -111,14 +112,8 @@ def export_weights(
         torch.save(ckpt, path)
         result = export(path, name, engines_root, force=force)
     meta = ed.load_meta()
-    meta.extra.update(
-        {
-            "checkpoint": str(ed.checkpoint_path),
-            "weights": str(src.weights),
-            "weights_sha256": weights_sha,
-            "data_root": None,
-        }
-    )
+    meta.extra.update({"checkpoint": str(ed.checkpoint_path), "weights": str(src.weights)})
+    meta.weights_sha256, meta.data_root = weights_sha, None
     meta.accuracy.pop("fp32", None)  # no validation set came with the weights: nothing measured yet
     ed.save_meta(meta)
     return dataclasses.replace(result, meta=meta)

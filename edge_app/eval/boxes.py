@@ -5,23 +5,21 @@ threshold (0.3 by default) with it; each ground-truth box matches at most one pr
 score first, as in PASCAL VOC). Ground truth is ``<video>.truth.jsonl`` from
 :func:`edge_app.data.synthetic.write_video`: ``{"frame": i, "objects": [{"class": .., "box": [x1,y1,x2,y2]}]}``.
 
-Run on the demo engine: ``python -m edge_app.eval.boxes --engine engines/demo``.
+Entry point: :func:`run_boxes` (engine folder and video -> :class:`BoxEvalReport`) and :func:`format_boxes`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
-from edge_app.errors import FieldError, UserError
+from edge_app.errors import UserError
 from edge_app.frames.postprocess import box_iou
 from edge_app.frames.results import Label
 from edge_app.runtime.base import Engine
@@ -150,6 +148,29 @@ def labels_from_jsonl(path: str | Path) -> list[tuple[int, list[Label]]]:
     return out
 
 
+@dataclass(frozen=True)
+class BoxEvalReport:
+    """Tiles mode's boxes on a video against its ground truth, and how long labelling took."""
+
+    precision: float
+    recall: float
+    tp: int
+    fp: int
+    fn: int
+    frames: int
+    per_class: Mapping[str, Mapping[str, int]]  # class -> {'tp', 'fp', 'fn'}
+    iou: float  # IoU a prediction needs to count as found
+    tiles_per_frame: int
+    ms_per_frame: float  # preprocess + inference + postprocess, per frame
+    seconds: float
+    config: TileConfig  # the tiles settings that ran
+    engine: str = ""  # the engine's description, when run_boxes opened it
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON reports."""
+        return dataclasses.asdict(self)
+
+
 def evaluate_video(
     engine: Engine,
     video: str | Path,
@@ -159,7 +180,7 @@ def evaluate_video(
     max_frames: int = 0,
     stride: int = 1,
     batch: int = 4,
-) -> dict[str, Any]:
+) -> BoxEvalReport:
     """Run tiles mode (``tiles``: its settings, None: the defaults) over ``video`` (every ``stride``-th frame)
     and score it against ``truth_path``."""
     import cv2
@@ -196,96 +217,52 @@ def evaluate_video(
     finally:
         cap.release()
     s = score(preds, truth, iou)
-    return {
-        **s.to_dict(),
-        "iou": iou,
-        "tiles_per_frame": lab.tiles_per_frame,
-        "ms_per_frame": float(np.mean(ms)) if ms else float("nan"),
-        "seconds": time.perf_counter() - t0,
-        "config": dataclasses.asdict(lab.config),
-    }
+    return BoxEvalReport(
+        precision=s.precision,
+        recall=s.recall,
+        tp=s.tp,
+        fp=s.fp,
+        fn=s.fn,
+        frames=s.frames,
+        per_class=s.per_class,
+        iou=iou,
+        tiles_per_frame=lab.tiles_per_frame,
+        ms_per_frame=float(np.mean(ms)) if ms else float("nan"),
+        seconds=time.perf_counter() - t0,
+        config=lab.config,
+    )
 
 
-# TileConfig field -> this command's flag: the library's errors name fields, this command's user typed flags.
-FLAGS = {
-    "grid": "--tiles",
-    "scales": "--scales",
-    "conf": "--conf",
-    "iou": "--iou",
-    "box_scale": "--box-scale",
-    "merge": "--no-merge",
-    "min_votes": "--votes",
-    "min_overlap": "--overlap",
-}
-
-
-def _parsed(flag: str, parse: Callable[[str], Any], text: str) -> Any:
-    """``parse(text)``, its ValueError as a UserError naming ``flag``."""
-    try:
-        return parse(text)
-    except ValueError as e:
-        raise UserError(f"{flag}: {e}") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m edge_app.eval.boxes``: print tiles-mode precision/recall on the synthetic video."""
-    from edge_app.frames.labellers import TileConfig
-    from edge_app.frames.preprocess import parse_grid, parse_scales
+def run_boxes(
+    engine: str | Path = "engines/demo",
+    video: str | Path = "data/synthetic_video.mp4",
+    truth: str | Path | None = None,
+    tiles: TileConfig | None = None,
+    match_iou: float = 0.3,
+    max_frames: int = 0,
+    stride: int = 1,
+    backend: str = "auto",
+    precision: str = "auto",
+) -> BoxEvalReport:
+    """Open ``engine`` and score tiles mode on ``video`` against ``truth`` (default: ``<video stem>.truth.jsonl``)."""
     from edge_app.runtime import open_engine
 
-    d = TileConfig()
-    p = argparse.ArgumentParser(prog="python -m edge_app.eval.boxes", description=__doc__.splitlines()[0])
-    p.add_argument("--engine", default="engines/demo")
-    p.add_argument("--video", default="data/synthetic_video.mp4")
-    p.add_argument("--truth", default=None, help="default: <video stem>.truth.jsonl")
-    p.add_argument("--tiles", default="x".join(map(str, d.grid)))
-    p.add_argument("--scales", default=",".join(f"{v:g}" for v in d.scales))
-    p.add_argument("--conf", type=float, default=d.conf)
-    p.add_argument("--iou", type=float, default=d.iou, help="NMS IoU")
-    p.add_argument("--box-scale", type=float, default=d.box_scale)
-    p.add_argument("--no-merge", action="store_true")
-    p.add_argument("--votes", type=int, default=d.min_votes, help="tiles that must agree on a box")
-    p.add_argument("--overlap", type=float, default=d.min_overlap, help="minimum overlap of neighbouring tiles")
-    p.add_argument("--match-iou", type=float, default=0.3, help="IoU for a prediction to count as found")
-    p.add_argument("--max-frames", type=int, default=0)
-    p.add_argument("--stride", type=int, default=1)
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--precision", default="auto")
-    a = p.parse_args(argv)
-    try:
-        grid, scales = _parsed("--tiles", parse_grid, a.tiles), _parsed("--scales", parse_scales, a.scales)
-        try:
-            cfg = TileConfig(
-                grid=grid,
-                scales=scales,
-                conf=a.conf,
-                iou=a.iou,
-                box_scale=a.box_scale,
-                merge=not a.no_merge,
-                min_votes=a.votes,
-                min_overlap=a.overlap,
-            )
-        except FieldError as e:
-            raise e.reworded(FLAGS) from None
-        truth = a.truth or str(Path(a.video).with_suffix(".truth.jsonl"))
-        with open_engine(a.engine, a.backend, a.precision) as eng:
-            r = evaluate_video(eng, a.video, truth, cfg, a.match_iou, a.max_frames, a.stride)
-            desc = eng.description
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(
-        f"tiles {a.tiles} scales {a.scales} overlap {a.overlap} conf {a.conf} iou {a.iou} box_scale {a.box_scale} "
-        f"merge {not a.no_merge} votes {a.votes}; {r['tiles_per_frame']} tiles/frame ({desc})"
-    )
-    print(
-        f"precision {r['precision']:.3f}  recall {r['recall']:.3f}  at IoU>={a.match_iou} with class match "
-        f"(tp {r['tp']}, fp {r['fp']}, fn {r['fn']}, {r['frames']} frames, {r['ms_per_frame']:.1f} ms/frame)"
-    )
-    for cls, c in sorted(r["per_class"].items()):
-        print(f"  {cls:10s} tp {c['tp']:4d}  fp {c['fp']:4d}  fn {c['fn']:4d}")
-    return 0
+    truth = truth or Path(video).with_suffix(".truth.jsonl")
+    with open_engine(engine, backend, precision) as eng:
+        r = evaluate_video(eng, video, truth, tiles, match_iou, max_frames, stride)
+        return dataclasses.replace(r, engine=eng.description)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def format_boxes(r: BoxEvalReport) -> list[str]:
+    """The settings line, precision/recall and the per-class counts, for the terminal."""
+    c = r.config
+    lines = [
+        f"tiles {'x'.join(map(str, c.grid))} scales {','.join(f'{v:g}' for v in c.scales)} overlap {c.min_overlap} "
+        f"conf {c.conf} iou {c.iou} box_scale {c.box_scale} merge {c.merge} votes {c.min_votes}; "
+        f"{r.tiles_per_frame} tiles/frame ({r.engine})",
+        f"precision {r.precision:.3f}  recall {r.recall:.3f}  at IoU>={r.iou} with class match "
+        f"(tp {r.tp}, fp {r.fp}, fn {r.fn}, {r.frames} frames, {r.ms_per_frame:.1f} ms/frame)",
+    ]
+    for cls, n in sorted(r.per_class.items()):
+        lines.append(f"  {cls:10s} tp {n['tp']:4d}  fp {n['fp']:4d}  fn {n['fn']:4d}")
+    return lines

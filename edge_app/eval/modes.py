@@ -10,21 +10,20 @@ scored twice with faster-coco-eval (:mod:`edge_app.training.detect_metrics`):
 * precision and recall (IoU >= 0.5, class match) of the boxes it draws at its operating threshold (its
   default ``conf``), which is what ``live`` and ``annotate`` show a user.
 
-Run: ``python -m edge_app.eval.modes --detector engines/demo-det --classifier engines/demo``.
+Entry point: :func:`run_modes` (two engine folders -> scores per mode) and :func:`format_modes`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from edge_app.errors import UserError
+from edge_app.errors import FieldError, UserError
 from edge_app.frames.labellers import Labeller, ModeConfig, TileConfig, make_labeller
 from edge_app.frames.results import Label
 from edge_app.runtime.base import Engine
@@ -140,34 +139,30 @@ def heldout_comparison(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print detect vs tiles on the held-out video."""
+def run_modes(
+    detector: str | Path = "engines/demo-det",
+    classifier: str | Path = "engines/demo",
+    frames: int = 60,
+    backend: str = "auto",
+    precision: str = "auto",
+    tiles: TileConfig | None = None,
+) -> dict[str, ModeScore]:
+    """Open both engine folders and score detect (``detector``) against tiles (``classifier``) on ``frames``
+    frames of the held-out video."""
     from edge_app.runtime import open_engine
 
-    p = argparse.ArgumentParser(prog="python -m edge_app.eval.modes", description=__doc__.splitlines()[0])
-    p.add_argument("--detector", default="engines/demo-det", help="detector engine (default engines/demo-det)")
-    p.add_argument("--classifier", default="engines/demo", help="classifier engine for tiles (default engines/demo)")
-    p.add_argument("--frames", type=int, default=60, help="held-out frames (every 5th of the video; default 60)")
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--precision", default="auto")
-    a = p.parse_args(argv)
-    try:
-        if a.frames < 1:
-            raise UserError(f"--frames {a.frames} scores nothing; give at least 1, e.g. 60")
-        with (
-            open_engine(a.detector, a.backend, a.precision) as det,
-            open_engine(a.classifier, a.backend, a.precision) as cls,
-        ):
-            res = heldout_comparison(det, cls, a.frames)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for r in res.values():
-        print(r.line())
-    d, t = res["detect"], res["tiles"]
-    print(f"detect takes {d.ms_per_frame / t.ms_per_frame:.2f}x the ms per frame of tiles ({d.frames} frames, 720p)")
-    return 0
+    if frames < 1:
+        raise FieldError("frames", str(frames), "scores nothing; give at least 1, e.g. 60")
+    with open_engine(detector, backend, precision) as det, open_engine(classifier, backend, precision) as cls:
+        return heldout_comparison(det, cls, frames, tiles)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def format_modes(scores: Mapping[str, ModeScore]) -> list[str]:
+    """One line per mode and, with both detect and tiles, the ratio of their ms per frame."""
+    lines = [r.line() for r in scores.values()]
+    if "detect" in scores and "tiles" in scores:
+        d, t = scores["detect"], scores["tiles"]
+        lines.append(
+            f"detect takes {d.ms_per_frame / t.ms_per_frame:.2f}x the ms per frame of tiles ({d.frames} frames, 720p)"
+        )
+    return lines

@@ -10,14 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from edge_app.engine_dir import InputSpec
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write
-from edge_app.models.detector import DetectorNet, build_detector
-from edge_app.models.registry import create_model
-from edge_app.models.resnet import ResNet
+from edge_app.models.tasks import Rebuilt, checkpoint_task, get_task
 
 CHECKPOINT_FORMAT = "edge_app.checkpoint/1"
 
@@ -56,27 +52,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[ResNet | nn.Module, InputSpec, list[str]]:
-    """Rebuild the bare network (eval mode), its input spec and labels from a checkpoint.
+def model_from_checkpoint(ckpt: dict[str, Any]) -> Rebuilt:
+    """Rebuild the bare network (eval mode), its input spec and labels from a checkpoint of any task.
 
-    A classifier gives its ResNet; a detector (``"task": "detect"``) its DetectorNet, whose output is ``dets``.
+    The checkpoint's ``task`` (none: a classifier) picks the descriptor that knows how (:mod:`edge_app.models.tasks`).
     """
-    if ckpt.get("task") == "detect":
-        return detector_from_checkpoint(ckpt)
-    labels = list(ckpt["labels"])
-    model = create_model(ckpt["arch"], num_classes=len(labels))
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, InputSpec(**ckpt["input"]), labels
-
-
-def detector_from_checkpoint(ckpt: dict[str, Any]) -> tuple[DetectorNet, InputSpec, list[str]]:
-    """Rebuild the :class:`DetectorNet` (eval mode; input normalised NCHW, output ``dets``), spec and labels."""
-    labels = list(ckpt["labels"])
-    d = ckpt["detector"]
-    net = build_detector(
-        ckpt["arch"], len(labels), width=d["width"], base_width=d["base_width"], max_dets=d["max_dets"]
-    )
-    net.load_state_dict(ckpt["model"])
-    net.eval()
-    return net, InputSpec(**ckpt["input"]), labels
+    return get_task(checkpoint_task(ckpt)).rebuild(ckpt)

@@ -7,7 +7,8 @@ import onnx
 import pytest
 import torch
 
-from edge_app.compile.export import PARITY_TOLERANCE, ExportResult, Parity, export
+from edge_app.compile.classify import PARITY_TOLERANCE, Parity
+from edge_app.compile.export import ExportResult, export
 from edge_app.engine_dir import EngineDir
 from edge_app.errors import UserError
 from edge_app.fsutil import sha256_file

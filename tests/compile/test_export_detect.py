@@ -1,4 +1,5 @@
-"""Detector export and calibration: engine folder, op allow-list, parity, backends, Q/DQ kept off the head/decode."""
+"""Detector export and calibration through the one export/calibrate flow: engine folder, op allow-list, parity,
+backends, Q/DQ kept off the head/decode, the held-out evaluation."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 
-from edge_app.compile.export_detect import ALLOWED_OPS, export_detector
-from edge_app.errors import UserError
+from edge_app.compile.detect import ALLOWED_OPS, DetParity
+from edge_app.compile.export import export
 
 
 def test_engine_folder(det_engine: Path, det_checkpoint: Path) -> None:
@@ -28,18 +29,14 @@ def test_engine_folder(det_engine: Path, det_checkpoint: Path) -> None:
     assert not m.graph.initializer or all(not i.external_data for i in m.graph.initializer)  # one self-contained file
     out = m.graph.output[0]
     assert out.name == "dets" and [d.dim_value for d in out.type.tensor_type.shape.dim][1:] == [100, 6]
-    again = export_detector(det_checkpoint, "det", det_engine.parent)
-    assert again["cached"]
-
-
-def test_classifier_checkpoint_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="classifier checkpoint"):
-        export_detector(tiny_checkpoint, "x", tmp_path)
+    again = export(det_checkpoint, "det", det_engine.parent)
+    assert again.cached and isinstance(again.parity, DetParity) and again.meta.task == "detect"
+    assert again.meta.threshold == meta["threshold"] and "task detect" in again.summary()[1]
 
 
 def test_torch_and_onnxruntime_backends_agree(det_engine: Path) -> None:
     """The engine folder opens in the PyTorch backend (checkpoint rebuilt through model_from_checkpoint) and ORT."""
-    from edge_app.compile.export_detect import compare_dets, parity_images
+    from edge_app.compile.detect import compare_dets, parity_images
     from edge_app.runtime import open_engine
 
     x = parity_images(64, 64, n=4, seed=3)
@@ -50,24 +47,25 @@ def test_torch_and_onnxruntime_backends_agree(det_engine: Path) -> None:
         a, b = t.infer(x), o.infer(x)
     assert set(a) == set(b) == {"dets"} and a["dets"].shape == (4, 100, 6)
     c = compare_dets(a["dets"], b["dets"])
-    assert c["max_abs_diff"] < 1e-3 and c["class_agree"] == 1.0
+    assert c.max_abs_diff < 1e-3 and c.class_agree == 1.0
 
 
 def test_calibrate_keeps_head_and_decode_float(det_engine: Path, tmp_path: Path) -> None:
-    from edge_app.compile.calibrate import CalibrateConfig
-    from edge_app.compile.calibrate_detect import run_calibrate_detect
+    from edge_app.compile.calibrate import CalibrateConfig, run_calibrate
 
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
-        r = run_calibrate_detect(
+        r = run_calibrate(
             det_engine, CalibrateConfig(num=8, method="minmax", progress=False, speed=False), say=lambda s: None
         )
     finally:
         os.chdir(cwd)
-    assert set(r["report"]) == {"fp32", "fp16", "int8.trt", "int8.cpu"}
-    for rep in r["report"].values():
-        assert 0.0 <= rep["map50"] <= 1.0 and "map50_95" in rep and "precision" in rep
+    assert set(r.report) == {"fp32", "fp16", "int8.trt", "int8.cpu"}
+    for rep in r.report.values():
+        assert 0.0 <= rep.extra["map50"] <= 1.0 and "map50_95" in rep.extra and "precision" in rep.extra
+    q = json.loads((det_engine / "meta.json").read_text())["quantization"]["model.int8.cpu.onnx"]
+    assert q["settings"]["kept_float"] == "preprocessing, head last convs, sigmoid, decode"
     for f in ("model.int8.trt.onnx", "model.int8.cpu.onnx"):
         m = onnx.load(str(det_engine / f))
         producer = {o: n for n in m.graph.node for o in n.output}
@@ -108,13 +106,24 @@ def test_calibrate_keeps_head_and_decode_float(det_engine: Path, tmp_path: Path)
 def test_heldout_report_and_speed(det_engine: Path) -> None:
     """The held-out evaluation runs end to end on an engine folder (numbers are meaningless for a 1-epoch model)."""
     from edge_app.engine_dir import EngineDir
-    from edge_app.eval.heldout import format_lines, heldout_report, speed_720p
+    from edge_app.eval.heldout import format_heldout, heldout_report, run_heldout, speed_720p
 
     ed = EngineDir(det_engine)
     meta = ed.load_meta()
     rep = heldout_report(ed, meta, n_scenes=4, n_frames=2)
-    assert "fp32" in rep["scenes"] and "fp32" in rep["video"]
-    assert rep["video"]["fp32"]["images"] == 2 and rep["video"]["fp32"]["boxes"] == 14
+    assert "fp32" in rep.scenes and "fp32" in rep.video
+    assert rep.video["fp32"].images == 2 and rep.video["fp32"].boxes == 14
+    assert rep.threshold == meta.threshold
     speed = speed_720p(ed, meta, rounds=1, block=2, settle=1, threads=1)
-    assert speed["fp32"]["total_p50_ms"] > 0
-    assert any("720p frame" in line for line in format_lines(rep, speed))
+    assert speed.files["fp32"].total_p50_ms > 0
+    assert any("720p frame" in line for line in format_heldout(rep, speed))
+    run = run_heldout(det_engine, scenes=2, frames=1, speed=False)
+    assert run.speed is None and "fp32" in run.to_dict()["heldout"]["video"]
+
+
+def test_heldout_refuses_a_classifier(tiny_engine: Path) -> None:
+    from edge_app.errors import UserError
+    from edge_app.eval.heldout import run_heldout
+
+    with pytest.raises(UserError, match="not a detector engine"):
+        run_heldout(tiny_engine, speed=False)

@@ -58,7 +58,7 @@ def test_export_from_weights_runs_on_real_photographs(r18_weights: Path, tmp_pat
     meta = ed.load_meta()
     assert meta.arch == "resnet18" and len(meta.labels) == 1000 and meta.labels[0] == "tench"
     assert meta.input.resize == "center_crop" and meta.input.resize_size == 73
-    assert meta.extra["weights_sha256"] == r.meta.extra["weights_sha256"] and ed.checkpoint_path.is_file()
+    assert meta.weights_sha256 == r.meta.weights_sha256 and ed.checkpoint_path.is_file()
     assert "fp32" not in meta.accuracy  # nothing measured: no validation set came with the weights
     imgs = [cv2.imread(str(p)) for p in photos(tmp_path / "photos")]
     batch = np.stack([resize_to_input(im, meta.input) for im in imgs])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.errors import UserError
-from edge_app.eval.boxes import evaluate_video, labels_from_jsonl, load_truth, match_frame, score
+from edge_app.eval.boxes import evaluate_video, format_boxes, labels_from_jsonl, load_truth, match_frame, score
 from edge_app.frames.labellers import TileConfig
 from edge_app.frames.results import FrameResult, Label
 from tests.frames.fakes import FakeEngine
@@ -71,6 +71,9 @@ def test_evaluate_video_counts_every_missed_object(tmp_path: Path) -> None:
     truth = load_truth(tmp_path / "v.truth.jsonl")
     # bright=255: the fake engine calls every tile background, so every truth object is a miss.
     r = evaluate_video(FakeEngine(bright=255), video, tmp_path / "v.truth.jsonl", TileConfig(grid=(2, 1)), stride=2)
-    assert r["frames"] == 3 and r["tp"] == 0 and r["fp"] == 0
-    assert r["fn"] == sum(len(truth[i]) for i in (0, 2, 4))
-    assert r["recall"] == 0.0 and r["precision"] == 1.0
+    assert r.frames == 3 and r.tp == 0 and r.fp == 0
+    assert r.fn == sum(len(truth[i]) for i in (0, 2, 4))
+    assert r.recall == 0.0 and r.precision == 1.0
+    assert r.config.grid == (2, 1) and r.to_dict()["config"]["grid"] == (2, 1)
+    lines = format_boxes(r)
+    assert lines[0].startswith("tiles 2x1 ") and "precision 1.000  recall 0.000" in lines[1]

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_app.eval.modes import compare_modes, heldout_comparison, labels_to_dets, main
+from edge_app.errors import FieldError, UserError
+from edge_app.eval.modes import compare_modes, format_modes, heldout_comparison, labels_to_dets, run_modes
 from edge_app.frames.results import Label
 from edge_app.runtime import open_engine
 from tests.frames.fakes import LABELS, FakeDetEngine, FakeEngine
@@ -56,11 +57,12 @@ def test_heldout_comparison_runs_real_engines_of_both_tasks(det_engine: Path, ti
     assert "onnxruntime" in res["detect"].engine and "onnxruntime" in res["tiles"].engine
 
 
-def test_command_line_errors_are_one_sentence(
-    det_engine: Path, tiny_engine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["--detector", str(det_engine), "--classifier", str(tiny_engine), "--frames", "0"]) == 2
-    assert "--frames 0 scores nothing" in capsys.readouterr().err
-    assert main(["--detector", str(tmp_path / "none"), "--classifier", str(tiny_engine)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Traceback" not in err
+def test_run_modes_opens_both_engines_and_names_bad_values(det_engine: Path, tiny_engine: Path, tmp_path: Path) -> None:
+    with pytest.raises(FieldError, match="frames 0 scores nothing") as e:
+        run_modes(det_engine, tiny_engine, frames=0)
+    assert str(e.value.reworded({"frames": "--frames"})).startswith("--frames 0 scores nothing")
+    with pytest.raises(UserError):
+        run_modes(tmp_path / "none", tiny_engine)
+    res = run_modes(det_engine, tiny_engine, frames=1, backend="onnxruntime")
+    lines = format_modes(res)
+    assert len(lines) == 3 and lines[-1].startswith("detect takes ") and "x the ms per frame of tiles" in lines[-1]

@@ -45,7 +45,7 @@ def test_boxes_are_the_engines_rows_above_the_threshold_in_frame_pixels(det_engi
 def test_the_engines_threshold_is_the_default(det_engine: Path) -> None:
     with open_engine(det_engine, "onnxruntime", "fp32", "cpu") as eng:
         lab = make_labeller(eng, "detect")
-        assert lab.conf == pytest.approx(float(eng.meta.extra["threshold"]))
+        assert lab.conf == pytest.approx(float(eng.meta.threshold))
         labels, _ = lab.label(_frames(2))
     assert all(lb.score >= lab.conf for labs in labels for lb in labs)
 

@@ -90,9 +90,11 @@ def tiny_net() -> DetectorModel:
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny_net: DetectorModel) -> bytes:
-    from edge_app.compile.export_detect import onnx_bytes
+    from edge_app.compile.export import onnx_bytes
+    from edge_app.models.tasks import get_task
 
-    return onnx_bytes(tiny_net, 64, 96)
+    dims = get_task("detect").output_dims(tiny_net.net, InputSpec(64, 96))
+    return onnx_bytes(tiny_net, 64, 96, "dets", dims)
 
 
 def test_forward_shapes(tiny_net: DetectorModel) -> None:
@@ -110,7 +112,7 @@ def test_forward_shapes(tiny_net: DetectorModel) -> None:
 def test_onnx_runtime_matches_pytorch(tiny_net: DetectorModel, tiny_onnx: bytes) -> None:
     import onnxruntime as ort
 
-    from edge_app.compile.export_detect import compare_dets
+    from edge_app.compile.detect import compare_dets
 
     x = np.random.default_rng(1).integers(0, 256, (3, 64, 96, 3), dtype=np.uint8)
     with torch.no_grad():
@@ -118,16 +120,16 @@ def test_onnx_runtime_matches_pytorch(tiny_net: DetectorModel, tiny_onnx: bytes)
     got = ort.InferenceSession(tiny_onnx, providers=["CPUExecutionProvider"]).run(["dets"], {"images": x})[0]
     assert got.shape == (3, 100, 6)
     c = compare_dets(ref, got)
-    assert c["rows_compared"] > 150  # most rows are separated in score, so boxes are compared too
-    assert c["max_abs_diff"] < 1e-3 and c["class_agree"] == 1.0
+    assert c.rows_compared > 150  # most rows are separated in score, so boxes are compared too
+    assert c.max_abs_diff < 1e-3 and c.class_agree == 1.0
 
 
 def test_exported_ops_are_standard(tiny_onnx: bytes) -> None:
     import onnx
 
-    from edge_app.compile.export_detect import ALLOWED_OPS, FORBIDDEN_OPS, check_ops
+    from edge_app.compile.detect import ALLOWED_OPS, FORBIDDEN_OPS, check_ops
 
-    ops = check_ops(onnx.load_from_string(tiny_onnx))
+    ops = set(check_ops(onnx.load_from_string(tiny_onnx)))
     assert ops <= ALLOWED_OPS and not ops & FORBIDDEN_OPS
     assert {"Resize", "MaxPool", "TopK", "GatherElements", "Conv"} <= ops
     assert "NonZero" not in ops and "ConvTranspose" not in ops

@@ -7,7 +7,7 @@ import torch
 
 from edge_app.errors import UserError
 from edge_app.models.checkpoint import load_checkpoint, model_from_checkpoint, resolve_device
-from edge_app.training.train import EpochStats, TrainConfig, TrainResult, train
+from edge_app.training.classify import EpochStats, TrainConfig, TrainResult, train
 
 
 def test_tiny_training_run_lowers_the_loss_and_writes_everything(tiny_dataset, tmp_path) -> None:

@@ -10,8 +10,8 @@ import torch
 
 from edge_app.errors import UserError
 from edge_app.training import detect_metrics as dm
+from edge_app.training.detect import DetectConfig, train_detector
 from edge_app.training.detect_loss import focal_loss, make_targets, reg_l1
-from edge_app.training.train_detect import DetectConfig, train_detector
 
 
 def test_targets_put_a_peak_at_each_centre() -> None:
@@ -107,7 +107,7 @@ def test_resume_continues(tiny_run) -> None:
         r2 = train_detector(DetectConfig(**{**cfg.__dict__, "epochs": 2}), resume=r.last)
     finally:
         os.chdir(cwd)
-    assert [h["epoch"] for h in r2.history] == [1, 2]
+    assert [h.epoch for h in r2.history] == [1, 2]
 
 
 def test_config_errors(tmp_path: Path) -> None:

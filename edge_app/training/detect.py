@@ -1,10 +1,11 @@
-"""Detector training: CenterNet targets and losses, ``train_one_epoch`` / ``evaluate`` / :func:`train_detector`.
+"""Detector training (task ``detect``): CenterNet targets and losses, ``train_one_epoch`` / ``evaluate`` /
+:func:`train_detector`.
 
 Focal loss on the class heatmap, L1 on box size and centre offset at the object centres
-(:mod:`edge_app.training.detect_loss`), AdamW with the classifier's warm-up + cosine schedule, AMP on CUDA. Checkpoints (``best.pt`` by validation
-mAP@0.5, ``last.pt``), ``--resume`` and ``metrics.csv``/``metrics.png`` follow the classifier
-(:mod:`edge_app.training.train`); a detector checkpoint carries ``"task": "detect"`` and its head settings so
-:func:`detector_from_checkpoint` (and through it ``train.model_from_checkpoint``) rebuilds it.
+(:mod:`edge_app.training.detect_loss`); the warm-up + cosine schedule, AdamW, the AMP step, resume and the
+metrics files are :mod:`edge_app.training.common`'s. Checkpoints (``best.pt`` by validation mAP@0.5,
+``last.pt``) carry ``"task": "detect"`` and the head settings, so the task descriptor
+(:mod:`edge_app.models.tasks.detect`) rebuilds the network from them.
 
 The network trained is :class:`DetectorModel`: raw uint8 NHWC BGR in, so training sees exactly the exported
 graph's preprocessing.
@@ -12,34 +13,49 @@ graph's preprocessing.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import math
 import os
 import time
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from edge_app.data.detection import DetectionSet, load_detection_data
 from edge_app.engine_dir import InputSpec
-from edge_app.errors import UserError
+from edge_app.errors import FieldError, UserError
 from edge_app.fsutil import atomic_write, ensure_writable_dir
-from edge_app.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, resolve_device, save_checkpoint
+from edge_app.models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    checkpoint_task,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
 from edge_app.models.detector import STRIDE, DetectorModel, build_detector, decode, load_backbone_weights
+from edge_app.models.tasks.detect import DEFAULT_THRESHOLD, Detect
+from edge_app.training import common
 from edge_app.training import detect_metrics as dm
+from edge_app.training.common import (
+    Panel,
+    Trainer,
+    adamw,
+    fast_forward,
+    grad_scaler,
+    optimizer_step,
+    resumed_config,
+    warmup_cosine,
+)
 from edge_app.training.detect_loss import detection_loss, make_targets
-from edge_app.training.train import optimizer_step, warmup_cosine
 
 log = logging.getLogger(__name__)
 
-TASK = "detect"
+TASK = Detect.name
 
 
 @dataclass
@@ -72,19 +88,52 @@ class DetectConfig:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
-@dataclass
+@dataclass(frozen=True)
+class DetectEpochStats:
+    """One row of metrics.csv and of the checkpoint's history (stored there as a plain dict)."""
+
+    epoch: int
+    train_loss: float
+    train_heat: float
+    train_size: float
+    train_offset: float
+    val_loss: float
+    val_map50: float
+    val_map50_95: float
+    val_precision: float
+    val_recall: float
+    threshold: float  # best-F1 score threshold on validation
+    lr: float  # at the end of the epoch
+    seconds: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DetectEpochStats:
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
 class DetectTrainResult:
     """What :func:`train_detector` returns."""
 
     best_map50: float
     threshold: float  # operating score threshold (max F1 on validation) of the best checkpoint
-    best: str
-    last: str
-    out: str
-    history: list[dict[str, float]]
+    best: Path
+    last: Path
+    out: Path
+    history: tuple[DetectEpochStats, ...]
     data: str  # reader summary
-    weights: dict[str, str] | None
+    weights: Mapping[str, str] | None
     seconds: float
+
+    def summary(self) -> str:
+        """The line ``train`` prints at the end."""
+        return (
+            f"best val mAP@0.5 {self.best_map50:.4f} (score threshold {self.threshold:.2f}); "
+            f"wrote {self.best}, {self.last}, {self.out}/metrics.csv"
+        )
 
 
 # ----------------------------------------------------------------------------------------- augmentation
@@ -261,59 +310,34 @@ def evaluate(
     }, thr
 
 
-def write_detect_metrics(out: Path, history: list[dict[str, float]]) -> tuple[Path, Path]:
+METRIC_PANELS = (
+    Panel("loss", (("train", "train_loss"), ("val", "val_loss"))),
+    Panel("val mAP", (("mAP@0.5", "val_map50"), ("mAP@0.5:0.95", "val_map50_95")), (0, 1.01)),
+)
+
+
+def write_detect_metrics(out: Path, history: list[DetectEpochStats]) -> tuple[Path, Path]:
     """metrics.csv and metrics.png (loss and validation mAP per epoch), both written atomically."""
-    csv_path, png_path = out / "metrics.csv", out / "metrics.png"
-    keys = list(history[0].keys())
-
-    def write_csv(p: Path) -> None:
-        with open(p, "w", newline="") as f:
-            wr = csv.DictWriter(f, fieldnames=keys)
-            wr.writeheader()
-            wr.writerows(history)
-
-    atomic_write(csv_path, write_csv)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r["epoch"] for r in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
-    a.plot(ep, [r["val_loss"] for r in history], "o-", label="val")
-    a.set_xlabel("epoch")
-    a.set_ylabel("loss")
-    a.legend()
-    a.grid(alpha=0.3)
-    b.plot(ep, [r["val_map50"] for r in history], "o-", label="mAP@0.5")
-    b.plot(ep, [r["val_map50_95"] for r in history], "o-", label="mAP@0.5:0.95")
-    b.set_xlabel("epoch")
-    b.set_ylabel("val mAP")
-    b.set_ylim(0, 1.01)
-    b.legend()
-    b.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(png_path, lambda p: fig.savefig(p, dpi=100, format="png"))
-    plt.close(fig)
-    return csv_path, png_path
+    return common.write_metrics(out, [h.to_dict() for h in history], METRIC_PANELS)
 
 
 # ----------------------------------------------------------------------------------------- main
 def check_config(cfg: DetectConfig) -> None:
-    """UserError for settings that cannot train (named by field, not by CLI flag)."""
+    """FieldError for settings that cannot train (named by field, not by CLI flag)."""
     if cfg.img % 32 or cfg.img < 64:
-        raise UserError(
-            f"img {cfg.img} must be a multiple of 32 and at least 64 (five stride-2 stages, then upsampling "
-            f"back to stride 4); use e.g. {max(64, round(cfg.img / 32) * 32)}"
+        raise FieldError(
+            "img",
+            str(cfg.img),
+            "must be a multiple of 32 and at least 64 (five stride-2 stages, then upsampling "
+            f"back to stride 4); use e.g. {max(64, round(cfg.img / 32) * 32)}",
         )
     if cfg.weights and cfg.base_width != 64:
-        raise UserError(
-            f"weights '{cfg.weights}' need the full-width trunk (base_width 64), got base_width {cfg.base_width}"
+        raise FieldError(
+            "weights", f"'{cfg.weights}'", f"need the full-width trunk (base_width 64), got base_width {cfg.base_width}"
         )
     for name in ("width", "base_width", "epochs", "batch", "scenes", "val_scenes", "threads"):
         if getattr(cfg, name) < 1:
-            raise UserError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+            raise FieldError(name, str(getattr(cfg, name)), "must be at least 1")
 
 
 def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainResult:
@@ -322,20 +346,12 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
     prev = None
     if resume:
         prev = load_checkpoint(resume)
-        if prev.get("task") != TASK:
+        if checkpoint_task(prev) != TASK:
             raise UserError(
                 f"'{resume}' is a classifier checkpoint; resume a detector run's last.pt, or start a new run"
             )
         saved = prev["config"]
-        cfg = DetectConfig(
-            **{
-                **saved,
-                "epochs": max(cfg.epochs, saved["epochs"]),
-                "out": cfg.out,
-                "device": cfg.device,
-                "threads": cfg.threads,
-            }
-        )
+        cfg = resumed_config(DetectConfig, saved, cfg, keep=("out", "device", "threads"))
     check_config(cfg)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -350,16 +366,13 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
     net = build_detector(cfg.arch, len(train_set.names), width=cfg.width, base_width=cfg.base_width)
     weights_info = load_backbone_weights(net, cfg.weights, cfg.arch) if cfg.weights and not prev else None
     model = DetectorModel(net, spec).to(device)
-    decay = [p for _, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for _, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}], lr=cfg.lr
-    )
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
     per_epoch = math.ceil(len(train_set) / cfg.batch)
     steps = cfg.epochs * per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, warmup_frac=0.05))
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-    start, best, best_thr, history = 0, -1.0, 0.3, []
+    scaler = grad_scaler(device)
+    start, best, best_thr = 0, -1.0, DEFAULT_THRESHOLD
+    history: list[DetectEpochStats] = []
     if prev:
         if list(prev["labels"]) != list(train_set.names):
             raise UserError(
@@ -367,11 +380,9 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
             )
         net.load_state_dict(prev["model"])
         opt.load_state_dict(prev["optimizer"])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": intended here
-            for _ in range(min(prev["epoch"] * per_epoch, steps - 1)):
-                sched.step()
-        start, best, best_thr, history = prev["epoch"], prev["best_map50"], prev["threshold"], list(prev["history"])
+        fast_forward(sched, min(prev["epoch"] * per_epoch, steps - 1))
+        start, best, best_thr = prev["epoch"], prev["best_map50"], prev["threshold"]
+        history = [DetectEpochStats.from_dict(h) for h in prev["history"]]
         print(f"resuming {resume} at epoch {start + 1}/{cfg.epochs}")
     rng = np.random.default_rng([cfg.seed, start])
     rotate = cfg.data == "synthetic"  # shapes have no up; user photos do
@@ -382,14 +393,9 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
             model, train_set, opt, sched, cfg, device, rng, scaler, rotate, desc=f"epoch {epoch + 1}/{cfg.epochs}"
         )
         ev, thr = evaluate(model, val_set, device, cfg)
-        row = {
-            "epoch": epoch + 1,
-            **tr,
-            **ev,
-            "threshold": thr,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - te,
-        }
+        row = DetectEpochStats(
+            epoch=epoch + 1, **tr, **ev, threshold=thr, lr=opt.param_groups[0]["lr"], seconds=time.perf_counter() - te
+        )
         history.append(row)
         improved = ev["val_map50"] > best
         if improved:
@@ -409,7 +415,7 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
             "map50": ev["val_map50"],
             "map50_95": ev["val_map50_95"],
             "threshold": thr,
-            "history": history,
+            "history": [h.to_dict() for h in history],
             "config": asdict(cfg),
             "data_root": root,
         }
@@ -420,16 +426,19 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
         print(
             f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['train_loss']:.3f}  val loss {ev['val_loss']:.3f}  "
             f"val mAP@0.5 {ev['val_map50']:.4f}  mAP@0.5:0.95 {ev['val_map50_95']:.4f}  "
-            f"P {ev['val_precision']:.3f} R {ev['val_recall']:.3f} @{thr:.2f}  ({row['seconds']:.0f}s){'  *best' if improved else ''}"
+            f"P {ev['val_precision']:.3f} R {ev['val_recall']:.3f} @{thr:.2f}  ({row.seconds:.0f}s){'  *best' if improved else ''}"
         )
     return DetectTrainResult(
         best_map50=best,
         threshold=best_thr,
-        best=str(best_path),
-        last=str(last_path),
-        out=str(out),
-        history=history,
+        best=best_path,
+        last=last_path,
+        out=out,
+        history=tuple(history),
         data=summary,
         weights=weights_info,
         seconds=time.perf_counter() - t0,
     )
+
+
+TRAINER = Trainer(task=TASK, config_type=DetectConfig, train=train_detector)

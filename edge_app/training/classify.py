@@ -1,4 +1,7 @@
-"""Training and fine-tuning: ``train_one_epoch`` / ``evaluate`` / ``train``, checkpoints and metrics.
+"""Classifier training and fine-tuning (task ``classify``): ``train_one_epoch`` / ``evaluate`` / ``train``.
+
+The schedule, optimiser step, resume and metrics files are :mod:`edge_app.training.common`'s, shared with
+every task.
 
 The network trained is :class:`PreprocessedModel`: it takes the raw uint8 NHWC BGR batch, exactly the
 graph that export writes, so no preprocessing can drift between training and deployment.
@@ -6,12 +9,10 @@ graph that export writes, so no preprocessing can drift between training and dep
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,10 +25,21 @@ from torch import nn
 from edge_app.data.folder import ImageSet, LoadReport, augment, load_image_folder
 from edge_app.engine_dir import InputSpec
 from edge_app.errors import UserError
-from edge_app.fsutil import atomic_write, ensure_writable_dir
+from edge_app.fsutil import ensure_writable_dir
 from edge_app.models import create_model, load_weights
 from edge_app.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, resolve_device, save_checkpoint
 from edge_app.models.preprocess import PreprocessedModel
+from edge_app.training import common
+from edge_app.training.common import (
+    Panel,
+    Trainer,
+    adamw,
+    fast_forward,
+    grad_scaler,
+    optimizer_step,
+    resumed_config,
+    warmup_cosine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +100,12 @@ class TrainResult:
     weights: Mapping[str, str] | None  # load_weights' report when --weights was given
     seconds: float
 
-
-def warmup_cosine(total_steps: int, warmup_frac: float = 0.2):
-    """LR multiplier: linear warm-up over the first ``warmup_frac`` of steps, then cosine decay to 0."""
-    warm = max(1, int(total_steps * warmup_frac))
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        t = min(1.0, (step - warm) / max(1, total_steps - warm))
-        return 0.5 * (1.0 + math.cos(math.pi * t))
-
-    return f
+    def summary(self) -> str:
+        """The line ``train`` prints at the end."""
+        return (
+            f"best val top-1 {self.best_top1:.4f}; wrote {self.best}, {self.last}, {self.out}/metrics.csv, "
+            f"{self.out}/metrics.png"
+        )
 
 
 # ----------------------------------------------------------------------------------------- loops
@@ -109,19 +115,6 @@ def iterate_batches(data: ImageSet, batch: int, shuffle: bool, rng: np.random.Ge
     for s in range(0, len(idx), batch):
         j = idx[s : s + batch]
         yield data.images[j], data.labels[j]
-
-
-def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: Any, scaler: Any) -> None:
-    """One backward pass and optimiser + schedule step, through the AMP grad scaler when there is one (CUDA)."""
-    opt.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-    else:
-        loss.backward()
-        opt.step()
-    sched.step()
 
 
 def train_one_epoch(
@@ -173,42 +166,15 @@ def evaluate(model: nn.Module, data: ImageSet, device: torch.device, batch: int 
     return {"val_loss": loss_sum / max(1, total), "val_top1": correct / max(1, total)}
 
 
+METRIC_PANELS = (
+    Panel("loss", (("train", "train_loss"), ("val", "val_loss"))),
+    Panel("top-1", (("train", "train_top1"), ("val", "val_top1")), (0, 1.01)),
+)
+
+
 def write_metrics(out: Path, history: Sequence[EpochStats]) -> tuple[Path, Path]:
     """metrics.csv and metrics.png (loss and top-1 per epoch), both written atomically."""
-    csv_path, png_path = out / "metrics.csv", out / "metrics.png"
-    keys = [f.name for f in fields(EpochStats)]
-
-    def write_csv(p: Path) -> None:
-        with open(p, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(h.to_dict() for h in history)
-
-    atomic_write(csv_path, write_csv)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [h.epoch for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(ep, [h.train_loss for h in history], "o-", label="train")
-    a.plot(ep, [h.val_loss for h in history], "o-", label="val")
-    a.set_xlabel("epoch")
-    a.set_ylabel("loss")
-    a.legend()
-    a.grid(alpha=0.3)
-    b.plot(ep, [h.train_top1 for h in history], "o-", label="train")
-    b.plot(ep, [h.val_top1 for h in history], "o-", label="val")
-    b.set_xlabel("epoch")
-    b.set_ylabel("top-1")
-    b.set_ylim(0, 1.01)
-    b.legend()
-    b.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(png_path, lambda p: fig.savefig(p, dpi=100, format="png"))
-    plt.close(fig)
-    return csv_path, png_path
+    return common.write_metrics(out, [h.to_dict() for h in history], METRIC_PANELS)
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -232,7 +198,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> TrainResult:
         ckpt_prev = load_checkpoint(resume)
         saved = ckpt_prev["config"]
         # The data, model and schedule of the run are fixed by the checkpoint; only the length may grow.
-        cfg = TrainConfig(**{**saved, "epochs": max(cfg.epochs, saved["epochs"]), "out": cfg.out, "device": cfg.device})
+        cfg = resumed_config(TrainConfig, saved, cfg, keep=("out", "device"))
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.workers_threads)
     device = resolve_device(cfg.device)
@@ -247,14 +213,10 @@ def train(cfg: TrainConfig, resume: str | None = None) -> TrainResult:
     model = PreprocessedModel(net, spec).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}], lr=cfg.lr
-    )
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(train_set) / cfg.batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps))
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    scaler = grad_scaler(device)
     start_epoch, best = 0, -1.0
     history: list[EpochStats] = []
     if ckpt_prev:
@@ -265,11 +227,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> TrainResult:
         net.load_state_dict(ckpt_prev["model"])
         opt.load_state_dict(ckpt_prev["optimizer"])
         # The schedule may have grown (more --epochs): rebuild it for the new length and fast-forward it.
-        done = ckpt_prev["epoch"] * math.ceil(len(train_set) / cfg.batch)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": intended here
-            for _ in range(min(done, steps - 1)):
-                sched.step()
+        fast_forward(sched, min(ckpt_prev["epoch"] * math.ceil(len(train_set) / cfg.batch), steps - 1))
         start_epoch, best = ckpt_prev["epoch"], ckpt_prev["best_top1"]
         history = [EpochStats.from_dict(h) for h in ckpt_prev["history"]]
         print(f"resuming {resume} at epoch {start_epoch + 1}/{cfg.epochs}")
@@ -318,3 +276,6 @@ def train(cfg: TrainConfig, resume: str | None = None) -> TrainResult:
         weights=weights_info,
         seconds=time.perf_counter() - t0,
     )
+
+
+TRAINER = Trainer(task="classify", config_type=TrainConfig, train=train)
