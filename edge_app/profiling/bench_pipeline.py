@@ -18,24 +18,20 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.frames.modes.base import check_mode_task
-from edge_app.profiling.bench import (
-    BASELINE,
-    BenchConfig,
-    Variant,
-    accuracy_of,
-    agreement_of,
-    open_variants,
-    progress_ticker,
-    report_header,
-    runnable_variants,
-)
-from edge_app.profiling.report import LOOP_STAGES
-from edge_app.profiling.stages import StageCosts, measure_stages, no_frames
+from edge_app.profiling.bench import bench_header
+from edge_app.profiling.config import BenchConfig
+from edge_app.profiling.machine import machine_line
+from edge_app.profiling.measure import progress_bar, progress_ticker
+from edge_app.profiling.report import LOOP_STAGES, pipeline_table, stages_alone_table, write_pipeline_report
+from edge_app.profiling.results import STAT_KEYS, LoopResult, PipelineBenchReport, StageCosts, add_ratios
+from edge_app.profiling.stages import measure_stages, no_frames
+from edge_app.profiling.variants import accuracy_of, agreement_of, open_variants, runnable_variants
 from edge_app.runtime.base import Engine
+from edge_app.runtime.registry import Variant
 from edge_app.timing import RollingStats
 
 if TYPE_CHECKING:
@@ -115,49 +111,42 @@ def _stages_alone(case: LoopCase, source: str, workdir: Path) -> StageCosts:
         labeller.close()
 
 
-def _result(c: LoopCase, meta: EngineMeta, alone: StageCosts | None = None) -> dict[str, Any]:
-    keys = ("min", "p50", "p90", "p99", "max", "mean")
+def _result(c: LoopCase, meta: EngineMeta, alone: StageCosts | None = None) -> LoopResult:
+    """The record of one variant's pooled turns (its speed-up is filled in by ``add_ratios``)."""
     summ = {name: s.run_summary() for name, s in c.stats.items()}
-    stages = {n: {k: summ[n][k] for k in keys} for n in LOOP_STAGES if n in summ}
-    stages.update({n: {k: s[k] for k in keys} for n, s in summ.items() if n not in stages and n != "end_to_end"})
+    # The loop's own stages first, in loop order, then what the engine reported (h2d/compute/d2h).
+    stages = {n: {k: summ[n][k] for k in STAT_KEYS} for n in LOOP_STAGES if n in summ}
+    stages.update({n: {k: s[k] for k in STAT_KEYS} for n, s in summ.items() if n not in stages and n != "end_to_end"})
     e2e = summ.get("end_to_end")
-    return {
-        "variant": c.variant.key,
-        "backend": c.variant.backend,
-        "precision": c.variant.precision,
-        "device": c.engine.device,
-        "description": c.engine.description,
-        "batch": c.batch,
-        "frames": c.frames,
-        "seconds": c.seconds,
-        "fps": c.frames / c.seconds if c.seconds > 0 else float("nan"),
-        "dropped": c.dropped,
-        "turns": c.turns,
-        "warmup_s": c.warmup_s,
-        "warmup_frames": c.warmup_frames,
-        "stages_ms": stages,
-        "end_to_end_ms": {k: e2e[k] for k in keys} if e2e else {},
-        "percentiles_exact": all(s["exact"] for s in summ.values()),
-        "accuracy_top1": accuracy_of(meta, c.variant),
-        "agreement_fp32": agreement_of(meta, c.variant),
-        "loop_mode": c.mode,
-        **(
-            {
-                "stages_alone": alone.to_dict(),
-                "loop_efficiency": (c.frames / c.seconds) / alone.cpu_bound_fps if c.seconds > 0 else float("nan"),
-            }
-            if alone is not None
-            else {}
-        ),
-    }
+    return LoopResult(
+        variant=c.variant.key,
+        backend=c.variant.backend,
+        precision=c.variant.precision,
+        device=c.engine.device,
+        description=c.engine.description,
+        batch=c.batch,
+        frames=c.frames,
+        seconds=c.seconds,
+        fps=c.frames / c.seconds if c.seconds > 0 else float("nan"),
+        dropped=c.dropped,
+        turns=c.turns,
+        warmup_s=c.warmup_s,
+        warmup_frames=c.warmup_frames,
+        stages_ms=stages,
+        end_to_end_ms={k: e2e[k] for k in STAT_KEYS} if e2e else {},
+        percentiles_exact=all(s["exact"] for s in summ.values()),
+        accuracy_top1=accuracy_of(meta, c.variant),
+        agreement_fp32=agreement_of(meta, c.variant),
+        loop_mode=c.mode,
+        stages_alone=alone,
+    )
 
 
 def run_pipeline_bench(
     engine_path: str | Path, source: str, cfg: BenchConfig, out: str | Path, mode: str = "classify"
-) -> dict[str, Any]:
+) -> PipelineBenchReport:
     """Time the whole frame loop on ``source`` for every variant in ``mode`` (its default settings), and each
-    stage alone; write bench.json and the stacked-bar PNG."""
-    from edge_app.profiling.report import write_outputs
+    stage alone; write bench.json and the stacked-bar PNG; return the report (with ``files`` filled in)."""
     from edge_app.video.sources import open_source
 
     ed = EngineDir(engine_path)
@@ -167,21 +156,12 @@ def run_pipeline_bench(
     variants, skipped = runnable_variants(ed, cfg)
     turn_s = max(cfg.slice_s, MIN_TURN_S)
     engines: list[tuple[Variant, Engine]] = []
-    results: list[dict[str, Any]] = []
+    results: list[LoopResult] = []
     bar = None
     try:
         open_variants(ed, variants, cfg, engines)
-        if cfg.progress:
-            from tqdm import tqdm
-
-            total = len(cfg.batches) * len(engines) * (cfg.warmup + max(cfg.duration, turn_s))
-            bar = tqdm(
-                total=round(total, 1),
-                desc="bench --pipeline",
-                unit="s",
-                leave=False,
-                bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
-            )
+        total = len(cfg.batches) * len(engines) * (cfg.warmup + max(cfg.duration, turn_s))
+        bar = progress_bar(cfg.progress, total, "bench --pipeline")
         tick = progress_ticker(bar)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
@@ -209,41 +189,35 @@ def run_pipeline_bench(
             bar.close()
         for _, eng in engines:
             eng.close()
-    base = {r["batch"]: r["fps"] for r in results if r["variant"] == BASELINE}
-    for r in results:
-        r["speedup"] = r["fps"] / base[r["batch"]] if base.get(r["batch"]) else None
-    report = {
-        **report_header(ed, meta, cfg, "pipeline", wall),
-        "source": source,
-        "source_name": Path(source).name or source,
-        "loop_mode": mode,
-        "turn_s": turn_s,
-        "results": results,
-        "skipped": [s.to_dict() for s in skipped],
-    }
-    write_outputs(report, Path(out))
-    return report
+    report = PipelineBenchReport(
+        **bench_header(ed, meta, cfg, "pipeline", wall).header_fields(),
+        source=source,
+        source_name=Path(source).name or source,
+        loop_mode=mode,
+        turn_s=turn_s,
+        results=tuple(add_ratios(results)),
+        skipped=tuple(skipped),
+    )
+    return write_pipeline_report(report, Path(out))
 
 
-def print_pipeline_report(report: dict[str, Any]) -> None:
+def print_pipeline_report(report: PipelineBenchReport) -> None:
     """Print the machine, the per-stage table, what was left out and where the files went."""
-    from edge_app.profiling.report import machine_line, pipeline_table, stages_alone_table
-
-    cfg = report["config"]
-    print(machine_line(report["machine"]))
+    cfg = report.config
+    print(machine_line(report.machine))
     print(
-        f"engine: {report['engine']} ({report['arch']}, {report['input']}); mode {report.get('loop_mode', 'classify')}; "
-        f"source: {report['source']}; warm-up "
-        f"{cfg['warmup']:g} s, then {cfg['duration']:g} s or {cfg['iterations']} frames per variant, in turns of {report['turn_s']:g} s"
+        f"engine: {report.engine} ({report.arch}, {report.input}); mode {report.loop_mode}; "
+        f"source: {report.source}; warm-up {cfg.warmup:g} s, then {cfg.duration:g} s or {cfg.iterations} frames "
+        f"per variant, in turns of {report.turn_s:g} s"
     )
     print(pipeline_table(report))
-    if any("stages_alone" in r for r in report["results"]):
+    if any(r.stages_alone is not None for r in report.results):
         print(stages_alone_table(report))
     print(
         "the loop runs in four threads (capture | preprocess+inference+postprocess | overlay+write | H.264 encoder), "
         "so stages overlap; 'allows' is cores x 1000 / the CPU ms the stages take alone, 'loop' the frames/s the "
         "threaded loop reached, and 'share' their ratio"
     )
-    for s in report["skipped"]:
-        print(f"not measured: {s['variant']} ({s['reason']})")
-    print("wrote " + ", ".join(report["files"].values()))
+    for s in report.skipped:
+        print(f"not measured: {s.variant} ({s.reason})")
+    print("wrote " + ", ".join(report.files.values()))

@@ -1,87 +1,23 @@
-"""Reports of ``bench``: the machine it ran on, the printed table, ``bench.json`` and PNG plots.
+"""Reports of ``bench``: the printed tables, ``bench.json`` and PNG plots, from the records of :mod:`.results`.
 
 Plots use matplotlib's Agg backend (no display needed) and, like every file here, are written atomically.
+The machine line is :mod:`.machine`'s.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
-import os
-import platform
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from edge_app.fsutil import atomic_write, atomic_write_json, ensure_writable_dir
-
-if TYPE_CHECKING:
-    from edge_app.profiling.bench import BenchReport, CaseResult
+from edge_app.profiling.results import ALONE_STAGES, BenchReport, CaseResult, PipelineBenchReport
 
 LOOP_STAGES = ("capture", "preprocess", "inference", "postprocess", "overlay", "write")
 PLOT_BINS_PER_DECADE = 20  # the JSON keeps the fine bins; a plot of few calls reads better coarser
-
-# distribution names to ask importlib.metadata for each library, first installed one wins
-_LIBS = {
-    "torch": ("torch",),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "opencv": ("opencv-python", "opencv-python-headless", "opencv-contrib-python"),
-    "tensorrt": ("tensorrt", "tensorrt-cu13-bindings", "tensorrt-cu12-bindings", "tensorrt-lean-cu13-libs"),
-    "numpy": ("numpy",),
-}
-
-
-def _version(dists: tuple[str, ...]) -> str | None:
-    for d in dists:
-        try:
-            return importlib.metadata.version(d)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def gpu_name() -> str | None:
-    """The CUDA GPU PyTorch sees, or None (no CUDA build, or no GPU)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    return str(torch.cuda.get_device_name(0))
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model and cores, GPU (or None), OS and library versions: what a reader needs to compare numbers."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "cores": cores,
-        "gpu": gpu_name(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-    }
-    info["versions"] = {name: _version(d) for name, d in _LIBS.items()}
-    return info
-
-
-def machine_line(m: dict[str, Any]) -> str:
-    """One line stating the machine, e.g. for the top of the table."""
-    vers = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-    return f"machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; {vers}"
 
 
 def _f(v: float | None, digits: int = 2) -> str:
@@ -140,14 +76,14 @@ def results_table(results: Sequence[CaseResult], baseline: str) -> str:
     return text
 
 
-def pipeline_table(report: dict[str, Any]) -> str:
+def pipeline_table(report: PipelineBenchReport) -> str:
     """The whole-loop table: per variant, frames/s (and its ratio to the baseline) then each stage's latency."""
     header = [
         "variant",
         "batch",
         "frames",
         "fps",
-        f"x {report['baseline']}",
+        f"x {report.baseline}",
         "top-1",
         "stage",
         "p50 ms",
@@ -157,17 +93,17 @@ def pipeline_table(report: dict[str, Any]) -> str:
         "mean ms",
     ]
     rows = []
-    for r in report["results"]:
-        stages = list(r["stages_ms"].items()) + ([("end_to_end", r["end_to_end_ms"])] if r.get("end_to_end_ms") else [])
+    for r in report.results:
+        stages = list(r.stages_ms.items()) + ([("end_to_end", r.end_to_end_ms)] if r.end_to_end_ms else [])
         for j, (name, s) in enumerate(stages):
             head = (
                 [
-                    r["variant"],
-                    str(r["batch"]),
-                    str(r["frames"]),
-                    _f(r["fps"], 1),
-                    f"{r['speedup']:.2f}x" if r.get("speedup") else "-",
-                    _f(r["accuracy_top1"], 4),
+                    r.variant,
+                    str(r.batch),
+                    str(r.frames),
+                    _f(r.fps, 1),
+                    f"{r.speedup:.2f}x" if r.speedup else "-",
+                    _f(r.accuracy_top1, 4),
                 ]
                 if j == 0
                 else [""] * 6
@@ -176,37 +112,34 @@ def pipeline_table(report: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
-def stages_alone_table(report: dict[str, Any]) -> str:
+def stages_alone_table(report: PipelineBenchReport) -> str:
     """Per variant: each stage run alone (wall and CPU ms per frame), the frame rate their CPU sum allows on
     the machine's cores, the loop's frame rate, and its share of that bound."""
-    from edge_app.profiling.stages import ALONE_STAGES
-
     header = ["variant", "batch", "stage", "wall ms", "CPU ms", "allows fps", "loop fps", "share"]
     rows = []
-    for r in report["results"]:
-        alone = r.get("stages_alone")
-        if not alone:
+    for r in report.results:
+        alone = r.stages_alone
+        if alone is None:
             continue
-        names = [s for s in ALONE_STAGES if s in alone["stages"]]
+        names = [s for s in ALONE_STAGES if s in alone.stages]
         for j, name in enumerate(names):
-            st = alone["stages"][name]
-            head = [r["variant"], str(r["batch"])] if j == 0 else ["", ""]
-            label = f"{name} ({alone['decoder']})" if name == "decode" and alone.get("decoder") else name
+            st = alone.stages[name]
+            head = [r.variant, str(r.batch)] if j == 0 else ["", ""]
+            label = f"{name} ({alone.decoder})" if name == "decode" and alone.decoder else name
             rows.append([*head, label, _f(st["wall"]), _f(st["cpu"]), "", "", ""])
-        if "decode_pyav" in alone["stages"]:
-            st = alone["stages"]["decode_pyav"]
+        if "decode_pyav" in alone.stages:
+            st = alone.stages["decode_pyav"]
             rows.append(["", "", "(decode with PyAV, not used)", _f(st["wall"]), _f(st["cpu"]), "", "", ""])
         rows.append(
             [
                 "",
                 "",
-                f"sum, {alone['cores']} cores"
-                + (f", source {alone['paced_fps']:g} fps" if alone.get("paced_fps") else ""),
+                f"sum, {alone.cores} cores" + (f", source {alone.paced_fps:g} fps" if alone.paced_fps else ""),
                 "",
-                _f(alone["cpu_sum_ms"]),
-                _f(alone["cpu_bound_fps"], 1),
-                _f(r["fps"], 1),
-                _f(r.get("loop_efficiency"), 2),
+                _f(alone.cpu_sum_ms),
+                _f(alone.cpu_bound_fps, 1),
+                _f(r.fps, 1),
+                _f(r.loop_efficiency, 2),
             ]
         )
     return _table(header, rows)
@@ -283,25 +216,25 @@ def plot_throughput(report: BenchReport, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_stages(report: dict[str, Any], path: Path) -> Path:
+def plot_stages(report: PipelineBenchReport, path: Path) -> Path:
     """Stacked bars of the mean time per stage of the frame loop, one bar per variant."""
     plt = _pyplot()
-    results = report["results"]
+    results = report.results
     # the loop's own stages only: engine-internal ones (compute, h2d, ...) are inside "inference" already
-    stages = [s for s in LOOP_STAGES if any(s in r["stages_ms"] for r in results)]
+    stages = [s for s in LOOP_STAGES if any(s in r.stages_ms for r in results)]
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(results) + 3), 4.5))
     x = np.arange(len(results))
     bottom = np.zeros(len(results))
     for s in stages:
-        h = np.array([r["stages_ms"].get(s, {}).get("mean", 0.0) for r in results])
+        h = np.array([r.stages_ms[s]["mean"] if s in r.stages_ms else 0.0 for r in results])
         ax.bar(x, h, bottom=bottom, label=s, width=0.6)
         bottom += h
     for xi, r, top in zip(x, results, bottom):
-        ax.text(xi, top, f"{r['fps']:.1f} fps", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, [r["variant"] for r in results])
+        ax.text(xi, top, f"{r.fps:.1f} fps", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, [r.variant for r in results])
     ax.set_ylabel("mean ms per frame")
     ax.set_title(
-        f"{report['name']} on {report.get('source_name', '')}: mean ms per frame and stage\n"
+        f"{report.name} on {report.source_name}: mean ms per frame and stage\n"
         "(stages overlap in three threads; frames/s on top)",
         fontsize=10,
     )
@@ -322,15 +255,13 @@ def write_report(report: BenchReport, out: Path) -> BenchReport:
     return report
 
 
-def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
-    """Write ``bench --pipeline``'s report (a dict) as its stacked-bar plot and ``bench.json``; sets
-    ``report["files"]`` and returns name -> path."""
+def write_pipeline_report(report: PipelineBenchReport, out: Path) -> PipelineBenchReport:
+    """Write ``bench --pipeline``'s stacked-bar plot and ``bench.json``; returns the report with ``files``."""
     ensure_writable_dir(out)
     written = {"stages_png": str(plot_stages(report, out / "pipeline_stages.png"))}
-    report["files"] = {**written, "json": str(out / "bench.json")}
-    atomic_write_json(out / "bench.json", _jsonable(report))
-    written["json"] = str(out / "bench.json")
-    return written
+    report = replace(report, files={**written, "json": str(out / "bench.json")})
+    atomic_write_json(out / "bench.json", _jsonable(report.to_dict()))
+    return report
 
 
 def _jsonable(o: Any) -> Any:

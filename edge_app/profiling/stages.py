@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,9 @@ from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.results import FrameResult
+from edge_app.profiling.results import ALONE_STAGES, StageCosts
 
-# In loop order; "decode_pyav" is measured for comparison only and is not part of the sum.
-ALONE_STAGES = ("decode", "preprocess", "inference", "postprocess", "overlay", "encode", "jsonl")
+__all__ = ["ALONE_STAGES", "StageCosts", "cores", "measure_stages", "no_frames"]
 
 
 def cores() -> int:
@@ -56,40 +55,6 @@ class _Clock:
     def __exit__(self, *exc: Any) -> None:
         self.wall += time.perf_counter() - self._w
         self.cpu += time.process_time() - self._c
-
-
-@dataclass
-class StageCosts:
-    """Milliseconds per frame of each stage run alone: ``{stage: {"wall": ms, "cpu": ms}}``."""
-
-    frames: int
-    cores: int
-    stages: dict[str, dict[str, float]] = field(default_factory=dict)
-    decoder: str = ""  # what "decode" used (the source's reader)
-    paced_fps: float | None = None  # a live source delivers frames at this rate, whatever the cores allow
-
-    @property
-    def cpu_sum_ms(self) -> float:
-        """CPU ms per frame of the whole loop's work (the stages of :data:`ALONE_STAGES`)."""
-        return sum(self.stages[s]["cpu"] for s in ALONE_STAGES if s in self.stages)
-
-    @property
-    def cpu_bound_fps(self) -> float:
-        """Frames/s the cores could give if every stage overlapped perfectly and nothing else ran (at most a
-        live source's own rate: a camera or paced synthetic source cannot be read faster)."""
-        bound = self.cores * 1e3 / self.cpu_sum_ms if self.cpu_sum_ms > 0 else float("nan")
-        return min(bound, self.paced_fps) if self.paced_fps else bound
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "frames": self.frames,
-            "cores": self.cores,
-            "decoder": self.decoder,
-            "paced_fps": self.paced_fps,
-            "stages": self.stages,
-            "cpu_sum_ms": self.cpu_sum_ms,
-            "cpu_bound_fps": self.cpu_bound_fps,
-        }
 
 
 def no_frames(source_uri: str) -> UserError:
@@ -148,17 +113,17 @@ def measure_stages(
     n = len(images)
     if n == 0:
         raise no_frames(source_uri)
-    costs = StageCosts(frames=n, cores=cores(), decoder=decoder, paced_fps=paced)
+    stages: dict[str, dict[str, float]] = {}
 
     def per_frame(c: _Clock, count: int = n) -> dict[str, float]:
         return {"wall": c.wall * 1e3 / count, "cpu": c.cpu * 1e3 / count}
 
-    costs.stages["decode"] = per_frame(decode)
+    stages["decode"] = per_frame(decode)
     if pyav_available() and Path(source_uri).is_file():
         c = _Clock()
         got = _pyav_decode(source_uri, n, c)
         if got:
-            costs.stages["decode_pyav"] = per_frame(c, got)
+            stages["decode_pyav"] = per_frame(c, got)
 
     pre, inf, post = _Clock(), _Clock(), _Clock()
     results: list[FrameResult] = []
@@ -171,7 +136,7 @@ def measure_stages(
         with post:
             labels = labeller.decode({k: out[k] for k in labeller.outputs}, context)
         results.extend(FrameResult(s + i, 0.0, labs, {}) for i, labs in enumerate(labels))
-    costs.stages.update(preprocess=per_frame(pre), inference=per_frame(inf), postprocess=per_frame(post))
+    stages.update(preprocess=per_frame(pre), inference=per_frame(inf), postprocess=per_frame(post))
 
     info = HudInfo(stage_ms={"capture": 1.0, "preprocess": 1.0, "inference": 1.0}, end_to_end_ms=10.0, fps=30.0)
     annotators = build_annotators(overlay or OverlayConfig(), lambda: info)
@@ -182,7 +147,7 @@ def measure_stages(
             for a in annotators:
                 img = a.annotate(img, res)
         drawn.append(img)
-    costs.stages["overlay"] = per_frame(ov)
+    stages["overlay"] = per_frame(ov)
 
     h, w = images[0].shape[:2]
     enc, js = _Clock(), _Clock()
@@ -197,6 +162,6 @@ def measure_stages(
     with JsonlSink(workdir / "stages-alone.jsonl") as sink, js:
         for img, res in zip(drawn, results):
             sink.write(img, res)
-    costs.stages["encode"] = per_frame(enc)
-    costs.stages["jsonl"] = per_frame(js)
-    return costs
+    stages["encode"] = per_frame(enc)
+    stages["jsonl"] = per_frame(js)
+    return StageCosts(frames=n, cores=cores(), stages=stages, decoder=decoder, paced_fps=paced)

@@ -10,7 +10,7 @@ from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
 from edge_app.runtime.base import Engine
 from edge_app.runtime.cuda import gpu_absent_reason
-from edge_app.runtime.registry import Backend, OpenOptions, Variant
+from edge_app.runtime.registry import Backend, Host, OpenOptions, Variant, cpu_threads
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -185,6 +185,25 @@ def _variants(ed: EngineDir, device: str) -> list[Variant]:
     ]
 
 
+def _fix(device: str, why: str, host: Host) -> str:
+    """Only what is missing: the CPU build when nothing is installed, the GPU build in its place when the CPU
+    build is; on a Jetson, TensorRT instead (pip has no onnxruntime GPU build for Jetson)."""
+    installed = bool(available_providers())
+    if device == "cpu":
+        return "pip install onnxruntime" if not installed else "pip install --force-reinstall onnxruntime"
+    if host.jetson:
+        return (
+            "pip has no ONNX Runtime GPU build for Jetson; on the GPU use backend tensorrt "
+            "(TensorRT comes with JetPack: sudo apt install python3-libnvinfer)"
+        )
+    if not installed:
+        return "pip install onnxruntime-gpu"
+    if not any(p in available_providers() for p in GPU_PROVIDERS):
+        # Both wheels install the same `onnxruntime` module: the CPU one must go, or it shadows the GPU one.
+        return "pip uninstall onnxruntime && pip install onnxruntime-gpu"
+    return "check the NVIDIA driver with nvidia-smi (onnxruntime-gpu is installed)"
+
+
 BACKEND = Backend(
     name="onnxruntime",
     devices=("cuda", "cpu"),
@@ -193,4 +212,7 @@ BACKEND = Backend(
     available=_available,
     open=_open,
     variants=_variants,
+    versions=("onnxruntime", "onnxruntime-gpu"),
+    threads=cpu_threads,  # SessionOptions.intra_op_num_threads (see OnnxRuntimeEngine)
+    fix_hint=_fix,
 )

@@ -16,7 +16,7 @@ import numpy as np
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
 from edge_app.runtime.base import Engine
-from edge_app.runtime.registry import Backend, OpenOptions, Variant
+from edge_app.runtime.registry import Backend, Host, OpenOptions, Variant, cpu_threads
 
 PIN = "openvino==2026.4.1"  # the version measured and tested (requirements.txt)
 
@@ -133,6 +133,13 @@ def _variants(ed: EngineDir, device: str) -> list[Variant]:
     ]
 
 
+def _fix(device: str, why: str, host: Host) -> str:
+    """The pinned wheel when it is missing; reinstalled when it is there but does not import."""
+    if importlib.util.find_spec("openvino") is None:
+        return f"pip install {PIN}"
+    return f"pip install --force-reinstall {PIN}"
+
+
 BACKEND = Backend(
     name="openvino",
     devices=("cpu",),
@@ -141,4 +148,11 @@ BACKEND = Backend(
     available=_available,
     open=_open,
     variants=_variants,
+    versions=("openvino",),
+    threads=cpu_threads,  # INFERENCE_NUM_THREADS (see OpenVinoEngine)
+    # It compiles per use (Engine.use_sensitive), so bench times each batch as the command that runs it would.
+    notes=(
+        "OpenVINO runs batch 1 with its LATENCY hint (as `live`) and larger batches with THROUGHPUT (as `annotate`)",
+    ),
+    fix_hint=_fix,
 )

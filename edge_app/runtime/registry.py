@@ -1,19 +1,24 @@
 """One descriptor per backend, found by looking at the runtime package: a backend is one file.
 
-Each backend module (``tensorrt.py``, ``onnxruntime.py``, ``torch.py``, ...) ends with a module-level
+Each backend module (``tensorrt/``, ``onnxruntime.py``, ``torch.py``, ...) ends with a module-level
 ``BACKEND = Backend(...)``: its name, the devices it runs on, how to tell whether it can run here (and
-why not), how to install it, the variants ``bench`` can time, its place in the automatic choice, and how
-to open an engine folder. ``open_engine``, ``bench``, the CLI's choices, ``doctor`` and the cross-backend
-tests all iterate over :func:`backends`; nothing else in the tool names a backend. Modules import their
-heavy dependencies inside these callables, so finding the descriptors costs milliseconds.
+why not), how to install it and how to fix what is missing on this machine, the variants ``bench`` can
+time, its place in the automatic choice, how to open an engine folder, which distributions' versions the
+reports show, how many CPU threads it runs with, and what a report should say about how it was timed.
+``open_engine``, ``bench`` and its reports, the CLI's choices, ``doctor`` and the cross-backend tests all
+iterate over :func:`backends`; nothing else in the tool names a backend. Modules import their heavy
+dependencies inside these callables, so finding the descriptors costs milliseconds.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import os
 import pkgutil
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from edge_app.errors import UserError
@@ -24,6 +29,36 @@ if TYPE_CHECKING:
 
 DEVICES = ("cuda", "cpu")  # the automatic choice tries every GPU backend before any CPU backend
 USES = ("latency", "throughput")
+# L4T (JetPack's Linux) writes this file; desktop Linux never has it. pip has no GPU builds for Jetson, so a
+# fix hint there points at what JetPack brings instead.
+TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+
+
+@dataclass(frozen=True)
+class Host:
+    """What a backend's fix hint needs to know about this machine (a parameter, so tests can be any machine)."""
+
+    jetson: bool = False  # JetPack: GPU runtimes come from NVIDIA's JetPack, not from pip
+
+    @classmethod
+    def detect(cls, tegra_release: Path = TEGRA_RELEASE) -> Host:
+        """This machine: a Jetson when ``tegra_release`` exists."""
+        return cls(jetson=tegra_release.exists())
+
+
+def installed_version(dists: tuple[str, ...]) -> str | None:
+    """The version of the first of ``dists`` that is installed (importlib.metadata), or None."""
+    for d in dists:
+        try:
+            return importlib.metadata.version(d)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def cpu_threads(asked: int | None) -> int | None:
+    """The thread setting of runtimes that take an intra-op thread count: the one asked for, else one per core."""
+    return asked or os.cpu_count()
 
 
 @dataclass(frozen=True)
@@ -58,15 +93,39 @@ class Variant:
 
 @dataclass(frozen=True)
 class Backend:
-    """A backend as the rest of the tool sees it."""
+    """A backend as the rest of the tool sees it.
+
+    The fields after ``variants`` have defaults so a descriptor written before them keeps working; each
+    default is the plain answer (the distribution named like the backend, no CPU thread setting, no notes,
+    the install hint as the fix).
+    """
 
     name: str
     devices: tuple[str, ...]
     priority: int  # lower is tried first by the automatic choice, among the backends of one device
-    install_hint: str  # one clause: how to get it
+    install_hint: str  # one clause: how to get it (open_engine's and bench's errors end with it)
     available: Callable[[str], tuple[bool, str]]  # device -> (ok, why: the version when ok, the reason when not)
     open: Callable[[EngineDir, EngineMeta, OpenOptions], Engine]
     variants: Callable[[EngineDir, str], list[Variant]] = field(default=lambda ed, device: [])
+    # Distributions whose installed version reports show, first installed wins (a runtime ships under several
+    # names: onnxruntime / onnxruntime-gpu). Empty: the distribution named like the backend.
+    versions: tuple[str, ...] = ()
+    # The thread setting: asked (OpenOptions.threads, None when not given) -> the CPU threads it runs with, for
+    # reports (numbers on 2 cores depend on it). None: the backend takes no thread count (a GPU runtime).
+    threads: Callable[[int | None], int | None] | None = None
+    # Sentences a report prints below its table when this backend was measured (how it was timed).
+    notes: tuple[str, ...] = ()
+    # (device, why it is not available, host) -> one clause: the fix for *this* machine, naming only what is
+    # missing (no `pip install` of what is installed, no pip GPU build on a Jetson). None: ``install_hint``.
+    fix_hint: Callable[[str, str, Host], str] | None = None
+
+    def fix(self, device: str, why: str, host: Host) -> str:
+        """What to do so this backend runs on ``device`` here, given why it does not (``available``'s reason)."""
+        return self.fix_hint(device, why, host) if self.fix_hint is not None else self.install_hint
+
+    def version(self) -> str | None:
+        """The installed version of the backend's runtime (from ``versions``), or None when none is installed."""
+        return installed_version(self.versions or (self.name,))
 
 
 @lru_cache(maxsize=1)

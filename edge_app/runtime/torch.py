@@ -10,7 +10,7 @@ import numpy as np
 from edge_app.engine_dir import EngineDir, EngineMeta
 from edge_app.errors import UserError
 from edge_app.runtime.base import Engine
-from edge_app.runtime.registry import Backend, OpenOptions, Variant
+from edge_app.runtime.registry import Backend, Host, OpenOptions, Variant
 
 
 class TorchEngine(Engine):
@@ -24,9 +24,11 @@ class TorchEngine(Engine):
 
         dev = resolve_device(device)
         if precision == "int8":
-            raise UserError("the PyTorch backend runs fp32 (and fp16 on CUDA) only; use --backend onnxruntime for int8")
+            raise UserError(
+                "the PyTorch backend runs fp32 (and fp16 on CUDA) only; for int8 use backend auto (it picks one that runs it)"
+            )
         if precision == "fp16" and dev.type != "cuda":
-            raise UserError("fp16 with the PyTorch backend needs a CUDA GPU; use --precision fp32 on the CPU")
+            raise UserError("fp16 with the PyTorch backend needs a CUDA GPU; use precision fp32 on the CPU")
         if not engine_dir.checkpoint_path.is_file():
             raise UserError(f"'{engine_dir.checkpoint_path}' is missing; re-run `python run.py export` to restore it")
         super().__init__(engine_dir, meta, precision, str(dev))
@@ -84,6 +86,35 @@ def _variants(ed: EngineDir, device: str) -> list[Variant]:
     return out
 
 
+def _threads(asked: int | None) -> int | None:
+    """PyTorch's intra-op threads: process-wide, set by ``_open`` when asked; None when torch is not installed."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _fix(device: str, why: str, host: Host) -> str:
+    """Only what is missing: torch itself, or (installed without CUDA) the CUDA build; NVIDIA's own wheel on a
+    Jetson, as pip's aarch64 torch has no CUDA."""
+    installed = importlib.util.find_spec("torch") is not None
+    if device == "cpu":
+        return "pip install torch" if not installed else "pip install --force-reinstall torch"
+    if host.jetson:
+        return "install NVIDIA's PyTorch wheel for your JetPack (pip's aarch64 torch has no CUDA)"
+    if not installed:
+        return "pip install torch (its Linux x86-64 wheels include CUDA)"
+    import torch
+
+    if torch.version.cuda:  # a CUDA build that sees no GPU: the driver is older than the CUDA it was built for
+        return f"this torch is built for CUDA {torch.version.cuda}: update the NVIDIA driver to one that supports it"
+    return (
+        "this torch is a CPU build: replace it with a CUDA build, pip install --force-reinstall torch "
+        "--index-url https://download.pytorch.org/whl/cu126 (or the CUDA version your driver supports)"
+    )
+
+
 # Last in the automatic choice: the reference, slower than a compiled runtime on the same device.
 BACKEND = Backend(
     name="torch",
@@ -93,4 +124,7 @@ BACKEND = Backend(
     available=_available,
     open=_open,
     variants=_variants,
+    versions=("torch",),
+    threads=_threads,  # torch.set_num_threads in _open (process-wide)
+    fix_hint=_fix,
 )

@@ -13,8 +13,9 @@ import pytest
 
 from edge_app.cli import main
 from edge_app.engine_dir import EngineDir
-from edge_app.errors import UserError
+from edge_app.errors import FieldError, UserError
 from edge_app.profiling import bench
+from edge_app.profiling import variants as variants_mod
 from edge_app.profiling.bench import BenchConfig, Case, measure, parse_batches, parse_list, run_bench
 from edge_app.runtime.registry import Variant, backend_names, backends, get_backend
 from edge_app.timing import StageTimer
@@ -105,14 +106,15 @@ def test_parse_batches_and_lists() -> None:
 @pytest.mark.parametrize(
     "text, msg",
     [
-        ("0", r"--batch 0 is not a batch size"),
-        ("1,x", r"'x' is not a whole number"),
-        ("-3", r"--batch -3 is not a batch size"),
+        ("0", r"^batches 0 is not a batch size"),
+        ("1,x", r"^batches '1,x': 'x' is not a whole number"),
+        ("-3", r"^batches -3 is not a batch size"),
     ],
 )
-def test_parse_batches_rejects_bad_sizes(text: str, msg: str) -> None:
-    with pytest.raises(UserError, match=msg):
+def test_parse_batches_rejects_bad_sizes_naming_the_field(text: str, msg: str) -> None:
+    with pytest.raises(FieldError, match=msg) as e:
         parse_batches(text)
+    assert "--" not in str(e.value)  # a library error names the field; the CLI re-words it as its flag
 
 
 def test_parse_list_rejects_unknown_backend() -> None:
@@ -125,15 +127,27 @@ def test_parse_list_rejects_unknown_backend() -> None:
 @pytest.mark.parametrize(
     "kw, msg",
     [
-        ({"duration": -1}, r"--duration -1 is negative"),
-        ({"warmup": -0.5}, r"--warmup -0.5 is negative"),
-        ({"iterations": 0}, r"--iterations 0 is below 1"),
-        ({"batches": (2, 0)}, r"--batch 0 is not"),
+        ({"duration": -1}, r"^duration -1 is negative"),
+        ({"warmup": -0.5}, r"^warmup -0.5 is negative"),
+        ({"iterations": 0}, r"^iterations 0 is below 1"),
+        ({"batches": (2, 0)}, r"^batches 0 is not"),
+        ({"batches": ()}, r"^batches \(none\) is empty"),
+        ({"slice_s": 0.0}, r"^slice_s 0 must be greater than 0"),
+        ({"threads": 0}, r"^threads 0 must be at least 1"),
+        ({"dla_core": -1}, r"^dla_core -1 is not a DLA core"),
     ],
 )
-def test_config_rejects_bad_values(kw: dict[str, Any], msg: str) -> None:
-    with pytest.raises(UserError, match=msg):
+def test_config_rejects_bad_values_naming_the_field(kw: dict[str, Any], msg: str) -> None:
+    """Library errors name the field (a Ray worker or a Python caller never sees a flag), with no flag in them."""
+    with pytest.raises(FieldError, match=msg) as e:
         BenchConfig(**kw)
+    assert e.value.field == next(iter(kw)) and "--" not in str(e.value)
+
+
+def test_config_is_frozen() -> None:
+    """A report keeps the settings it ran with: nobody can change them under it."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        BenchConfig().warmup = 2.0  # type: ignore[misc]
 
 
 def test_discovery_adds_gpu_variants_where_present(engine_with_int8: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,7 +156,7 @@ def test_discovery_adds_gpu_variants_where_present(engine_with_int8: Path, monke
 
     (engine_with_int8 / "model.fp16.onnx").symlink_to(engine_with_int8 / "model.onnx")
     everywhere = tuple(dataclasses.replace(b, available=lambda dev: (True, "")) for b in backends())
-    monkeypatch.setattr(bench, "backends", lambda: everywhere)
+    monkeypatch.setattr(variants_mod, "backends", lambda: everywhere)
     monkeypatch.setattr(ort_backend, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     variants, skipped = bench.discover_variants(EngineDir(engine_with_int8), BenchConfig())
     keys = [v.key for v in variants if v.backend in ("tensorrt", "onnxruntime", "torch")]
@@ -327,7 +341,7 @@ def test_report_to_dict_is_bench_json_shape(tiny_engine: Path) -> None:
     ed = EngineDir(tiny_engine)
     header = bench.bench_header(ed, ed.load_meta(), quick(batches=(1, 4)), "model", 1.5)
     rep = bench.BenchReport(
-        **vars(header),
+        **header.header_fields(),
         results=(_case_result("torch-fp32"),),
         skipped=(bench.Skipped("trt", "no GPU"),),
         files={"json": "x/bench.json"},
@@ -338,8 +352,8 @@ def test_report_to_dict_is_bench_json_shape(tiny_engine: Path) -> None:
     assert d["skipped"] == [{"variant": "trt", "reason": "no GPU"}] and d["files"] == {"json": "x/bench.json"}
     assert d["results"][0]["variant"] == "torch-fp32" and d["results"][0]["speedup"] is None
     assert json.loads(json.dumps(d)) == d  # plain JSON types only
-    # bench --pipeline builds its dict report on the same header
-    assert bench.report_header(ed, ed.load_meta(), quick(), "pipeline", 1.0)["mode"] == "pipeline"
+    # bench --pipeline builds its report on the same header
+    assert bench.bench_header(ed, ed.load_meta(), quick(), "pipeline", 1.0).to_dict()["mode"] == "pipeline"
 
 
 def test_accuracy_missing_shows_dash(engine_with_int8: Path) -> None:
@@ -377,18 +391,18 @@ def test_cli_engine_folder_without_model(tmp_path: Path, capsys: pytest.CaptureF
 def test_cli_batch_beyond_engine_profile(
     tiny_engine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real_open = bench.open_variant
+    real_open = variants_mod.open_variant
 
     def open_with_profile(path: Path, v: Variant, cfg: BenchConfig) -> Any:
         eng = real_open(path, v, cfg)
         eng.max_batch = 4  # what a TensorRT engine built for batches 1..4 reports
         return eng
 
-    monkeypatch.setattr(bench, "open_variant", open_with_profile)
+    monkeypatch.setattr(variants_mod, "open_variant", open_with_profile)
     err = _cli_error(
         ["bench", str(tiny_engine), "--backends", "onnxruntime", "--batch", "1,8", "--out", str(tmp_path)], capsys
     )
-    assert "--batch 8 exceeds the ort-fp32 engine's profile maximum of 4; use --batch up to 4" in err
+    assert "--batch 8 exceeds the ort-fp32 engine's profile maximum of 4; use batch sizes up to 4" in err
 
 
 def test_cli_backend_not_installed(
@@ -400,11 +414,11 @@ def test_cli_backend_not_installed(
         else b
         for b in backends()
     )
-    monkeypatch.setattr(bench, "backends", lambda: gone)
+    monkeypatch.setattr(variants_mod, "backends", lambda: gone)
     err = _cli_error(["bench", str(tiny_engine), "--backends", "onnxruntime"], capsys)
     assert (
-        "--backends onnxruntime: cuda: onnxruntime is not installed; cpu: onnxruntime is not installed; pip install onnxruntime"
-        in err
+        "--backends onnxruntime is not available here (cuda: onnxruntime is not installed; cpu: onnxruntime is not "
+        "installed); pip install onnxruntime" in err
     )
 
 
@@ -412,7 +426,8 @@ def test_cli_tensorrt_named_where_it_is_missing(tiny_engine: Path, capsys: pytes
     if get_backend("tensorrt").available("cuda")[0]:
         pytest.skip("TensorRT is usable on this machine")
     err = _cli_error(["bench", str(tiny_engine), "--backends", "tensorrt"], capsys)
-    assert "--backends tensorrt: cuda:" in err and "JetPack" in err and "leave tensorrt out of --backends" in err
+    assert "--backends tensorrt is not available here (cuda:" in err and "JetPack" in err
+    assert "or leave tensorrt out" in err
 
 
 def test_no_runnable_variant(tiny_engine: Path, tmp_path: Path) -> None:

@@ -16,10 +16,9 @@ from tests.helpers import write_tiny_video
 
 
 def _costs(cpu_ms: float, paced: float | None = None) -> StageCosts:
-    c = StageCosts(frames=10, cores=2, paced_fps=paced)
-    c.stages = {s: {"wall": cpu_ms, "cpu": cpu_ms} for s in ALONE_STAGES}
-    c.stages["decode_pyav"] = {"wall": 99.0, "cpu": 99.0}  # a comparison row: never part of the sum
-    return c
+    stages = {s: {"wall": cpu_ms, "cpu": cpu_ms} for s in ALONE_STAGES}
+    stages["decode_pyav"] = {"wall": 99.0, "cpu": 99.0}  # a comparison row: never part of the sum
+    return StageCosts(frames=10, cores=2, stages=stages, paced_fps=paced)
 
 
 def test_the_bound_is_cores_over_the_cpu_sum_and_a_live_sources_rate_caps_it() -> None:
@@ -31,12 +30,22 @@ def test_the_bound_is_cores_over_the_cpu_sum_and_a_live_sources_rate_caps_it() -
     assert c.to_dict()["cpu_bound_fps"] == c.cpu_bound_fps
 
 
+def _reader_of(uri: Path) -> str:
+    from edge_app.video.sources import open_source
+
+    src = open_source(str(uri))
+    try:
+        return type(src).__name__
+    finally:
+        src.close()
+
+
 def test_measure_stages_on_a_file_runs_every_stage_on_the_same_frames(tmp_path: Path) -> None:
     video = write_tiny_video(tmp_path / "clip.mp4", frames=9)
     eng = FakeEngine()
     costs = measure_stages(make_labeller(eng, "classify"), str(video), batch=4, workdir=tmp_path, frames=20)
     assert costs.frames == 9 and costs.cores == cores() and costs.paced_fps is None
-    assert costs.decoder == "CaptureSource"
+    assert costs.decoder == _reader_of(video)  # the source's own reader, named in the table
     assert [s for s in costs.stages if s != "decode_pyav"] == list(ALONE_STAGES)
     assert eng.calls == [4, 4, 1]  # the loop's batch size, every frame once
     assert all(v["wall"] > 0 for v in costs.stages.values())

@@ -7,6 +7,7 @@ import pytest
 
 from edge_app.errors import UserError
 from edge_app.runtime import backends, open_engine
+from edge_app.runtime.registry import Host, get_backend
 
 # Every registered backend that can run on this machine's CPU (TensorRT needs a GPU: its own tests cover it).
 BACKENDS = [b.name for b in backends() if "cpu" in b.devices and b.available("cpu")[0]]
@@ -108,3 +109,23 @@ def test_a_backend_asked_for_on_a_device_it_does_not_run_on(tiny_engine) -> None
         UserError, match="backend tensorrt runs on cuda only, not on device cpu; choose device cuda or another backend"
     ):
         open_engine(tiny_engine, "tensorrt", device="cpu")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cpu_backend_states_its_version_and_thread_setting(backend) -> None:
+    """Reports read versions and thread counts from the descriptor; a CPU backend that runs here has both."""
+    b = get_backend(backend)
+    assert b.version() is not None
+    assert b.threads is not None and b.threads(3) >= 1
+
+
+@pytest.mark.parametrize("jetson", [False, True])
+def test_every_fix_hint_is_one_clause_and_a_jetson_gets_no_pip_gpu_build(jetson: bool) -> None:
+    host = Host(jetson=jetson)
+    for b in backends():
+        for dev in b.devices:
+            fix = b.fix(dev, "not available", host)
+            assert fix and "\n" not in fix, (b.name, dev)
+            if jetson:  # pip has no Jetson GPU build of onnxruntime or torch (installed or not)
+                assert "pip install onnxruntime-gpu" not in fix, (b.name, fix)
+                assert dev == "cpu" or "pip install torch" not in fix, (b.name, fix)

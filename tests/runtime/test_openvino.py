@@ -14,7 +14,7 @@ from edge_app.errors import UserError
 from edge_app.runtime import backends, open_engine
 from edge_app.runtime import openvino as ov_backend
 from edge_app.runtime.cuda import gpu_absent_reason
-from edge_app.runtime.registry import get_backend
+from edge_app.runtime.registry import Host, get_backend
 
 OV_OK, OV_WHY = ov_backend._available("cpu")
 needs_ov = pytest.mark.skipif(not OV_OK, reason=f"{OV_WHY}; {ov_backend.PIN} runs these tests")
@@ -34,12 +34,17 @@ def test_descriptor_runs_before_onnxruntime_on_the_cpu_only() -> None:
     assert names.index("openvino") < names.index("onnxruntime")
     assert desc.available("cuda") == (False, "this backend runs on the CPU only")
     assert desc.install_hint == f"pip install {ov_backend.PIN}"
+    # what reports read from the descriptor: its distribution, thread setting and how bench timed it
+    assert desc.versions == ("openvino",) and desc.threads is not None and desc.threads(2) == 2
+    assert any("LATENCY" in n and "THROUGHPUT" in n for n in desc.notes)
 
 
 def test_without_openvino_it_says_so_and_how_to_install(monkeypatch: pytest.MonkeyPatch, tiny_engine: Path) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
     assert ov_backend._available("cpu") == (False, "openvino is not installed")
+    # doctor's fix for this machine: the pinned wheel (a broken install gets --force-reinstall instead)
+    assert get_backend("openvino").fix("cpu", "openvino is not installed", Host()) == f"pip install {ov_backend.PIN}"
     with pytest.raises(
         UserError,
         match=r"backend openvino is not available here \(openvino cpu not available: openvino is "
