@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,8 +25,36 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:  # os.umask can only be read by setting it; restore it at once
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def plain_write_mode(dest: Path) -> int:
+    """The permissions a plain ``open(dest, "w")`` would leave: an existing file keeps its own, a new one
+    gets 0o666 under the umask (``mkstemp`` makes 0o600, which would hide engines and results from others)."""
+    try:
+        return dest.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)`` then rename the temp file over ``path`` (same folder, so the rename is atomic)."""
+    """Call ``writer(tmp_path)`` then rename the temp file over ``path`` (same folder, so the rename is atomic);
+    the file gets the permissions a plain write would give (:func:`plain_write_mode`)."""
     dest = Path(path)
     ensure_writable_dir(dest.parent)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
@@ -35,6 +64,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
         writer(tmp_path)
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, plain_write_mode(dest))
         os.replace(tmp_path, dest)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

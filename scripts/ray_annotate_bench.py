@@ -54,7 +54,8 @@ def main() -> int:
 
     from ray.cluster_utils import Cluster
 
-    from edge_app.annotate.ray.driver import RayOptions, annotate_on_ray, make_jobs
+    from edge_app.annotate.ray.driver import annotate_on_ray, make_jobs
+    from edge_app.annotate.ray.options import RayOptions
     from edge_app.annotate.video import annotate_config, annotate_video
     from edge_app.frames.labellers import LabellerSpec, make_labeller
     from edge_app.runtime import open_engine
@@ -80,7 +81,7 @@ def main() -> int:
     def local(files: list[Path], out: Path) -> dict:
         t = time.perf_counter()
         with open_engine(a.engine, use="throughput") as eng:  # what `annotate` without --ray does
-            lab = make_labeller(eng, cfg.mode, cfg.mode_config)
+            lab = make_labeller(eng, spec.mode, spec.mode_config)
             rs = [annotate_video(lab, f, out / f"{f.stem}.mp4", out / f"{f.stem}.jsonl", cfg) for f in files]
         wall = time.perf_counter() - t
         return {

@@ -20,13 +20,14 @@ from typing import Iterator
 
 import cv2
 
+from edge_app.annotate.run_record import check_resume, run_identity, write_record
 from edge_app.data.folder import IMAGE_EXTS, read_image
 from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import OverlayConfig, build_annotators
 from edge_app.frames.results import FrameResult
 from edge_app.fsutil import atomic_write_bytes, ensure_writable_dir
-from edge_app.video.sinks import truncate_torn_tail
+from edge_app.video.jsonl import iter_jsonl, truncate_torn_tail
 
 JSONL_NAME = "annotations.jsonl"
 
@@ -90,13 +91,8 @@ def done_images(jsonl: Path) -> set[str]:
     if not jsonl.is_file():
         return set()
     truncate_torn_tail(jsonl)
-    done = set()
-    for line in jsonl.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            done.add(str(json.loads(line)["image"]))
-        except (ValueError, KeyError, TypeError):
-            continue  # a damaged line: that image is done again
-    return done
+    # A damaged line stands alone (one photograph per line): that image is done again, the others count.
+    return {str(d["image"]) for d in iter_jsonl(jsonl, skip_bad=True) if "image" in d}
 
 
 def _batches(items: list[ImageInput], size: int) -> Iterator[list[ImageInput]]:
@@ -118,7 +114,12 @@ def annotate_images(
         raise UserError(f"batch {batch} must be at least 1")
     out = ensure_writable_dir(out_dir)
     jsonl = out / JSONL_NAME
+    record = run_identity(labeller, None)  # many inputs: the engine and mode define the run
     done = done_images(jsonl) if resume else set()
+    if done:
+        check_resume(jsonl, record)
+    else:
+        write_record(jsonl, record)
     todo = [it for it in items if str(it.path) not in done]
     ov = overlay or OverlayConfig()
     annotators = build_annotators(OverlayConfig(labels=ov.labels, boxes=ov.boxes, hud=False, max_labels=ov.max_labels))
@@ -174,37 +175,67 @@ def _write_image(path: Path, img) -> None:  # noqa: ANN001 - a BGR uint8 array
     atomic_write_bytes(path, buf.tobytes())
 
 
-def split_inputs(inputs: list[str]) -> tuple[list[Path], list[ImageInput]]:
-    """``annotate``'s inputs as (video files, images): files by extension, folders (videos directly inside,
-    images recursively), and glob patterns of images; a missing input or a folder with neither is a UserError."""
+@dataclass(frozen=True)
+class Inputs:
+    """What ``annotate``'s inputs hold: videos, photographs, and every file passed over with the reason."""
+
+    videos: list[Path]
+    images: list[ImageInput]
+    skipped: list[tuple[str, str]]  # (path, why)
+
+
+def _kind(path: Path) -> str:
     from edge_app.annotate.video import VIDEO_EXTS
 
-    videos: list[Path] = []
-    images: list[ImageInput] = []
+    ext = path.suffix.lower()
+    return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else ""
+
+
+def _walk(found: list[Path], base: Path | None, inputs: Inputs) -> None:
+    """Sort ``found`` files into videos and images (names relative to ``base``); note the others as skipped."""
+    for f in found:
+        kind = _kind(f)
+        if kind == "video":
+            inputs.videos.append(f)
+        elif kind == "image":
+            inputs.images.append(ImageInput(f, f.relative_to(base) if base else Path(f.name)))
+        elif not f.name.startswith("."):  # hidden files (.DS_Store, partial outputs) are nobody's input
+            inputs.skipped.append((str(f), f"not a video or image file ({f.suffix or 'no extension'})"))
+
+
+def find_inputs(inputs: list[str]) -> Inputs:
+    """``annotate``'s inputs: files (an image by its extension, anything else is read as a video), folders
+    searched recursively and quoted glob patterns (``'clips/**/*.mp4'``), videos and images alike. A missing
+    input, or a folder or pattern with neither, is a UserError; other files found are listed in ``skipped``."""
+    found = Inputs([], [], [])
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            vids = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTS)
-            imgs = image_inputs(s)
-            if not vids and not imgs:
+            before = len(found.videos) + len(found.images)
+            _walk(sorted(f for f in p.rglob("*") if f.is_file()), p, found)
+            if len(found.videos) + len(found.images) == before:
                 raise UserError(
-                    f"folder '{p}' holds no video or image files ({', '.join(VIDEO_EXTS[:3])}, .jpg, .png, ...); "
-                    "pass a folder of videos or photographs"
+                    f"folder '{p}' holds no video or image files (searched recursively for .mp4, .mkv, .avi, .jpg, "
+                    ".png, ...); pass a folder of videos or photographs"
                 )
-            videos += vids
-            images += imgs
         elif p.is_file():
             if is_image(p):
-                images.append(ImageInput(p, Path(p.name)))
+                found.images.append(ImageInput(p, Path(p.name)))
             else:
-                videos.append(p)
+                found.videos.append(p)
         elif any(c in s for c in "*?["):
-            imgs = image_inputs(s)
-            if not imgs:
-                raise UserError(f"pattern '{s}' matches no images; check it (quote it so the shell does not expand it)")
-            images += imgs
+            before = len(found.videos) + len(found.images)
+            _walk(sorted(Path(f) for f in glob.glob(s, recursive=True) if Path(f).is_file()), None, found)
+            if len(found.videos) + len(found.images) == before:
+                raise UserError(
+                    f"pattern '{s}' matches no video or image files; check it (quote it so the shell does not expand it)"
+                )
         else:
-            raise UserError(
-                f"input '{p}' does not exist; pass an existing video, image, folder or quoted glob of images"
-            )
-    return videos, unique_names(images)
+            raise UserError(f"input '{p}' does not exist; pass an existing video, image, folder or quoted glob pattern")
+    return Inputs(found.videos, unique_names(found.images), found.skipped)
+
+
+def split_inputs(inputs: list[str]) -> tuple[list[Path], list[ImageInput]]:
+    """(videos, images) of :func:`find_inputs`, without the skipped files."""
+    found = find_inputs(inputs)
+    return found.videos, found.images

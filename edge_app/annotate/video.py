@@ -8,7 +8,14 @@ file. ``--resume`` continues an interrupted run from the last fully written fram
 * the video is restored by re-drawing those frames from the input with the saved results (labels, boxes,
   timings) instead of re-running inference, and re-encoding them; this works whatever state the old video
   file was left in (an interrupted MP4 written by OpenCV may have no index and be unreadable);
-* inference continues at the first frame without a line, appending to the JSON lines.
+* inference continues at the first frame without a line, appending to the JSON lines;
+* it continues only the same run: ``<out>.run.json`` (:mod:`edge_app.annotate.run_record`) records the
+  engine, model file, backend, precision, mode and its settings, post-label steps and the input file, and a
+  resume that differs is refused naming the difference.
+
+Outputs that already hold results are not replaced unless asked (:func:`check_outputs`, ``--overwrite``).
+Every line carries the frame's ``media_time`` (seconds into the file), and the H.264 output keeps the
+source's timestamps, so a variable-frame-rate video plays back at its own pace.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from edge_app.annotate.run_record import check_resume, run_identity, write_record
 from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
@@ -27,6 +35,7 @@ from edge_app.frames.pipeline import PipelineConfig, PipelineReport, PostLabelSt
 from edge_app.frames.results import FrameResult
 from edge_app.fsutil import atomic_write_text
 from edge_app.video.base import Frame, FrameSource, Sink
+from edge_app.video.jsonl import iter_jsonl
 
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 # Batches of 8 keep the engine busy while capture and encoding overlap with it (files never drop a frame).
@@ -82,19 +91,36 @@ def output_paths(inputs: list[Path], out: str | None) -> list[tuple[Path, Path]]
 
 def completed_results(jsonl: Path) -> list[FrameResult]:
     """The results of frames 0..K-1 fully written to ``jsonl`` (stops at the first bad, partial or out-of-order line)."""
-    if not jsonl.is_file():
-        return []
     out: list[FrameResult] = []
-    data = jsonl.read_bytes().decode("utf-8", errors="replace")
-    for line in data.split("\n")[:-1]:  # the piece after the last newline is unfinished by definition
+    for d in iter_jsonl(jsonl):
         try:
-            r = FrameResult.from_dict(json.loads(line))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            r = FrameResult.from_dict(d)
+        except (KeyError, TypeError, ValueError):
             break
         if r.index != len(out):
             break
         out.append(r)
     return out
+
+
+def _holds_results(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
+def check_outputs(outputs: Sequence[Path], *, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is written, to replace outputs that hold results unless ``overwrite`` (or
+    ``resume``, which continues them); one sentence naming the first such file."""
+    if resume and overwrite:
+        raise UserError("--resume continues the outputs and --overwrite replaces them; pass one of them, not both")
+    if resume or overwrite:
+        return
+    held = [p for p in outputs if _holds_results(Path(p))]
+    if held:
+        more = f" (and {len(held) - 1} more outputs)" if len(held) > 1 else ""
+        raise UserError(
+            f"'{held[0]}' already holds the results of a run{more}; pass --overwrite to replace them, "
+            "--resume to continue them, or choose another --out"
+        )
 
 
 class _Resumed:
@@ -153,7 +179,10 @@ def annotate_video(
     if cfg is None:
         cfg = annotate_config()
     out_video, out_jsonl = Path(out_video), Path(out_jsonl)
+    record = run_identity(labeller, video, steps)
     done = completed_results(out_jsonl) if resume else []
+    if done:
+        check_resume(out_jsonl, record)  # before any output is touched
     src = open_source(str(video))
     total = src.frame_count
     if cfg.max_frames:
@@ -178,6 +207,8 @@ def annotate_video(
     try:
         vs = VideoFileSink(out_video, src.fps, src.size, codec)
         sinks.append(vs)
+        if not done:  # once the outputs can open, before the first line: lines always have their record
+            write_record(out_jsonl, record)
         it = iter(src)
         restored = 0
         if done:

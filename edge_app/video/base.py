@@ -77,7 +77,7 @@ class Source:
         self._flip = FLIPS[flip] if flip is not None else None
         self._stop = threading.Event()
 
-    # Subclasses yield (BGR image, capture time) or (image, time, truth).
+    # Subclasses yield (BGR image, capture time), (image, time, truth) or (image, time, truth, media time).
     def _frames(self) -> Iterator[tuple[Any, ...]]:
         raise NotImplementedError
 
@@ -103,7 +103,8 @@ class Source:
             if self._stop.is_set():
                 break
             truth = item[2] if len(item) > 2 else None
-            yield Frame(index, item[1], self._prepare(item[0]), truth)
+            media = item[3] if len(item) > 3 else None
+            yield Frame(index, item[1], self._prepare(item[0]), truth, media)
             index += 1
 
     def close(self) -> None:

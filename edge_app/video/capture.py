@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -61,7 +59,7 @@ class CaptureSource(Source):
         self._opener = opener
         self._lock = threading.Lock()  # held around every read, so close() never releases mid-read
         self._cap: cv2.VideoCapture | None = None
-        self._first: tuple[Any, float] | None = None
+        self._first: tuple[Any, ...] | None = None
         for attempt, delay in zip(range(max(1, attempts)), policy.delays()):
             if self._try_open():
                 break
@@ -94,10 +92,16 @@ class CaptureSource(Source):
         if cap.isOpened():
             ok, img = cap.read()
             if ok and img is not None:
-                self._cap, self._first = cap, (img, time.monotonic())
+                self._cap, self._first = cap, (img, time.monotonic(), None, self._media_time(cap))
                 return True
         cap.release()
         return False
+
+    def _media_time(self, cap: cv2.VideoCapture | None) -> float | None:
+        """A file's presentation time of the frame just read (seconds); None for live captures."""
+        if self.live or cap is None:
+            return None
+        return cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
 
     def _reconnect(self) -> bool:
         """Reopen a live capture with backoff until it delivers, close() is called, or the policy gives up."""
@@ -154,7 +158,7 @@ class CaptureSource(Source):
                 delivered += 1
                 recovered += failures
                 failures = 0
-                yield img, t
+                yield img, t, None, self._media_time(self._cap)
                 continue
             if self.live:
                 if not self._reconnect():
@@ -214,13 +218,11 @@ def _ffmpeg_capture(url: str, options: str | None, policy: ReconnectPolicy) -> c
         old = os.environ.get(FFMPEG_OPTIONS_ENV)
         if options is not None:
             os.environ[FFMPEG_OPTIONS_ENV] = options
-        # A refused open is expected while reconnecting; OpenCV would print a warning line per attempt.
-        level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(min(level, cv2.utils.logging.LOG_LEVEL_ERROR))
+        # A refused open is expected while reconnecting: OpenCV's and FFmpeg's lines about it are silenced
+        # by apply_library_logs (open_source) unless --verbose asks for them.
         try:
             return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
         finally:
-            cv2.utils.logging.setLogLevel(level)
             if options is not None:
                 if old is None:
                     os.environ.pop(FFMPEG_OPTIONS_ENV, None)
@@ -346,78 +348,3 @@ def open_stream(
         flip=flip,
         live_if_endless=http,
     )
-
-
-def gstreamer_available() -> bool:
-    """Whether this OpenCV build can open GStreamer pipelines (pip's opencv-python cannot; JetPack's can)."""
-    m = re.search(r"GStreamer:\s*(\w+)", cv2.getBuildInformation())
-    return bool(m and m.group(1).upper() == "YES")
-
-
-def open_gstreamer(
-    name: str,
-    pipeline: str,
-    *,
-    fps: float | None,
-    policy: ReconnectPolicy,
-    width: int | None = None,
-    height: int | None = None,
-    flip: str | None = None,
-) -> CaptureSource:
-    """A raw GStreamer pipeline ending in ``appsink`` (``gst:...``); live unless it reads a file."""
-    if not pipeline:
-        raise UserError("'gst:' needs a pipeline after it; e.g. gst:videotestsrc ! videoconvert ! appsink")
-    if not gstreamer_available():
-        raise UserError(
-            f"source '{name}' needs OpenCV built with GStreamer, and this one has none; install "
-            "your platform's OpenCV with GStreamer (JetPack's python3-opencv) or use another source"
-        )
-    cannot = f"GStreamer pipeline '{pipeline}' did not start or gave no frames; test it with gst-launch-1.0"
-    return CaptureSource(
-        name,
-        lambda: cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER),
-        live="filesrc" not in pipeline,
-        cannot_open=cannot,
-        policy=policy,
-        fps=fps,
-        width=width,
-        height=height,
-        flip=flip,
-    )
-
-
-CSI_FLIP_METHOD = {None: 0, "180": 2, "h": 4, "v": 6}  # nvvidconv flip-method values
-
-
-def csi_pipeline(
-    sensor_id: int, width: int = 1280, height: int = 720, fps: float = 30.0, flip: str | None = None
-) -> str:
-    """The GStreamer pipeline for a Jetson CSI camera (nvarguscamerasrc); flips in the ISP, not on the CPU."""
-    if flip not in CSI_FLIP_METHOD:
-        raise UserError(f"--flip '{flip}' is not supported; use one of h, v, 180")
-    rate = Fraction(fps).limit_denominator(1001)
-    return (
-        f"nvarguscamerasrc sensor-id={sensor_id} ! "
-        f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, "
-        f"framerate=(fraction){rate.numerator}/{rate.denominator}, format=(string)NV12 ! "
-        f"nvvidconv flip-method={CSI_FLIP_METHOD[flip]} ! "
-        f"video/x-raw, width=(int){width}, height=(int){height}, format=(string)BGRx ! "
-        "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"
-    )
-
-
-def open_csi(
-    name: str,
-    sensor: str,
-    *,
-    fps: float | None,
-    policy: ReconnectPolicy,
-    width: int | None = None,
-    height: int | None = None,
-    flip: str | None = None,
-) -> CaptureSource:
-    """``csi://N``: Jetson CSI camera N through nvarguscamerasrc (needs OpenCV with GStreamer)."""
-    if not re.fullmatch(r"\d+", sensor):
-        raise UserError(f"source '{name}' needs a sensor number; use csi://0 or csi://1")
-    pipeline = csi_pipeline(int(sensor), width or 1280, height or 720, fps or 30.0, flip)
-    return open_gstreamer(name, pipeline, fps=fps, policy=policy, width=width, height=height, flip=None)

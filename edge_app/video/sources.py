@@ -10,6 +10,7 @@ drops). OpenCV-backed sources (files, cameras, streams, GStreamer) live in :mod:
 from __future__ import annotations
 
 import glob
+import importlib.util
 import logging
 import re
 import time
@@ -19,8 +20,9 @@ from urllib.parse import parse_qsl
 
 from edge_app.data.folder import IMAGE_EXTS, read_image
 from edge_app.errors import UserError
-from edge_app.video import capture
+from edge_app.video import capture, gstreamer
 from edge_app.video.base import FLIPS, Frame, ReconnectPolicy, Source
+from edge_app.video.library_logs import apply_library_logs
 
 log = logging.getLogger("edge_app.video")
 
@@ -140,6 +142,24 @@ class SyntheticSource(Source):
 
 
 # ----------------------------------------------------------------------------------------------- open_source
+def _open_video_file(uri: str, p: Path, *, fps: float | None, loop: bool, pace: bool, **common: Any) -> Source:
+    """PyAV (timestamps, exact decode failures) when installed, else OpenCV's reader."""
+    if fps is not None and not pace:
+        log.warning(
+            "--fps %g ignored for video file %s: files keep their real frame rate when read as fast as possible",
+            fps,
+            uri,
+        )
+    if importlib.util.find_spec("av") is None:
+        src: Source = capture.open_file(uri, p, loop=loop, **common)
+        if pace:
+            log.warning("%s: pacing a file needs PyAV (pip install av); reading it as fast as possible", uri)
+        return src
+    from edge_app.video.file_source import FileSource
+
+    return FileSource(uri, p, loop=loop, pace=pace, pace_fps=fps if pace else None, **common)
+
+
 def _image_paths(pattern: str) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_EXTS and Path(p).is_file())
 
@@ -171,28 +191,32 @@ def open_source(
     loop: bool = False,
     flip: str | None = None,
     reconnect: ReconnectPolicy | None = None,
+    pace: bool = False,
 ) -> Source:
     """Open any ``--source`` string; raise :class:`UserError` with one sentence when it cannot be opened.
 
     ``width``/``height``: cameras are asked for that size, and every source's frames come out at it.
-    ``fps``: the rate asked of cameras, the pace of ``synthetic`` and the rate of image sequences; files and
-    streams keep their real rate. ``loop`` restarts files, images and finite synthetic videos at the end.
+    ``fps``: the rate asked of cameras, the pace of ``synthetic`` and the rate of image sequences; streams
+    keep their real rate. ``pace``: a video file delivers its frames at their own times, as a camera would
+    (``live``), at ``fps`` when given; without it a file is read as fast as it decodes (``annotate``).
+    ``loop`` restarts files, images and finite synthetic videos at the end.
     ``flip``: ``h``, ``v`` or ``180``. ``reconnect``: backoff settings for live sources.
     """
     if fps is not None and not fps > 0:
         raise UserError(f"--fps {fps} is not a valid frame rate; pass a positive number such as 30")
+    apply_library_logs()  # FFmpeg's own lines would bury our one sentence (--verbose shows them)
     uri = str(uri).strip()
     policy = reconnect or ReconnectPolicy()
     common: dict[str, Any] = {"width": width, "height": height, "flip": flip}
     if uri == "synthetic" or uri.startswith("synthetic?"):
         return SyntheticSource(uri, fps=fps, loop=loop, **_parse_synthetic(uri), **common)
     if uri.startswith("gst:"):
-        return capture.open_gstreamer(uri, uri[4:].strip(), fps=fps, policy=policy, **common)
+        return gstreamer.open_gstreamer(uri, uri[4:].strip(), fps=fps, policy=policy, **common)
     m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", uri)
     if m:
         scheme = m.group(1).lower()
         if scheme == "csi":
-            return capture.open_csi(uri, m.group(2), fps=fps, policy=policy, **common)
+            return gstreamer.open_csi(uri, m.group(2), fps=fps, policy=policy, **common)
         if scheme in STREAM_SCHEMES:
             return capture.open_stream(uri, fps=fps, policy=policy, **common)
         if scheme == "file":
@@ -219,9 +243,7 @@ def open_source(
     if p.is_file():
         if p.suffix.lower() in IMAGE_EXTS:
             return ImageSource(uri, [p], fps=fps, loop=loop, **common)
-        if fps is not None:
-            log.warning("--fps %g ignored for video file %s: files keep their real frame rate", fps, uri)
-        return capture.open_file(uri, p, loop=loop, **common)
+        return _open_video_file(uri, p, fps=fps, loop=loop, pace=pace, **common)
     if any(c in uri for c in "*?["):
         paths = _image_paths(uri)
         if not paths:

@@ -73,7 +73,7 @@ def test_globs_and_bad_inputs(photo_tree: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="folder '.*empty' holds no video or image files"):
         split_inputs([str(tmp_path / "empty")])
-    with pytest.raises(UserError, match="pattern '.*\\*.gif' matches no images"):
+    with pytest.raises(UserError, match="pattern '.*\\*.gif' matches no video or image files"):
         split_inputs([str(photo_tree / "*.gif")])
     with pytest.raises(UserError, match="input '.*nothing.jpg' does not exist"):
         split_inputs([str(tmp_path / "nothing.jpg")])

@@ -300,7 +300,7 @@ def test_cluster_ctrl_c_then_resume(cluster, engine: Path, tmp_path: Path, capsy
 def test_cluster_input_only_on_the_driver_is_one_sentence_per_file(
     cluster, engine: Path, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    from edge_app.frames import annotate_ray
+    from edge_app.annotate.ray import driver as annotate_ray
 
     video = write_tiny_video(tmp_path / "here.mp4", frames=4)
     real = annotate_ray.make_jobs
@@ -411,7 +411,7 @@ def test_missing_input_is_one_sentence_and_writes_nothing(tiny_engine: Path, tmp
 
 
 def test_plan_splits_each_nodes_cpus_and_gpus() -> None:
-    from edge_app.annotate.ray.driver import plan_workers
+    from edge_app.annotate.ray.cluster import plan_workers
 
     nodes = [
         {"NodeID": "a", "Alive": True, "Resources": {"CPU": 2.0}},
@@ -427,7 +427,7 @@ def test_plan_splits_each_nodes_cpus_and_gpus() -> None:
 
 
 def test_engine_files_ship_models_not_plans(tiny_engine: Path, tmp_path: Path) -> None:
-    from edge_app.annotate.ray.driver import engine_files, materialise_engine
+    from edge_app.annotate.ray.worker import engine_files, materialise_engine
 
     eng = Path(shutil.copytree(tiny_engine, tmp_path / "eng"))
     (eng / "plans").mkdir(exist_ok=True)
@@ -439,7 +439,7 @@ def test_engine_files_ship_models_not_plans(tiny_engine: Path, tmp_path: Path) -
 
 
 def test_line_counter_follows_appends_and_a_rewrite(tmp_path: Path) -> None:
-    from edge_app.annotate.ray.driver import LineCounter
+    from edge_app.video.jsonl import LineCounter
 
     p = tmp_path / "x.jsonl"
     c = LineCounter(p)

@@ -56,6 +56,25 @@ def test_folder_of_videos_with_summary(tiny_engine: Path, tmp_path: Path, capsys
     assert "total: 2 files, 10 frames read, 10 written, 0 failed to decode" in out
     assert frames_in(tmp_path / "out" / "b.jsonl") == [0, 1, 2, 3]
     assert count_frames(tmp_path / "out" / "a.mp4") == 6
+    assert f"  {d / 'notes.txt'}: not a video or image file (.txt)" in out  # every input passed over is named
+
+
+def test_a_finished_output_is_not_overwritten_without_a_flag(tiny_engine: Path, tmp_path: Path, capsys) -> None:
+    video = write_tiny_video(tmp_path / "in.mp4", frames=8)
+    out = tmp_path / "o" / "in.mp4"
+    args = ["annotate", str(video), "--engine", str(tiny_engine), "--out", str(out), "--no-progress"]
+    assert cli_main(args) == 0
+    finished = out.with_suffix(".jsonl").read_bytes()
+    capsys.readouterr()
+    assert cli_main([*args, "--max-frames", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(r"'.*in.mp4' already holds the results of a run .*; pass --overwrite to replace them", err), err
+    assert out.with_suffix(".jsonl").read_bytes() == finished  # nothing written is lost
+    assert cli_main([*args, "--max-frames", "3", "--overwrite"]) == 0
+    assert frames_in(out.with_suffix(".jsonl")) == [0, 1, 2]
+    assert cli_main([*args, "--resume", "--mode", "tiles"]) == 2
+    assert re.search(r"cannot resume .*mode.name classify -> tiles", capsys.readouterr().err)
 
 
 def test_resume_after_a_hard_kill(tiny_engine: Path, tmp_path: Path, capsys) -> None:
@@ -150,3 +169,21 @@ def test_empty_folder_is_a_user_error(tiny_engine: Path, tmp_path: Path, capsys)
     assert cli_main(["annotate", str(tmp_path / "empty"), "--engine", str(tiny_engine)]) == 2
     assert "holds no video or image files" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "empty")
+
+
+def test_variable_frame_rate_video_keeps_its_times_in_lines_and_output(tmp_path: Path) -> None:
+    from tests.video.conftest import frame_times, make_vfr_video
+
+    times = [0.0, 0.1, 0.2, 1.0, 1.1, 2.5, 2.6, 2.7, 4.0, 4.05]
+    video = make_vfr_video(tmp_path / "vfr.mkv", times)
+    out, jl = tmp_path / "a.mp4", tmp_path / "a.jsonl"
+    r = annotate_video(make_labeller(FakeEngine()), video, out, jl, annotate_config(batch=3, progress=False))
+    assert (r.frames_read, r.frames_written, r.frames_failed) == (10, 10, 0)
+    lines = [json.loads(s) for s in jl.read_text().splitlines()]
+    assert [x["media_time"] for x in lines] == pytest.approx(times, abs=1e-3)
+    assert frame_times(out) == pytest.approx(times, abs=2e-3)  # played back at the source's own times
+    # Resume re-draws the prefix with the same times.
+    jl.write_text("".join(s + "\n" for s in jl.read_text().splitlines()[:4]))
+    out.unlink()
+    r = annotate_video(make_labeller(FakeEngine()), video, out, jl, annotate_config(progress=False), resume=True)
+    assert r.frames_restored == 4 and frame_times(out) == pytest.approx(times, abs=2e-3)

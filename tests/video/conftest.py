@@ -96,3 +96,39 @@ def stop_process(p: subprocess.Popen, timeout: float = 5.0) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(timeout=timeout)
+
+
+def make_vfr_video(path: Path, times: list[float], size: tuple[int, int] = (96, 64)) -> Path:
+    """An H.264 file whose frames sit at ``times`` (seconds; uneven gaps = variable frame rate), written with
+    PyAV timestamps in milliseconds. Each frame has its own brightness, so frames can be told apart."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    av = pytest.importorskip("av")
+    tb = Fraction(1, 1000)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height = size
+        s.pix_fmt = "yuv420p"
+        s.time_base = tb
+        s.codec_context.time_base = tb
+        for i, t in enumerate(times):
+            img = np.full((size[1], size[0], 3), (i * 37) % 256, np.uint8)
+            img[:, : size[0] // 4] = 255 - img[:, : size[0] // 4]
+            f = av.VideoFrame.from_ndarray(img, format="bgr24")
+            f.pts, f.time_base = round(t * 1000), tb
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def frame_times(path: Path) -> list[float]:
+    """Presentation times (s, from the first frame) of every frame of ``path``, read with PyAV."""
+    av = pytest.importorskip("av")
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        start = s.start_time or 0
+        return [float((f.pts - start) * f.time_base) for f in c.decode(s)]

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from edge_app.errors import UserError
-from edge_app.video.capture import CaptureSource, csi_pipeline
+from edge_app.video.capture import CaptureSource
+from edge_app.video.gstreamer import csi_pipeline
 from edge_app.video.sources import ReconnectPolicy, open_source
 from tests.video.conftest import NEEDS_FFMPEG, ffmpeg_encoders, make_video
 

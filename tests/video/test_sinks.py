@@ -18,7 +18,7 @@ import pytest
 
 from edge_app.errors import UserError
 from edge_app.frames.results import FrameResult, Label
-from edge_app.video import sinks
+from edge_app.video import sinks, video_file
 from edge_app.video.sinks import DisplaySink, JsonlSink, VideoFileSink, close_all, open_sinks, read_jsonl
 from tests.conftest import REPO
 
@@ -111,7 +111,7 @@ def test_h264_timestamps_follow_the_source_frame_numbers(tmp_path: Path) -> None
 
 
 def test_h264_without_pyav_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sinks, "pyav_available", lambda: False)
+    monkeypatch.setattr(video_file, "pyav_available", lambda: False)
     for args in ({"path": tmp_path / "a.mp4"}, {"path": tmp_path / "a.mkv", "codec": "h264"}):
         with pytest.raises(
             UserError,

@@ -44,374 +44,23 @@ of its current JSON-lines file (the frames done, restored ones included) and sho
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-import shutil
-import socket
-import tempfile
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_app.engine_dir import ONNX_FILES, EngineDir
-from edge_app.errors import FieldError, UserError, shown
-from edge_app.frames.labellers import Labeller, LabellerSpec
+from edge_app.annotate.ray.cluster import connect, import_ray, plan_workers
+from edge_app.annotate.ray.options import FileJob, FileSummary, RayOptions, RayRunResult, WorkerOutcome
+from edge_app.annotate.ray.worker import engine_files, remote_worker
+from edge_app.engine_dir import EngineDir
+from edge_app.errors import UserError
+from edge_app.frames.labellers import LabellerSpec
 from edge_app.frames.pipeline import PipelineConfig
 
-RAY_INSTALL = "pip install ray==2.60.0"  # ray core is enough: no dashboard, no Ray Data
 POLL_S = 0.5  # progress poll and bar refresh
 STOP_GRACE_S = 60.0  # after Ctrl-C, how long busy workers get to close their outputs before they are killed
 START_TIMEOUT_S = 300.0  # a worker that has not opened its engine by then is given up (TensorRT builds take minutes)
-_ADDRESS = re.compile(r"^(auto|\[?[A-Za-z0-9_.:-]+\]?:\d{1,5})$")
-
-
-# ---------------------------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class RayOptions:
-    """How the run uses Ray. Bad values raise :class:`FieldError` naming the field."""
-
-    address: str | None = None  # None: start a local Ray instance sized to this machine; 'auto' or HOST:PORT: join
-    workers: int = 0  # actors in the pool; 0: one per node (each holds one labeller)
-    max_attempts: int = 3  # tries per file; a lost worker or node costs one
-    # Engine open options that are not part of a LabellerSpec (TensorRT only), passed to every node.
-    no_build: bool = False
-    dla_core: int | None = None
-    cuda_graphs: bool = False
-
-    def __post_init__(self) -> None:
-        if self.address is not None and not _ADDRESS.match(self.address):
-            hint = (
-                "it names a file: put the inputs before --ray, or give the address first"
-                if Path(self.address).exists()
-                else "use auto or HOST:PORT of a cluster's head, e.g. 10.0.0.5:6379"
-            )
-            raise FieldError("address", f"'{self.address}'", f"is not a Ray address; {hint}")
-        for name, low, fix in (("workers", 0, "0 = one per node"), ("max_attempts", 1, "e.g. 3")):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise FieldError(name, shown(v), f"is not a whole number; {fix}")
-            if v < low:
-                raise FieldError(name, shown(v), f"must be at least {low}; {fix}")
-
-
-@dataclass(frozen=True)
-class FileJob:
-    """One input and its outputs, as absolute paths (workers run in other folders)."""
-
-    index: int
-    video: str
-    out_video: str
-    out_jsonl: str
-    resume: bool = False
-
-
-@dataclass(frozen=True)
-class WorkerOutcome:
-    """What one attempt at one file did, as the worker saw it (counts include restored frames, as AnnotateResult's)."""
-
-    index: int
-    node: str
-    pid: int
-    frames_read: int
-    frames_written: int
-    frames_failed: int
-    frames_restored: int
-    seconds: float
-    fps: float
-    stopped_by: str
-    already_complete: bool = False
-    inference_p50_ms: float | None = None
-
-
-@dataclass
-class FileSummary:
-    """Everything that happened to one input over the run (every attempt)."""
-
-    job: FileJob
-    total: int | None  # frames expected (the file's count, capped by max_frames); None: unknown
-    attempts: int = 0
-    done: int = 0  # frames with a complete JSON line, as last seen
-    lost: list[str] = field(default_factory=list)  # nodes whose worker died on this file
-    outcome: WorkerOutcome | None = None  # the last attempt that returned
-    error: str = ""  # why this file was given up
-    started: bool = False
-
-    @property
-    def complete(self) -> bool:
-        o = self.outcome
-        return o is not None and not self.error and o.stopped_by in ("end", "max_frames")
-
-
-@dataclass
-class RayRunResult:
-    """The run: one :class:`FileSummary` per input, in input order."""
-
-    files: list[FileSummary]
-    seconds: float
-    workers: list[dict[str, Any]]  # what each worker opened, where
-    interrupted: bool = False
-    notes: list[str] = field(default_factory=list)  # workers lost or given up, said once each
-
-    @property
-    def ok(self) -> bool:
-        return not self.interrupted and all(f.complete for f in self.files)
-
-
-# ---------------------------------------------------------------------------------------------- engine
-def engine_files(engine: str | Path) -> dict[str, bytes]:
-    """The files of an engine folder a worker needs, as bytes: meta.json, the ONNX models, checkpoint.pt.
-
-    TensorRT plans (``plans/``) stay behind: they belong to one GPU and TensorRT version, so each node
-    builds or finds its own.
-    """
-    ed = EngineDir(engine).require()
-    names = ["meta.json", *sorted(set(ONNX_FILES.values())), "checkpoint.pt"]
-    return {n: (ed.path / n).read_bytes() for n in names if (ed.path / n).is_file()}
-
-
-def materialise_engine(files: dict[str, bytes], name: str, root: str | Path) -> Path:
-    """Write ``files`` into ``root/name`` (a worker's private folder) and return that engine folder."""
-    from edge_app.fsutil import atomic_write_bytes
-
-    d = Path(root) / name
-    d.mkdir(parents=True, exist_ok=True)
-    for n, data in files.items():
-        if "/" in n or n.startswith("."):
-            raise ValueError(f"engine file name '{n}' is not a plain file name")
-        atomic_write_bytes(d / n, data)
-    return d
-
-
-# ---------------------------------------------------------------------------------------------- worker side
-class _Stopped(Exception):
-    """Raised inside the frame loop when the driver asked this worker to stop (Ctrl-C on the driver)."""
-
-
-class _StopAware:
-    """A labeller that raises :class:`_Stopped` at the next batch once ``stop`` is set; otherwise the same labeller."""
-
-    def __init__(self, labeller: Labeller, stop: threading.Event) -> None:
-        self._labeller, self._stop = labeller, stop
-
-    def label(self, frames: list[Any]) -> Any:
-        if self._stop.is_set():
-            raise _Stopped
-        return self._labeller.label(frames)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._labeller, name)
-
-
-class LineCounter:
-    """Complete lines of a growing file, read incrementally; a file replaced (resume rewrites it) is recounted."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._ino: int | None = None
-        self._offset = 0
-        self._lines = 0
-
-    def count(self) -> int:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._ino, self._offset, self._lines = None, 0, 0
-            return 0
-        if st.st_ino != self._ino or st.st_size < self._offset:
-            self._ino, self._offset, self._lines = st.st_ino, 0, 0
-        if st.st_size > self._offset:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read(st.st_size - self._offset)
-            self._offset += len(data)
-            self._lines += data.count(b"\n")
-        return self._lines
-
-
-class AnnotateWorker:
-    """One actor of the pool: a private copy of the engine folder, one labeller, one file at a time.
-
-    Runs as a threaded actor so :meth:`progress` and :meth:`stop` answer while :meth:`annotate` works.
-    """
-
-    def __init__(self, spec: LabellerSpec, options: RayOptions, spinning: bool) -> None:
-        self.spec, self.options, self.spinning = spec, options, spinning
-        self._lab: Labeller | None = None
-        self._dir: str | None = None
-        self._stop = threading.Event()
-        self._counter: LineCounter | None = None
-        self._index = -1
-        self.node = ""
-
-    def start(self, files: dict[str, bytes]) -> dict[str, Any]:
-        """Write the engine ``files`` here, open the engine with this actor's share of the CPUs, build the labeller.
-
-        ``files`` comes as an object-store reference that Ray resolves on this node, so the process starts
-        (and imports) while the driver is still putting the bytes.
-        """
-        import cv2
-        import ray
-
-        from edge_app.frames.labellers import make_labeller
-        from edge_app.runtime import open_engine
-
-        cv2.setNumThreads(1)  # the frame loop has its own threads; OpenCV's pool would fight the engine for cores
-        ctx = ray.get_runtime_context()
-        cpus = ctx.get_assigned_resources().get("CPU", 1.0)
-        threads = max(1, int(cpus))
-        self.node = ray.util.get_node_ip_address()
-        self._dir = tempfile.mkdtemp(prefix="edge_app-engine-")
-        path = materialise_engine(files, Path(self.spec.engine_path).name or "engine", self._dir)
-        o = self.options
-        engine = open_engine(
-            path,
-            self.spec.backend,
-            self.spec.precision,
-            self.spec.device,
-            threads=threads,
-            spinning=self.spinning,
-            no_build=o.no_build,
-            dla_core=o.dla_core,
-            cuda_graphs=o.cuda_graphs,
-            use=self.spec.use,
-        )
-        try:
-            self._lab = make_labeller(engine, self.spec.mode, self.spec.mode_config, owns_engine=True)
-        except BaseException:
-            engine.close()
-            raise
-        return {
-            "node": self.node,
-            "node_id": ctx.get_node_id()[:8],
-            "pid": os.getpid(),
-            "engine": engine.description,
-            "choice": engine.choice,
-            "threads": threads,
-            "gpus": ctx.get_accelerator_ids().get("GPU", []),
-        }
-
-    def annotate(self, job: FileJob, cfg: PipelineConfig, codec: str | None) -> WorkerOutcome:
-        """Annotate one file exactly as a local run does; a stop request ends it with resumable outputs."""
-        from edge_app.annotate.video import annotate_video, completed_results
-
-        if self._lab is None:
-            raise RuntimeError("AnnotateWorker.annotate called before start()")
-        video = Path(job.video)
-        if not video.is_file():
-            raise UserError(
-                f"input '{video}' is not on node {self.node}; every node must see the inputs at the same path "
-                "(a shared folder), or run without --ray"
-            )
-        if self._stop.is_set():
-            return WorkerOutcome(job.index, self.node, os.getpid(), 0, 0, 0, 0, 0.0, 0.0, "interrupt")
-        self._index, self._counter = job.index, LineCounter(job.out_jsonl)
-        try:
-            r = annotate_video(
-                _StopAware(self._lab, self._stop),  # type: ignore[arg-type]
-                video,
-                job.out_video,
-                job.out_jsonl,
-                cfg,
-                resume=job.resume,
-                codec=codec,
-            )
-        except _Stopped:
-            done = len(completed_results(Path(job.out_jsonl)))
-            return WorkerOutcome(job.index, self.node, os.getpid(), done, done, 0, 0, 0.0, 0.0, "interrupt")
-        finally:
-            self._index, self._counter = -1, None
-        p50 = r.inference_ms.get("p50")
-        return WorkerOutcome(
-            job.index,
-            self.node,
-            os.getpid(),
-            r.frames_read,
-            r.frames_written,
-            r.frames_failed,
-            r.frames_restored,
-            r.seconds,
-            r.fps,
-            r.stopped_by,
-            r.already_complete,
-            p50,
-        )
-
-    def progress(self) -> tuple[int, int]:
-        """(index of the file being annotated or -1, its complete JSON lines so far)."""
-        counter, index = self._counter, self._index
-        return (index, counter.count()) if counter is not None else (-1, 0)
-
-    def stop(self) -> None:
-        """Finish the current file at its next batch with closed, resumable outputs; start no other."""
-        self._stop.set()
-
-    def close(self) -> None:
-        """Close the labeller (and its engine) and remove the engine copy."""
-        if self._lab is not None:
-            self._lab.close()
-            self._lab = None
-        if self._dir:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-
-@lru_cache(maxsize=1)
-def _remote_worker() -> Any:
-    import ray
-
-    # max_concurrency: annotate + progress + stop at once. No Ray restarts or task retries: the driver
-    # retries the file itself, with resume, on whichever worker is free.
-    return ray.remote(max_concurrency=4, max_restarts=0, max_task_retries=0)(AnnotateWorker)
-
-
-# ---------------------------------------------------------------------------------------------- driver side
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise UserError(
-            f"--ray needs Ray, which is not installed here; install it with `{RAY_INSTALL}` "
-            "(on every node of the cluster)"
-        ) from None
-    return ray
-
-
-def _check_reachable(address: str) -> None:
-    """HOST:PORT must accept a TCP connection: one sentence instead of Ray's minute of retries."""
-    host, _, port = address.rpartition(":")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
-    except OSError as e:
-        raise UserError(
-            f"cannot reach a Ray cluster at '{address}' ({e.strerror or e}); start one with `ray start --head` "
-            "on the head node and pass the address it prints, or leave out the address to run on this machine"
-        ) from None
-
-
-def connect(address: str | None) -> bool:
-    """``ray.init`` a local instance (address None; returns True: this run owns it) or join ``address``."""
-    import logging
-
-    ray = _import_ray()
-    if address is None:
-        ray.init(
-            num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True
-        )
-        return True
-    if address != "auto":
-        _check_reachable(address)
-    try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-    except (ConnectionError, RuntimeError, TimeoutError) as e:
-        raise UserError(
-            f"cannot join the Ray cluster at '{address}' ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-            "start one with `ray start --head` and pass its address, or leave out the address to run on this machine"
-        ) from None
-    return False
 
 
 @dataclass
@@ -430,29 +79,6 @@ class _Slot:
 
 def _same(a: Any, b: Any) -> bool:
     return a is not None and b is not None and a == b
-
-
-def plan_workers(nodes: list[dict[str, Any]], workers: int) -> list[tuple[str, dict[str, float], bool]]:
-    """(node id, resources per actor, spinning) for each actor: spread round-robin over ``nodes``, each node's
-    CPUs (and GPUs) split evenly among the actors it gets, so the pool never oversubscribes a node's cores."""
-    alive = [n for n in nodes if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
-    if not alive:
-        raise UserError("the Ray cluster has no live node with CPUs; check it with `ray status`")
-    n = workers or len(alive)
-    per_node = [0] * len(alive)
-    for i in range(n):
-        per_node[i % len(alive)] += 1
-    plan = []
-    for i in range(n):
-        node = alive[i % len(alive)]
-        k = per_node[i % len(alive)]
-        res = node["Resources"]
-        r = {"num_cpus": round(res["CPU"] / k, 4)}
-        if res.get("GPU", 0) > 0:
-            r["num_gpus"] = round(res["GPU"] / k, 4)
-        # ONNX Runtime's spinning threads steal cores from a neighbour; alone on a node they cut latency.
-        plan.append((node["NodeID"], r, k == 1))
-    return plan
 
 
 def _frame_total(video: str, max_frames: int) -> int | None:
@@ -512,7 +138,7 @@ class _Run:
         opts: dict[str, Any] = dict(resources)
         if node_id is not None:  # soft: a node that died meanwhile is no reason not to start elsewhere
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=True)
-        h = _remote_worker().options(**opts).remote(self.spec, self.options, spinning)
+        h = remote_worker().options(**opts).remote(dataclasses.replace(self.spec, spinning=spinning))
         s = _Slot(h, resources, spinning)
         if self.files_ref is not None:
             s.start_ref = h.start.remote(self.files_ref)
@@ -710,7 +336,7 @@ def annotate_on_ray(
     ``cfg`` is the loop configuration of every file (its progress bar is replaced by one for the run).
     Ray is connected here and disconnected (a local instance shut down) before returning.
     """
-    ray = _import_ray()
+    ray = import_ray()
     EngineDir(spec.engine_path).require()  # before any cluster work: a bad engine folder is one sentence here
     cfg = dataclasses.replace(cfg, progress=False)
     connect(options.address)
@@ -726,51 +352,3 @@ def make_jobs(inputs: list[Path], outputs: list[tuple[Path, Path]], resume: bool
         FileJob(i, str(src.resolve()), str(v.resolve()), str(j.resolve()), resume)
         for i, (src, (v, j)) in enumerate(zip(inputs, outputs))
     ]
-
-
-def format_summary(result: RayRunResult) -> list[str]:
-    """One line per file (every frame accounted for: read, written, failed to decode, carried over a lost
-    worker), the workers, and a total line."""
-    lines = [
-        f"worker on {w['node']} (node {w['node_id']}, pid {w['pid']}, {w['threads']} threads{', GPU ' + ','.join(map(str, w['gpus'])) if w['gpus'] else ''}): "
-        f"{w['engine']}"
-        for w in result.workers
-    ]
-    read = written = failed = fresh = 0
-    for f in result.files:
-        src, o = f.job.video, f.outcome
-        lost = f" after {len(f.lost)} lost worker{'s' * (len(f.lost) != 1)} (on {', '.join(f.lost)})" if f.lost else ""
-        tries = f", {f.attempts} attempts" if f.attempts > 1 else ""
-        if f.error:
-            done = f"; {f.done} frames were complete in {f.job.out_jsonl} (resumable)" if f.done else ""
-            lines.append(f"{src}: FAILED{lost}{tries}: {f.error}{done}")
-            continue
-        if o is None:
-            if f.started:  # stopped (Ctrl-C) before its worker answered, or its worker lost while stopping
-                lines.append(f"{src}: interrupted at {f.done} complete frames{lost}; run again with --resume")
-            else:
-                lines.append(f"{src}: not started")
-            continue
-        if o.already_complete:
-            lines.append(f"{src}: already complete ({o.frames_restored} frames in {f.job.out_jsonl}), skipped")
-            continue
-        if o.stopped_by == "interrupt":
-            lines.append(f"{src}: interrupted at {o.frames_written} complete frames{lost}; run again with --resume")
-            read, written = read + o.frames_read, written + o.frames_written
-            continue
-        carried = f", {o.frames_restored} carried over by resume{lost}" if o.frames_restored else ""
-        total = f" of {f.total}" if f.total is not None else ""
-        lines.append(
-            f"{src}: annotated {o.frames_written}{total} frames ({o.frames_read} read, {o.frames_failed} failed to decode"
-            f"{carried}{tries}) at {o.fps:.1f} frames/s on {o.node} -> {f.job.out_video}, {f.job.out_jsonl}"
-        )
-        read, written, failed = read + o.frames_read, written + o.frames_written, failed + o.frames_failed
-        fresh += o.frames_written - o.frames_restored
-    lines += [f"note: {n}" for n in result.notes]
-    fps = fresh / result.seconds if result.seconds > 0 else 0.0
-    ok = sum(f.complete for f in result.files)
-    lines.append(
-        f"total: {len(result.files)} files ({ok} complete), {read} frames read, {written} written, {failed} failed to decode, "
-        f"{fps:.1f} frames/s over {result.seconds:.1f} s of cluster work"
-    )
-    return lines
