@@ -2,7 +2,9 @@
 
 - ``model.int8.trt.onnx``: symmetric s8s8 Q/DQ in TensorRT's placement (zero points 0, per-channel Conv weights
   on axis 0, float bias, only op inputs quantized, and on each residual Add the Q/DQ on the skip input only so
-  Conv+Add fuse). TensorRT 10/11 read precision from these nodes; there are no builder flags for it any more.
+  Conv+Add fuse), on top of the FP16 graph (opset 19: FP16 scales, DQ outputs FP16), so every layer left
+  unquantized runs FP16, not FP32. TensorRT 10/11 read precision from these nodes and types; there are no
+  builder flags for it any more.
 - ``model.int8.cpu.onnx``: u8s8 Q/DQ (uint8 asymmetric activations, int8 per-channel weights), the form ONNX
   Runtime's CPU kernels run 2.7-3x faster than fp32.
 - ``model.fp16.onnx``: FP16 weights and compute, uint8 ``images`` in and float32 ``logits`` out as before; the
@@ -47,7 +49,7 @@ CPU_EXTRA_OPTIONS: dict[str, Any] = {
 }
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 # Bump when the graph passes or settings here change, so existing derived models are rebuilt on the next run.
-RECIPE_VERSION = "2"
+RECIPE_VERSION = "3"  # 3: the TensorRT INT8 file is Q/DQ on the FP16 graph (opset 19)
 
 
 def recipe() -> str:
@@ -71,11 +73,21 @@ def first_conv(model: onnx.ModelProto) -> onnx.NodeProto:
     raise UserError("the model has no Conv node; calibrate supports the ResNet models that `export` writes")
 
 
+def float_boundary(model: onnx.ModelProto) -> str:
+    """The tensor where the in-graph preprocessing ends: the first Conv's input, or in a Q/DQ model the tensor
+    its input Q/DQ pair quantizes."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    t = first_conv(model).input[0]
+    while t in producer and producer[t].op_type in QDQ_OPS:
+        t = producer[t].input[0]
+    return t
+
+
 def preprocessing_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes that compute the first Conv's input (Cast, Transpose, Slice, Mul, Add)."""
     producer = {o: n for n in model.graph.node for o in n.output}
     names: list[str] = []
-    stack = [first_conv(model).input[0]]
+    stack = [float_boundary(model)]
     while stack:
         t = stack.pop()
         node = producer.get(t)
@@ -170,6 +182,9 @@ def quantize_int8(
     qmodel = onnx.load(str(raw))
     removed = place_residual_qdq(qmodel) if target == "trt" else 0
     _drop_unused_opsets(qmodel)
+    fp16: dict[str, Any] = {}
+    if target == "trt":
+        qmodel, fp16 = qdq_on_fp16(qmodel)
     onnx.checker.check_model(qmodel)
     atomic_write(dst, lambda p: onnx.save(qmodel, str(p)))
     settings = {
@@ -185,6 +200,7 @@ def quantize_int8(
     }
     if target == "trt":
         settings["residual_add_qdq_removed"] = removed
+        settings["unquantized_layers"] = fp16
     return settings
 
 
@@ -260,6 +276,57 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     model.graph.initializer.extend(keep)
 
 
+# ----------------------------------------------------------------------------------------- INT8 on FP16
+# QuantizeLinear/DequantizeLinear take FP16 inputs and scales (so DQ outputs FP16) from opset 19.
+QDQ_FP16_OPSET = 19
+FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest normal FP16: a smaller scale loses precision or vanishes
+
+
+def qdq_on_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The Q/DQ model on top of the FP16 graph: scales FP16, DQ outputs FP16, every unquantized layer FP16.
+
+    Under strong typing TensorRT runs each tensor in the type the ONNX gives it, so Q/DQ on an FP32 graph
+    leaves every layer without Q/DQ (preprocessing aside: pooling, the FC tail, a detector's head and decode)
+    in FP32. NVIDIA's explicit-quantization guidance is Q/DQ on the FP16 graph; that needs opset 19, where
+    Q/DQ accept FP16. Scales below FP16's smallest normal are raised to it (weights requantized to match),
+    so no scale underflows to zero. The preprocessing stays FP32 as in model.fp16.onnx.
+    """
+    from onnx import version_converter
+
+    version = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    m = version_converter.convert_version(model, QDQ_FP16_OPSET) if version < QDQ_FP16_OPSET else model
+    raised = _raise_tiny_scales(m)
+    m, settings = cast_fp16(m)
+    return m, {"compute": "float16", "opset": QDQ_FP16_OPSET, "scales_raised_to_fp16_min": raised, **settings}
+
+
+def _raise_tiny_scales(model: onnx.ModelProto) -> int:
+    """Raise Q/DQ scales below FP16_TINY to it (requantizing int8 weight initializers); returns how many."""
+    inits = {t.name: t for t in model.graph.initializer}
+    raised = 0
+    for n in model.graph.node:
+        if n.op_type not in QDQ_OPS or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        st = inits[n.input[1]]
+        scale = numpy_helper.to_array(st).astype(np.float32)
+        small = scale < FP16_TINY
+        if not small.any():
+            continue
+        new = np.maximum(scale, FP16_TINY).astype(np.float32)
+        w = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if w is not None and w.data_type == TensorProto.INT8:
+            q = numpy_helper.to_array(w).astype(np.float32)
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            if scale.ndim == 1 and scale.size > 1:
+                shape[axis] = scale.size
+            ratio = (scale / new).reshape(shape) if scale.size > 1 else scale / new
+            w.CopyFrom(numpy_helper.from_array(np.clip(np.round(q * ratio), -127, 127).astype(np.int8), w.name))
+        st.CopyFrom(numpy_helper.from_array(new.reshape(scale.shape), st.name))
+        raised += int(small.sum())
+    return raised
+
+
 # ----------------------------------------------------------------------------------------- FP16
 def cast_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """FP16 copy of an fp32 model: weights and compute in fp16 after the preprocessing, same uint8/float32 I/O.
@@ -271,7 +338,7 @@ def cast_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
     m.CopyFrom(model)
     g = m.graph
     pre = set(preprocessing_nodes(m))
-    boundary = first_conv(m).input[0]
+    boundary = float_boundary(m)
     main = [n for n in g.node if n.name not in pre]
     pre_inputs = {i for n in g.node if n.name in pre for i in n.input}
     main_inputs = {i for n in main for i in n.input}

@@ -140,6 +140,19 @@ class CudaRuntime:
         """Free memory from :meth:`malloc`."""
         self._call("cudaFree", ptr)
 
+    def host_alloc_mapped(self, nbytes: int) -> int:
+        """Pinned host memory mapped into the GPU's address space (free with :meth:`free_host`).
+
+        On an integrated GPU (Jetson) host and device share one DRAM, so the GPU can read and write this in
+        place and the H2D/D2H copies disappear (jetson-inference's cudaAllocMapped); on a discrete GPU every
+        access would cross PCIe, so the runner uses it only when asked.
+        """
+        return int(self._call("cudaHostAlloc", nbytes, self.rt.cudaHostAllocMapped))
+
+    def host_device_pointer(self, host_ptr: int) -> int:
+        """The device pointer of mapped host memory from :meth:`host_alloc_mapped` (what TensorRT is given)."""
+        return int(self._call("cudaHostGetDevicePointer", host_ptr, 0))
+
     def host_array(self, ptr: int, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
         """A numpy view (no copy) of pinned host memory at ``ptr``."""
         dt = np.dtype(dtype)

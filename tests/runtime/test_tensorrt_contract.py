@@ -111,5 +111,35 @@ def test_build_and_run_apis_were_exercised(contract_report, major: str) -> None:
         "tensorrt.MemoryPoolType",
         "tensorrt.TensorIOMode",
         "tensorrt.DataType",
+        "IBuilderConfig.profiling_verbosity",
+        "tensorrt.ProfilingVerbosity",
+        "ICudaEngine.create_engine_inspector",
+        "EngineInspector.get_engine_information",
+        "tensorrt.LayerInformationFormat",
     ):
         assert api in used, f"{api} not exercised against TensorRT {wheels.BINDINGS[major][1]}"
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_detector_and_two_output_plans_come_back_by_name(contract_report, major: str) -> None:
+    """Issue 21: a detector plan and a two-output plan open, infer and agree with ONNX Runtime."""
+    sc = contract_report(major)["scenarios"]
+    assert sc["detector_plan_agrees_with_onnxruntime"]["facts"]["outputs"] == {"dets": [3, 100, 6]}
+    assert sc["two_output_plan_agrees_with_onnxruntime"]["facts"]["outputs"] == {
+        "embedding": [3, 16],
+        "dets": [3, 100, 6],
+    }
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_output_mismatches_are_one_sentence_each(contract_report, major: str) -> None:
+    msgs = contract_report(major)["scenarios"]["mismatched_outputs_are_one_sentence"]["facts"]["messages"]
+    assert len(msgs) == 4 and msgs[0].startswith(
+        "plan output 'logits' (-1, 3) does not match the 6 labels in meta.json"
+    )
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_build_output_shows_layer_precisions_and_the_timed_run(contract_report, major: str) -> None:
+    lines = contract_report(major)["scenarios"]["build_records_layers_and_a_timed_run"]["facts"]["lines"]
+    assert "3 INT8, 2 FP16, 1 FP32" in lines[1] and "0.750 ms per call at batch 4" in lines[2], lines

@@ -67,6 +67,8 @@ def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
         {
             "cudaMallocHost": (host.ctypes.data,),
             "cudaMalloc": (4096,),
+            "cudaHostAlloc": (host.ctypes.data,),
+            "cudaHostGetDevicePointer": (8192,),
             "cudaGetDeviceCount": (1,),
             "cudaGetDeviceProperties": (prop,),
             "cudaDriverGetVersion": (12060,),
@@ -94,6 +96,11 @@ def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
     view[0, 0] = 200
     assert host[0] == 200, "host_array is a view of the pinned memory, not a copy"
     dev = cu.malloc(64)
+    mapped = cu.host_alloc_mapped(64)  # Jetson zero-copy: pinned host memory the GPU reads in place
+    assert cu.host_device_pointer(mapped) == 8192
+    (size, flags) = [a for n, a in rec.calls if n == "cudaHostAlloc"][0]
+    assert (size, flags) == (64, cudart.cudaHostAllocMapped)
+    cu.free_host(mapped)
     s = cu.stream_create()
     assert cu.stream_handle(s) == 77
     (flags,) = [a for n, a in rec.calls if n == "cudaStreamCreateWithFlags"][0]
@@ -130,6 +137,8 @@ def test_every_cuda_runtime_method_fits_the_real_cuda_python() -> None:
         "cudaRuntimeGetVersion",
         "cudaSetDevice",
         "cudaMallocHost",
+        "cudaHostAlloc",
+        "cudaHostGetDevicePointer",
         "cudaFreeHost",
         "cudaMalloc",
         "cudaFree",

@@ -380,8 +380,10 @@ def test_packaged_table_names_its_source_and_is_package_data() -> None:
     assert (t["opset"]["min"], t["opset"]["max"]) == (9, 24) and len(t["ops"]) == t["counts"]["ops"]
     assert t["ops"]["Cast"]["supported"] and not t["ops"]["Unique"]["supported"]
     text = (REPO / "pyproject.toml").read_text()
-    assert re.search(r'\[tool\.setuptools\.package-data\]\s*\n(#.*\n)*"edge_app\.compile" = \["data/\*\.json"\]', text)
-    assert json.loads((REPO / "edge_app/compile/data/onnx_trt_ops_10x.json").read_text()) == t
+    assert re.search(
+        r'\[tool\.setuptools\.package-data\]\s*\n(#.*\n)*"edge_app\.runtime\.tensorrt" = \["data/\*\.json"\]', text
+    )
+    assert json.loads((REPO / "edge_app/runtime/tensorrt/data/onnx_trt_ops_10x.json").read_text()) == t
 
 
 def test_unreadable_file_is_one_sentence(tmp_path: Path) -> None:

@@ -16,15 +16,10 @@ from edge_app.runtime import open_engine
 from edge_app.runtime import tensorrt as trt_backend
 from edge_app.runtime.cuda import DeviceInfo
 from edge_app.runtime.onnxruntime import gpu_provider_options
-from edge_app.runtime.tensorrt import PlanError
-from edge_app.runtime.tensorrt.builder import (
-    BatchRange,
-    BuildError,
-    BuildSpec,
-    check_precision_supported,
-    onnx_for,
-    plan_key,
-)
+from edge_app.runtime.tensorrt import PlanError, support
+from edge_app.runtime.tensorrt.builder import BatchRange, BuildError, BuildSpec, onnx_for
+from edge_app.runtime.tensorrt.plans import plan_key
+from edge_app.runtime.tensorrt.support import check_precision_supported
 from tests.runtime.trt_stub.world import tiny_onnx
 
 GPU = DeviceInfo(0, "NVIDIA GeForce RTX 4090", (8, 9), 24 << 30, False, 12040, 12090, sm_count=128)
@@ -166,7 +161,7 @@ def test_tensorrt_is_unavailable_on_a_gpu_generation_it_does_not_support(
 ) -> None:
     """Defect: a Pascal GPU with TensorRT 10 was offered TensorRT, which then failed in the builder."""
     dev = DeviceInfo(0, "Tesla P4" if sm < (7, 0) else "GPU", sm, 8 << 30, False, 12040, 12090, sm_count=20)
-    monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (dev, ""))
+    monkeypatch.setattr(support, "probe_gpu", lambda cuda=None: (dev, ""))
     got, why = trt_backend.available(trt=SimpleNamespace(__version__=version))  # type: ignore[arg-type]
     assert got is ok, why
     if not ok:
@@ -214,17 +209,17 @@ def test_precision_needs_a_capable_gpu(sm: tuple[int, int], precision: str, ok: 
 
 def test_available_says_why_not(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        trt_backend,
+        support,
         "probe_gpu",
         lambda cuda=None: (None, "no usable NVIDIA GPU (no driver); install the NVIDIA driver"),
     )
     assert trt_backend.available() == (False, "no usable NVIDIA GPU (no driver); install the NVIDIA driver")
-    monkeypatch.setattr(trt_backend, "probe_gpu", lambda cuda=None: (GPU, ""))
+    monkeypatch.setattr(support, "probe_gpu", lambda cuda=None: (GPU, ""))
 
     def no_trt() -> None:
         raise ImportError("TensorRT is not installed (No module named 'tensorrt'); on Jetson ...")
 
-    monkeypatch.setattr(trt_backend, "load_trt", no_trt)
+    monkeypatch.setattr(support, "load_trt", no_trt)
     ok, why = trt_backend.available()
     assert not ok and why.startswith("TensorRT is not installed")
     ok, why = trt_backend.available(trt=SimpleNamespace(__version__="8.6.1"))  # type: ignore[arg-type]
@@ -261,20 +256,59 @@ def test_cli_build_dla_forces_a_fixed_batch_and_says_so(
     """Defect: `build --dla 0` built the 1:8:32 range, which DLA cannot run."""
     seen = _spy_build(monkeypatch)
     ed = fake_engine_dir(tmp_path)
-    assert main(["build", str(ed.path), "--precision", "fp32", "--dla", "0"]) == 0
+    assert main(["build", str(ed.path), "--precision", "fp16", "--dla", "0"]) == 0
     assert seen[-1].batch == BatchRange(1, 1, 1) and seen[-1].dla_core == 0
     out = capsys.readouterr().out
     assert "--dla 0: DLA runs fixed shapes only, so the plan is for batch 1" in out
-    assert main(["build", str(ed.path), "--precision", "fp32", "--dla", "1", "--batch", "4"]) == 0
+    assert main(["build", str(ed.path), "--precision", "int8", "--dla", "1", "--batch", "4"]) == 0
     assert seen[-1].batch == BatchRange(4, 4, 4) and seen[-1].dla_core == 1
     assert main(["build", str(ed.path), "--precision", "fp32"]) == 0
     assert seen[-1].batch == BatchRange(1, 8, 32) and seen[-1].dla_core is None
     assert main(["build", str(ed.path), "--precision", "fp32", "--workspace", "4", "--opt-level", "5"]) == 0
     assert (seen[-1].workspace_gib, seen[-1].opt_level) == (4.0, 5)
     capsys.readouterr()
-    assert main(["build", str(ed.path), "--precision", "fp32", "--dla", "0", "--batch", "1:8:32"]) == 2
+    assert main(["build", str(ed.path), "--precision", "fp16", "--dla", "0", "--batch", "1:8:32"]) == 2
     err = capsys.readouterr().err
     assert "--dla 0 needs a fixed batch" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_dla_with_fp32_is_refused_in_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: `--dla` with fp32 built a plan keyed dla0 whose every layer had silently fallen back to the GPU."""
+    with pytest.raises(
+        UserError, match=r"^--dla 0 runs FP16 and INT8 only, not fp32; build with --precision fp16 or int8"
+    ):
+        BuildSpec("fp32", BatchRange(1, 1, 1), dla_core=0)
+    ed = fake_engine_dir(tmp_path)
+    assert main(["build", str(ed.path), "--precision", "fp32", "--dla", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "runs FP16 and INT8 only" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    "version, refused",
+    [("10.3.0.30", False), ("10.16.1.11", False), ("11.0.0.1", True), ("11.4.0.106", True), ("11.4.1.2", False)],
+)
+def test_dla_is_refused_where_tensorrt_lists_none(version: str, refused: bool) -> None:
+    from edge_app.runtime.tensorrt.support import check_dla_supported
+
+    check_dla_supported(version, None)  # no DLA asked for: nothing to check
+    if refused:
+        with pytest.raises(
+            UserError, match=rf"^--dla 0: TensorRT {re.escape(version)} has no DLA support \(11.0 to 11.4.0"
+        ):
+            check_dla_supported(version, 0)
+    else:
+        check_dla_supported(version, 0)
+
+
+def test_too_old_tensorrt_names_the_jetpack_that_ships_it() -> None:
+    from edge_app.runtime.tensorrt.support import trt_major
+
+    with pytest.raises(
+        UserError,
+        match=r"TensorRT 8\.6\.2 is too old; .*JetPack 6\.0 ships TensorRT 8\.6, JetPack 6\.1 and later ship 10\.3",
+    ):
+        trt_major(SimpleNamespace(__version__="8.6.2"))  # type: ignore[arg-type]
 
 
 def test_bench_passes_dla_and_cuda_graph_to_open_engine(tiny_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -289,7 +323,7 @@ def test_bench_passes_dla_and_cuda_graph_to_open_engine(tiny_engine: Path, monke
     assert calls[-1]["dla_core"] == 1 and calls[-1]["cuda_graphs"] is True
     bench.open_variant(tiny_engine, v, bench.BenchConfig())
     assert calls[-1]["dla_core"] is None and calls[-1]["cuda_graphs"] is False
-    with pytest.raises(UserError, match=r"--dla -1 is not a DLA core"):
+    with pytest.raises(UserError, match=r"dla_core -1 is not a DLA core"):  # the library names fields
         bench.BenchConfig(dla_core=-1)
     cfgs: list = []
     monkeypatch.setattr(bench, "run_bench", lambda engine, cfg, out: cfgs.append(cfg) or {})
@@ -423,11 +457,11 @@ def test_cli_build_without_gpu_says_what_is_missing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        trt_backend,
+        support,
         "probe_gpu",
         lambda cuda=None: (None, "no usable NVIDIA GPU (no driver); install the NVIDIA driver"),
     )
-    monkeypatch.setattr(trt_backend, "CudaRuntime", lambda: object())
+    monkeypatch.setattr(support, "CudaRuntime", lambda: object())
     ed = fake_engine_dir(tmp_path)
     assert main(["build", str(ed.path), "--precision", "fp32"]) == 2
     assert "error: TensorRT needs an NVIDIA GPU: no usable NVIDIA GPU (no driver)" in capsys.readouterr().err
@@ -470,3 +504,73 @@ def test_the_loops_batch_reaches_the_plan_choice(tiny_engine: Path, monkeypatch:
     assert seen["batch"] == 8 and seen["dla_core"] == 1
     with pytest.raises(UserError, match="batch 0 must be at least 1"):
         open_engine(tiny_engine, batch=0)
+
+
+# ----------------------------------------------------------------------------------------- layer information
+def test_layer_counts_read_the_inspectors_formats() -> None:
+    import json
+
+    from edge_app.runtime.tensorrt.layers import count_layers, format_counts
+    from tests.runtime.trt_stub.world import dla_layers, layer_record
+
+    layers = [*dla_layers(), layer_record("argmax", "TopK", "int32"), "a name only"]
+    c = count_layers(json.dumps({"Layers": layers}))
+    assert c == {"layers": 5, "int8": 0, "fp16": 3, "fp32": 0, "other": 2, "dla": 1, "detailed": True}
+    assert format_counts(c) == "5 layers: 3 FP16, 2 other (int32/bool) (1 on DLA)"
+    names_only = count_layers(json.dumps({"Layers": ["conv1", "fc"]}))
+    assert "precisions unknown: the plan was built without detailed profiling" in format_counts(names_only)
+
+
+def test_layer_info_that_is_not_the_inspectors_json_is_one_sentence() -> None:
+    from edge_app.runtime.tensorrt.layers import count_layers
+
+    with pytest.raises(ValueError, match=r"^engine inspector output is not JSON"):
+        count_layers("Layers: conv1")
+    with pytest.raises(ValueError, match=r"^engine inspector JSON has no 'Layers' list; got keys \['Bindings'\]"):
+        count_layers('{"Bindings": []}')
+
+
+def test_latency_builds_opt_at_the_batch_it_runs_and_throughput_keeps_the_default() -> None:
+    from edge_app.runtime.tensorrt.plans import default_batch, wanted_batch
+
+    assert wanted_batch(None, "latency") == 1 and wanted_batch(None, "throughput") is None
+    assert default_batch(1, None, "latency") == BatchRange(1, 1, 32)
+    assert default_batch(4, None, "latency") == BatchRange(1, 4, 32)  # four cameras, one call
+    assert default_batch(None, None, "throughput") == BatchRange(1, 8, 32)
+    assert default_batch(2, 0, "latency") == BatchRange(2, 2, 2)  # DLA: fixed shapes
+    with pytest.raises(UserError, match=r"^use 'fast' is unknown; choose one of latency, throughput"):
+        wanted_batch(None, "fast")
+
+
+@pytest.mark.parametrize(
+    "why, jetson, fix",
+    [
+        (
+            "TensorRT is not installed (No module named 'tensorrt'); on Jetson ...",
+            True,
+            "sudo apt install python3-libnvinfer",
+        ),
+        (
+            "TensorRT is not installed (No module named 'tensorrt'); on Jetson ...",
+            False,
+            "pip install tensorrt (it downloads",
+        ),
+        (
+            "TensorRT 8.6.2 is too old; edge_app needs TensorRT 10.x or 11.x",
+            True,
+            "upgrade to JetPack 6.1 or later (TensorRT 10.3)",
+        ),
+        ("cuda-python is not installed; pip install cuda-bindings", False, "pip install cuda-bindings"),
+        (
+            "TensorRT 10.16 needs a GPU of compute capability 7.5 or newer, but Tesla P4 is 6.1; use TensorRT 8.6 for Pascal",
+            False,
+            "use TensorRT 8.6 for Pascal",
+        ),
+    ],
+)
+def test_descriptor_fix_names_only_what_is_missing(why: str, jetson: bool, fix: str) -> None:
+    from edge_app.runtime.registry import Host
+
+    got = trt_backend.BACKEND.fix("cuda", why, Host(jetson=jetson))
+    assert got.startswith(fix) and ("pip" not in got or not jetson), got
+    assert trt_backend.BACKEND.threads is None and trt_backend.BACKEND.notes

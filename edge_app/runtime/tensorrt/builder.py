@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Callable
 from edge_app.engine_dir import PRECISIONS, EngineDir
 from edge_app.errors import UserError
 from edge_app.fsutil import atomic_write_bytes
-from edge_app.runtime.cuda import DeviceInfo
+from edge_app.runtime.tensorrt.support import check_dla_supported, trt_major
 
 try:  # the timing cache is shared by concurrent builds; TensorRT runs on Linux and Windows, fcntl is POSIX only
     import fcntl
@@ -33,79 +32,13 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger(__name__)
 
-TRT_FIX = (
-    "on Jetson it comes with JetPack (sudo apt install python3-libnvinfer); on a desktop with an NVIDIA GPU, "
-    "pip install tensorrt (it downloads from NVIDIA's package index)"
-)
-# Lowest compute capability with fast FP16 / INT8 (DP4A) kernels; TensorRT 11 dropped the
-# platform_has_fast_fp16/int8 queries, so the table is the one check that works on both versions.
-MIN_SM = {"fp32": (0, 0), "fp16": (5, 3), "int8": (6, 1)}
-# TensorRT's own GPU floor (support matrices): 10.0-10.4 run on Volta (sm 7.0) and newer; 10.5 dropped Volta,
-# so from 10.5 (and in 11.x) the floor is Turing, sm 7.5. Pascal (sm 6.x) needs TensorRT 8.6.
-TRT_MIN_SM = ((10, 0, (7, 0)), (10, 5, (7, 5)))
+
 # TensorRT's default builder optimisation level (0 = fastest build, 5 = most tactics tried).
 DEFAULT_OPT_LEVEL = 3
 
 
 class BuildError(RuntimeError):
     """TensorRT could not parse the ONNX or build the plan; the message carries TensorRT's own errors."""
-
-
-def load_trt() -> ModuleType:
-    """The TensorRT Python module (``tensorrt``, or the bare ``tensorrt_bindings`` wheel); ImportError says why."""
-    try:
-        import tensorrt as trt
-
-        return trt
-    except ImportError as e:
-        first = e
-    except OSError as e:  # the module is there but its native libraries are not
-        raise ImportError(f"TensorRT is installed but its libraries do not load ({e}); {TRT_FIX}") from None
-    try:
-        import tensorrt_bindings as trt  # type: ignore[no-redef]
-
-        return trt
-    except (ImportError, OSError):
-        raise ImportError(f"TensorRT is not installed ({first}); {TRT_FIX}") from None
-
-
-def trt_version_tuple(version: str) -> tuple[int, int]:
-    """'10.16.1.11' -> (10, 16); (0, 0) when unreadable."""
-    m = re.match(r"(\d+)\.(\d+)", str(version))
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-
-def trt_min_sm(version: str) -> tuple[int, int]:
-    """The lowest compute capability TensorRT ``version`` runs on (see TRT_MIN_SM)."""
-    v = trt_version_tuple(version)
-    floor = (0, 0)
-    for major, minor, sm in TRT_MIN_SM:
-        if v >= (major, minor):
-            floor = sm
-    return floor
-
-
-def check_gpu_supported(trt_version: str, device: DeviceInfo) -> None:
-    """UserError when this TensorRT version does not run on this GPU generation at all (e.g. Pascal on 10.x)."""
-    need = trt_min_sm(trt_version)
-    if device.compute_capability < need:
-        cc = f"{device.compute_capability[0]}.{device.compute_capability[1]}"
-        raise UserError(
-            f"TensorRT {trt_version} needs a GPU of compute capability {need[0]}.{need[1]} or newer, but {device.name} "
-            f"is {cc}; use TensorRT 8.6 for Pascal (or 10.0-10.4 for Volta), or run with --backend onnxruntime or torch"
-        )
-
-
-def trt_major(trt: ModuleType) -> int:
-    """Major version of the TensorRT module; UserError for versions this code was not written for."""
-    m = re.match(r"(\d+)\.", str(getattr(trt, "__version__", "")))
-    major = int(m.group(1)) if m else 0
-    if major < 10:
-        raise UserError(
-            f"TensorRT {getattr(trt, '__version__', '?')} is too old; edge_app needs TensorRT 10.x or 11.x "
-            "(JetPack 6 ships 10.3)"
-        )
-    return major
 
 
 # ------------------------------------------------------------------------------------------------ the spec
@@ -159,6 +92,12 @@ class BuildSpec:
             raise UserError(
                 f"--dla {self.dla_core} is not a DLA core number; use 0 or 1 (Jetson AGX/NX) or leave it out"
             )
+        if self.dla_core is not None and self.precision == "fp32":
+            # DLA runs FP16 and INT8 only: with GPU fallback every fp32 layer would silently move to the GPU.
+            raise UserError(
+                f"--dla {self.dla_core} runs FP16 and INT8 only, not fp32; build with --precision fp16 or int8, "
+                "or leave --dla out"
+            )
         if self.dla_core is not None and self.batch.min != self.batch.max:
             # DLA runs only static shapes: an optimisation profile with a range is not DLA-compatible.
             raise UserError(
@@ -177,39 +116,6 @@ class BuildSpec:
         return self.batch.min <= n <= self.batch.max
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
-
-
-def gpu_identity(device: DeviceInfo) -> str:
-    """'nvidia-geforce-rtx-4090_sm89x128': name, compute capability, SM count (and -mig for a MIG slice).
-
-    The name and compute capability alone do not tell every Jetson Orin apart ("Orin", sm 8.7, 4 to 16 SMs)
-    nor a MIG slice from its whole GPU; the SM count does, and plans are tuned to it.
-    """
-    return f"{_slug(device.name)}_sm{device.sm}x{device.sm_count}{'-mig' if device.mig else ''}"
-
-
-def _num(x: float) -> str:
-    return f"{x:g}".replace("+", "")
-
-
-def plan_key(trt_version: str, device: DeviceInfo, spec: BuildSpec, onnx_sha256: str) -> str:
-    """File-name-safe key of every setting that changes a plan: precision, batch profile, DLA core, GPU identity
-    (name, compute capability, SM count, MIG), TensorRT version, workspace, optimisation level and the ONNX hash.
-
-    Plans are not portable across TensorRT versions or GPUs, and a plan built with other settings is another
-    plan, so anything that would change it is part of its name; a plan is only ever looked up by the key
-    of the running machine and the settings asked for (``build --workspace 4`` after a 2 GiB build rebuilds).
-    """
-    b = spec.batch
-    where = f"dla{spec.dla_core}" if spec.dla_core is not None else "gpu"
-    return (
-        f"{spec.precision}_b{b.min}-{b.opt}-{b.max}_{where}_{gpu_identity(device)}"
-        f"_trt{trt_version}_ws{_num(spec.workspace_gib)}_o{spec.opt_level}_{onnx_sha256[:10]}"
-    )
-
-
 def onnx_for(ed: EngineDir, precision: str) -> Path:
     """The ONNX file TensorRT builds ``precision`` from; UserError naming the step that makes it when missing."""
     path = ed.onnx_path(precision, "trt")
@@ -223,16 +129,6 @@ def onnx_for(ed: EngineDir, precision: str) -> Path:
             "or build --precision fp32"
         )
     return path
-
-
-def check_precision_supported(device: DeviceInfo, precision: str) -> None:
-    """UserError when this GPU has no fast kernels for ``precision`` (e.g. FP16 on sm_52)."""
-    need = MIN_SM[precision]
-    if device.compute_capability < need:
-        raise UserError(
-            f"{device.name} (compute capability {device.compute_capability[0]}.{device.compute_capability[1]}) "
-            f"has no fast {precision} kernels (needs {need[0]}.{need[1]} or newer); use --precision fp32"
-        )
 
 
 # ------------------------------------------------------------------------------------------------ TensorRT glue
@@ -316,6 +212,9 @@ def make_config(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_gib * (1 << 30)))
     config.builder_optimization_level = spec.opt_level
+    # DETAILED keeps per-layer precision, formats and tactics in the plan, so the engine inspector can write
+    # the layer information (trtexec --profilingVerbosity=detailed --dumpLayerInfo) that the build record counts.
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     profile = builder.create_optimization_profile()
     b = spec.batch
     for i in range(network.num_inputs):
@@ -335,6 +234,7 @@ def make_config(
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     if spec.dla_core is not None:
+        check_dla_supported(trt.__version__, spec.dla_core)
         cores = int(builder.num_DLA_cores)
         if cores == 0:
             raise UserError(

@@ -21,7 +21,7 @@ from unittest import mock
 
 import numpy as np
 
-from edge_app.runtime.cuda import CudaRuntime, DeviceInfo
+from edge_app.runtime.cuda import CudaError, CudaRuntime, DeviceInfo
 
 USED: set[str] = set()
 _UNSET = object()
@@ -250,6 +250,8 @@ class FakeCuda(CudaRuntime):
         self.clock = 0.0
         self.log: list[str] = []
         self.live_objects = 0
+        self.can_map = True  # False: cudaHostAlloc(mapped) fails, as on a GPU or driver without host mapping
+        self.mapped: set[int] = set()
 
     def _alloc(self, nbytes: int) -> int:
         arr = np.zeros(nbytes, np.uint8)
@@ -260,15 +262,16 @@ class FakeCuda(CudaRuntime):
         if ptr not in self.buffers:
             raise AssertionError(f"free of unknown pointer {ptr:#x}")
         del self.buffers[ptr]
+        self.mapped.discard(ptr)
 
-    def submit(self, work: Callable[[], None], what: str) -> None:
-        """Run ``work`` now, or record it when a capture is active."""
+    def submit(self, work: Callable[[], None], what: str, ms: float = 1.0) -> None:
+        """Run ``work`` now (advancing the fake GPU clock by ``ms``), or record it when a capture is active."""
         if self.capturing is not None:
             self.capturing.append(work)
             self.log.append(f"captured {what}")
         else:
             work()
-            self.clock += 1.0
+            self.clock += ms
             self.log.append(what)
 
     def device_count(self) -> int:
@@ -297,6 +300,18 @@ class FakeCuda(CudaRuntime):
 
     def free(self, ptr: int) -> None:
         self._free(ptr)
+
+    def host_alloc_mapped(self, nbytes: int) -> int:
+        if not self.can_map:
+            raise CudaError("cudaHostAlloc failed: cudaErrorNotSupported (operation not supported)")
+        ptr = self._alloc(nbytes)
+        self.mapped.add(ptr)
+        return ptr
+
+    def host_device_pointer(self, host_ptr: int) -> int:
+        if host_ptr not in self.mapped:
+            raise AssertionError(f"device pointer asked for unmapped memory {host_ptr:#x}")
+        return host_ptr  # unified memory: the device sees the host buffer at the same address
 
     def memcpy_h2d_async(self, dst: int, src: int, nbytes: int, stream: Any) -> None:
         self.submit(lambda: ctypes.memmove(dst, src, nbytes), f"h2d {nbytes}")

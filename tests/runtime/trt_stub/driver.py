@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tests.runtime.trt_stub.world import CLASSES, H, W, World, engine_folder, expected_logits
+from tests.runtime.trt_stub import gpu_path
+from tests.runtime.trt_stub.world import CLASSES, H, W, World, dla_layers, engine_folder, expected_logits, has_dla
 
 SCENARIOS = [
     "build_fp16",
@@ -45,6 +46,7 @@ SCENARIOS = [
     "timing_cache_is_merged_under_a_lock",
     "opt_level_reaches_the_config",
     "runner_names_both_profile_bounds",
+    *gpu_path.SCENARIOS,
 ]
 
 
@@ -68,6 +70,7 @@ def build_fp16(trt: Any, tmp: Path, facts: dict) -> None:
     assert name == "images" and (tuple(lo), tuple(opt), tuple(hi)) == ((1, H, W, 3), (4, H, W, 3), (8, H, W, 3))
     assert w.config.called("add_optimization_profile")[0][0] == (w.profile,)
     assert w.config.called("set_flag") == [], "no precision flags: the network is strongly typed"
+    assert w.config._props["profiling_verbosity"] == trt.ProfilingVerbosity.DETAILED, "layer info needs DETAILED"
     mon = w.config._props["progress_monitor"]
     assert isinstance(mon, trt.IProgressMonitor)
     mon.phase_start("Building engine", None, 3)
@@ -110,12 +113,23 @@ def build_failure_reports_log(trt: Any, tmp: Path, facts: dict) -> None:
 
 
 def dla_with_gpu_fallback(trt: Any, tmp: Path, facts: dict) -> None:
+    from edge_app.errors import UserError
     from edge_app.runtime.tensorrt.builder import BatchRange, BuildSpec, build_plan
 
     w = World(trt, dla_cores=2)
     onnx = tmp / "m.onnx"
     onnx.write_bytes(b"onnx")
-    build_plan(w.trt, onnx, BuildSpec("fp16", BatchRange(2, 2, 2), dla_core=1), b"", lambda s: None)
+    spec = BuildSpec("fp16", BatchRange(2, 2, 2), dla_core=1)
+    if not has_dla(trt):
+        try:
+            build_plan(w.trt, onnx, spec, b"", lambda s: None)
+        except UserError as e:
+            assert "has no DLA support (11.0 to 11.4.0" in str(e), str(e)
+        else:
+            raise AssertionError(f"DLA accepted on TensorRT {trt.__version__}")
+        assert w.config.called("set_flag") == []
+        return
+    build_plan(w.trt, onnx, spec, b"", lambda s: None)
     assert w.config._props["default_device_type"] == trt.DeviceType.DLA and w.config._props["DLA_core"] == 1
     assert w.config.called("set_flag")[0][0] == (trt.BuilderFlag.GPU_FALLBACK,)
 
@@ -124,7 +138,8 @@ def dla_missing(trt: Any, tmp: Path, facts: dict) -> None:
     from edge_app.errors import UserError
     from edge_app.runtime.tensorrt.builder import BatchRange, BuildSpec, build_plan
 
-    for cores, dla, want in ((0, 0, "has no DLA"), (1, 1, "has 1 DLA core")):
+    cases = ((0, 0, "has no DLA"), (1, 1, "has 1 DLA core")) if has_dla(trt) else ((2, 0, "has no DLA support"),)
+    for cores, dla, want in cases:
         w = World(trt, dla_cores=cores)
         onnx = tmp / "m.onnx"
         onnx.write_bytes(b"onnx")
@@ -230,7 +245,8 @@ def cache_builds_once_then_loads(trt: Any, tmp: Path, facts: dict) -> None:
     assert any("this happens once" in s for s in lines), lines
     ((key, rec),) = ed.load_meta().builds.items()
     assert (ed.plans_dir / f"{key}.plan").read_bytes() == b"PLAN-BYTES"
-    assert (ed.plans_dir / "timing.cache").read_bytes() == b"TIMING"
+    tc = ed.plans_dir / f"timing_nvidia-geforce-rtx-4090_sm89x128_trt{trt.__version__}.cache"
+    assert tc.read_bytes() == b"TIMING" and rec["timing_cache"] == f"plans/{tc.name}", sorted(ed.plans_dir.iterdir())
     assert rec["trt_version"] == trt.__version__ and rec["gpu"] == "NVIDIA GeForce RTX 4090" and rec["sm"] == "89"
     assert rec["batch"] == [1, 8, 32] and rec["precision"] == "fp16" and rec["build_s"] >= 0
     assert f"trt{trt.__version__}" in key and "sm89" in key and "b1-8-32" in key and "_gpu_" in key
@@ -250,14 +266,16 @@ def cache_rebuilds_truncated_plan(trt: Any, tmp: Path, facts: dict) -> None:
     seen: list[bytes] = []
     w.deserialize = lambda data: seen.append(data) or w.make_engine()
     _open(w, ed)[0].close()
-    assert w.trt.constructed.count("Builder") == 2 and seen == [b"PLAN-BYTES"], seen
+    # the rebuilt plan is deserialized twice: once for its evidence (layers, timed run), once to run it
+    assert w.trt.constructed.count("Builder") == 2 and seen == [b"PLAN-BYTES"] * 2, seen
     assert plan.read_bytes() == b"PLAN-BYTES"
 
 
 def cache_rebuilds_undeserializable_plan(trt: Any, tmp: Path, facts: dict) -> None:
     w = World(trt)
     ed = engine_folder(tmp)
-    results = [None]  # first deserialize fails (e.g. the plan is from a driver TensorRT rejects), then works
+    _open(w, ed)[0].close()
+    results = [None]  # the next deserialize fails (e.g. the plan is from a driver TensorRT rejects), then works
     w.deserialize = lambda data: results.pop(0) if results else w.make_engine()
     eng, lines = _open(w, ed)
     assert any("rebuilding" in s for s in lines) and w.trt.constructed.count("Builder") == 2, lines
@@ -277,7 +295,7 @@ def cache_never_loads_other_version(trt: Any, tmp: Path, facts: dict) -> None:
     seen: list[bytes] = []
     w.deserialize = lambda data: seen.append(data) or w.make_engine()
     _open(w, ed)[0].close()
-    assert seen == [b"PLAN-BYTES"], f"loaded {seen}"
+    assert seen == [b"PLAN-BYTES"] * 2, f"loaded {seen}"  # its evidence after the build, then the run
     assert len(list(ed.plans_dir.glob("*.plan"))) == 2
 
 
@@ -305,6 +323,7 @@ def missing_onnx_names_calibrate(trt: Any, tmp: Path, facts: dict) -> None:
 
     w = World(trt)
     ed = engine_folder(tmp)
+    ed.onnx_path("int8", "trt").unlink()
     try:
         _open(w, ed, precision="int8")
     except UserError as e:
@@ -465,8 +484,16 @@ def dla_plan_is_fixed_shape_and_found(trt: Any, tmp: Path, facts: dict) -> None:
     from edge_app.errors import UserError
     from edge_app.runtime.tensorrt.builder import BatchRange, BuildSpec
 
-    w = World(trt, dla_cores=2)
+    w = World(trt, dla_cores=2, layers=dla_layers())
     ed = engine_folder(tmp)
+    if not has_dla(trt):
+        try:
+            _open(w, ed, dla_core=0)
+        except UserError as e:
+            assert "has no DLA support" in str(e), str(e)
+        else:
+            raise AssertionError(f"DLA plan built on TensorRT {trt.__version__}")
+        return
     try:
         BuildSpec("fp16", BatchRange(1, 8, 32), dla_core=0)
     except UserError as e:
@@ -499,11 +526,13 @@ def timing_cache_is_merged_under_a_lock(trt: Any, tmp: Path, facts: dict) -> Non
     w = World(trt)
     ed = engine_folder(tmp)
     ed.plans_dir.mkdir(parents=True)
-    tc = ed.plans_dir / "timing.cache"
+    from edge_app.runtime.tensorrt.plans import timing_cache_path
+
+    tc = timing_cache_path(ed, trt.__version__, w.machine().device)
     tc.write_bytes(b"CACHE-ON-DISK")
     disk = w.D(trt.ITimingCache)
     w.config.returns("create_timing_cache", lambda data: disk if bytes(data) == b"CACHE-ON-DISK" else w.cache)
-    lock = ed.plans_dir / "timing.cache.lock"
+    lock = tc.with_name(tc.name + ".lock")
     lock.touch()
     holder = open(lock, "rb")
     fcntl.flock(holder.fileno(), fcntl.LOCK_EX)  # another build is saving right now
@@ -560,7 +589,7 @@ def main(out: str) -> int:
         facts: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                globals()[name](trt, Path(tmp), facts)
+                (globals().get(name) or getattr(gpu_path, name))(trt, Path(tmp), facts)
                 report["scenarios"][name] = {"ok": True, "facts": facts}
             except Exception:
                 report["scenarios"][name] = {"ok": False, "error": traceback.format_exc(), "facts": facts}

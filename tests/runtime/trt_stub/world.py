@@ -5,6 +5,7 @@ network whose output the runner's result can be checked against.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,8 @@ class World:
         deserialize: Callable[[bytes], Any] | None = None,
         capture_fails: bool = False,
         profile: tuple[int, int, int] = (1, 4, 8),
+        outputs: dict[str, tuple[int, ...]] | None = None,
+        layers: list[Any] | None = None,
     ) -> None:
         from tests.runtime.trt_stub.doubles import Double, FakeCuda, TrtModule
 
@@ -64,6 +67,15 @@ class World:
         self.deserialize = deserialize or (lambda data: self.make_engine(out_dtype))
         self.addresses: dict[str, int] = {}
         self.shape: tuple = ()
+        # The plan's outputs (per-sample shapes, batch first added as -1) and what the fake network computes for
+        # them: by default the logits formula below; a scenario may run the real ONNX in ONNX Runtime instead.
+        self.outputs = outputs or {"logits": (CLASSES,)}
+        self.compute: Callable[[np.ndarray], dict[str, np.ndarray]] = lambda x: {
+            "logits": expected_logits(x, np.float64)
+        }
+        # What the engine inspector reports (DETAILED verbosity): a list of layer records, see layer_record().
+        self.layers = layers if layers is not None else default_layers()
+        self.kernel_ms = 1.0  # fake GPU time of one enqueue: what the timed run after a build measures
         self.trt = TrtModule(
             trt, {"Builder": self._new_builder, "Runtime": self._new_runtime, "OnnxParser": lambda net, lg: self.parser}
         )
@@ -94,15 +106,22 @@ class World:
     def make_engine(self, out_dtype: str = "HALF") -> Any:
         trt = self.real
         eng = self.D(trt.ICudaEngine)
-        eng._props["num_io_tensors"] = 2
-        names = ["images", "logits"]
+        names = ["images", *self.outputs]
+        eng._props["num_io_tensors"] = len(names)
         eng.returns("get_tensor_name", lambda i: names[i])
         eng.returns("get_tensor_mode", lambda n: trt.TensorIOMode.INPUT if n == "images" else trt.TensorIOMode.OUTPUT)
         eng.returns(
             "get_tensor_dtype", lambda n: trt.DataType.UINT8 if n == "images" else getattr(trt.DataType, out_dtype)
         )
         eng.returns("get_tensor_profile_shape", lambda n, i: [trt.Dims((b, H, W, 3)) for b in self.batch_profile])
-        eng.returns("get_tensor_shape", lambda n: trt.Dims((-1, H, W, 3)) if n == "images" else trt.Dims((-1, CLASSES)))
+        eng.returns(
+            "get_tensor_shape",
+            lambda n: trt.Dims((-1, H, W, 3)) if n == "images" else trt.Dims((-1, *self.outputs[n])),
+        )
+        inspector = self.D(trt.EngineInspector)
+        inspector.returns("get_engine_information", lambda fmt: json.dumps({"Layers": self.layers, "Bindings": names}))
+        eng.returns("create_engine_inspector", inspector)
+        self.inspector = inspector
         ctx = self.D(trt.IExecutionContext)
         ctx.returns("set_tensor_address", lambda n, p: self.addresses.__setitem__(n, p) or True)
         ctx.returns("set_input_shape", lambda n, s: setattr(self, "shape", tuple(s)) or True)
@@ -114,15 +133,21 @@ class World:
     def _execute(self, out_dtype: str) -> bool:
         if self.capture_fails and self.cuda.capturing is not None:
             return False
-        self.cuda.submit(lambda n=self.shape[0]: self._kernel(n, out_dtype), "execute")
+        self.cuda.submit(lambda n=self.shape[0]: self._kernel(n, out_dtype), "execute", self.kernel_ms)
         return True
 
     def _kernel(self, n: int, out_dtype: str) -> None:
-        """What the fake 'network' computes: logits[i, c] = mean(image i) / 16 + c, in the engine's output dtype."""
-        src = self.cuda.buffers[self.addresses["images"]][: n * H * W * 3].reshape(n, H, W, 3)
+        """What the fake 'network' computes (``self.compute``), written in the engine's output dtype."""
+        src = self.cuda.buffers[self._device(self.addresses["images"])][: n * H * W * 3].reshape(n, H, W, 3)
         dt = np.float16 if out_dtype == "HALF" else np.float32
-        out = self.cuda.buffers[self.addresses["logits"]].view(dt)
-        out[: n * CLASSES] = expected_logits(src, dt).ravel()
+        for name, value in self.compute(src.copy()).items():
+            out = self.cuda.buffers[self._device(self.addresses[name])].view(dt)
+            out[: value.size] = np.asarray(value, dt).ravel()
+
+    def _device(self, ptr: int) -> int:
+        if ptr not in self.cuda.buffers:
+            raise AssertionError(f"TensorRT was given {ptr:#x}, which is no buffer the fake CUDA allocated")
+        return ptr
 
     def context_double(self) -> Any:
         """The execution context of a fresh engine double."""
@@ -140,6 +165,46 @@ class World:
         from edge_app.runtime.tensorrt import Machine
 
         return Machine(self.trt, self.cuda, DeviceInfo(0, name, sm, 24 << 30, False, 12040, 12090, sm_count, mig))
+
+
+def layer_record(name: str, kind: str, dtype: str, **extra: Any) -> dict[str, Any]:
+    """One layer as the engine inspector writes it at DETAILED verbosity (formats as TensorRT words them)."""
+    fmt = {
+        "int8": "Thirty-two wide channel vectorized row major Int8 format",
+        "fp16": "Channel major FP16 format where channel % 8 == 0",
+        "fp32": "Row major linear FP32",
+        "int32": "Row major linear Int32",
+    }[dtype]
+    tensor = {"Name": f"{name}_out", "Location": "Device", "Dimensions": [-1, 64, 8, 8], "Format/Datatype": fmt}
+    return {"Name": name, "LayerType": kind, "Inputs": [dict(tensor, Name=f"{name}_in")], "Outputs": [tensor], **extra}
+
+
+def default_layers() -> list[dict[str, Any]]:
+    """A small INT8 ResNet-like plan: 3 INT8 convolutions, 2 FP16 layers, 1 FP32 reformat."""
+    return [
+        layer_record("conv1 + relu", "CaskConvolution", "int8"),
+        layer_record("layer1.0.conv1 + relu", "CaskConvolution", "int8"),
+        layer_record("layer1.0.conv2 + add + relu", "CaskConvolution", "int8"),
+        layer_record("pool", "CaskPooling", "fp16"),
+        layer_record("fc", "CaskGemmConvolution", "fp16"),
+        layer_record("logits_to_fp32", "Reformat", "fp32"),
+    ]
+
+
+def dla_layers() -> list[dict[str, Any]]:
+    """A Jetson plan: the backbone as one DLA subgraph, the tail on the GPU."""
+    return [
+        layer_record("{ForeignNode[conv1...layer4.1.relu]}", "DLA", "fp16"),
+        layer_record("pool", "CaskPooling", "fp16"),
+        layer_record("fc", "CaskGemmConvolution", "fp16"),
+    ]
+
+
+def has_dla(trt: Any) -> bool:
+    """Whether this TensorRT version lists DLA (FACTS.md: not 11.0-11.4.0)."""
+    from edge_app.runtime.tensorrt.support import NO_DLA, trt_version_triple
+
+    return not NO_DLA[0] <= trt_version_triple(trt.__version__) <= NO_DLA[1]
 
 
 def expected_logits(images: np.ndarray, dt: Any) -> np.ndarray:
@@ -182,6 +247,7 @@ def engine_folder(root: Path) -> Any:
     ed.path.mkdir(parents=True)
     ed.onnx_path("fp32").write_bytes(tiny_onnx("fp32"))
     ed.onnx_path("fp16").write_bytes(tiny_onnx("fp16"))
+    ed.onnx_path("int8", "trt").write_bytes(tiny_onnx("int8"))
     ed.save_meta(
         EngineMeta(name="tiny", arch="resnet18", labels=[f"c{i}" for i in range(CLASSES)], input=InputSpec(H, W))
     )
