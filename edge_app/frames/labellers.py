@@ -19,6 +19,7 @@ from pathlib import Path
 from edge_app.frames.modes.base import (
     Labeller,
     ModeConfig,
+    ModeOption,
     StepTimings,
     engine_task,
     get_mode,
@@ -43,6 +44,13 @@ class LabellerSpec:
     precision: str = "auto"
     device: str = "auto"
     use: str = "throughput"  # workers annotate files: throughput, not latency
+    # TensorRT open options, carried whole so a worker opens exactly what the command line asked for.
+    no_build: bool = False  # a missing plan is an error instead of a build
+    dla_core: int | None = None
+    cuda_graphs: bool = False
+    # Where it runs decides these (a Ray actor's share of a node): None = the backend's own default.
+    threads: int | None = None
+    spinning: bool | None = None  # ONNX Runtime's spinning threads: only when alone on a node
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engine_path", str(Path(self.engine_path)))
@@ -52,7 +60,18 @@ class LabellerSpec:
         """Open the engine here and return its labeller, which owns it: ``with spec.build() as lab: ...``."""
         from edge_app.runtime import open_engine
 
-        engine = open_engine(self.engine_path, self.backend, self.precision, self.device, use=self.use)
+        engine = open_engine(
+            self.engine_path,
+            self.backend,
+            self.precision,
+            self.device,
+            threads=self.threads,
+            no_build=self.no_build,
+            dla_core=self.dla_core,
+            cuda_graphs=self.cuda_graphs,
+            use=self.use,
+            **({} if self.spinning is None else {"spinning": self.spinning}),
+        )
         try:
             return make_labeller(engine, self.mode, self.mode_config, owns_engine=True)
         except BaseException:
@@ -66,6 +85,7 @@ __all__ = [
     "Labeller",
     "LabellerSpec",
     "ModeConfig",
+    "ModeOption",
     "StepTimings",
     "TileConfig",
     "TileLabeller",

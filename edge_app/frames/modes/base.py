@@ -10,6 +10,10 @@ registered by name (as timm's ``@register_model``)::
         def prepare(self, frames):            # frames -> (engine batch, context for decode)
         def decode(self, outputs, context):   # {output name: array} -> one label list per frame
 
+A config declares its command-line options with :meth:`ModeConfig.cli_options` (typed :class:`ModeOption`
+records: flag, field, parser, help; the default is the dataclass field's), so a front end builds the flags
+and the config of every registered mode without naming one: a configurable mode is one file.
+
 :meth:`Labeller.label` runs prepare -> ``engine.infer_batched`` -> decode and times the three stages (plus
 the engine's own split, e.g. h2d/compute/d2h) in one place, so every mode reports the same timings to the
 pipeline, ``bench`` and the detection evaluation. A mode refuses an engine of another task, or one that
@@ -35,7 +39,7 @@ from typing import Any, Callable, ClassVar, Mapping, TypeVar
 import numpy as np
 
 from edge_app.engine_dir import EngineMeta
-from edge_app.errors import FieldError
+from edge_app.errors import FieldError, shown
 from edge_app.frames.results import Label
 from edge_app.runtime.base import Engine
 
@@ -46,8 +50,50 @@ _NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 def engine_task(meta: EngineMeta) -> str:
     """The task meta.json declares ('classify', 'detect', ...); engines without one are classifiers."""
-    task = getattr(meta, "task", None) or meta.extra.get("task")
-    return str(task) if task else DEFAULT_TASK
+    return meta.task or DEFAULT_TASK
+
+
+@dataclass(frozen=True)
+class ModeOption:
+    """One command-line option of a mode's config: the flag, the field it sets, how to read and describe it.
+
+    The default is not repeated here: it is the config dataclass field's (:meth:`default_in`), so the help
+    and the library cannot disagree. Two modes may declare the same flag (``--conf`` for tiles and detect)
+    when they read it the same way (same ``type``); the front end then has one flag that each mode takes.
+    """
+
+    flag: str  # e.g. "--top-k"
+    field: str  # the config field it sets, e.g. "top_k"
+    help: str  # what the setting does, without its default (the front end adds the field's default)
+    # Text -> the field's value; raises ValueError with a sentence on text it cannot read. The range is the
+    # config's __post_init__ to check, so a bad value reads the same from a flag, a Python caller or a worker.
+    type: Callable[[str], Any] = str
+    metavar: str | None = None
+    show: Callable[[Any], str] = shown  # a field value as the user writes it (the help's default)
+    default_text: str | None = None  # the default in words where the field's value says nothing (None fields)
+
+    @property
+    def dest(self) -> str:
+        """The argparse attribute: ``--top-k`` -> ``top_k``."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def default_in(self, config_type: type[ModeConfig]) -> Any:
+        """The default of :attr:`field` in ``config_type`` (a dataclass): its default or default factory's value."""
+        for f in dataclasses.fields(config_type):
+            if f.name == self.field:
+                if f.default is not dataclasses.MISSING:
+                    return f.default
+                if f.default_factory is not dataclasses.MISSING:
+                    return f.default_factory()
+                raise TypeError(f"{config_type.__name__}.{f.name} has no default; a mode config needs one per field")
+        raise TypeError(f"option {self.flag} sets '{self.field}', which is not a field of {config_type.__name__}")
+
+    def describe_default(self, config_type: type[ModeConfig]) -> str:
+        """The default as the help shows it: ``default_text``, or the field's default as the user writes it."""
+        if self.default_text is not None:
+            return self.default_text
+        value = self.default_in(config_type)
+        return "none" if value is None else self.show(value)
 
 
 @dataclass(frozen=True)
@@ -55,8 +101,13 @@ class ModeConfig:
     """Base of every mode's settings: frozen (safe to share, to default and to pickle to a worker process).
 
     Subclasses validate in ``__post_init__`` and raise :class:`FieldError` naming the field, never a flag.
-    A mode without settings uses this class itself.
+    A mode without settings uses this class itself. Every field has a default (the mode runs without flags).
     """
+
+    @classmethod
+    def cli_options(cls) -> tuple[ModeOption, ...]:
+        """The command-line options of these settings; none by default (the mode runs with its defaults)."""
+        return ()
 
 
 @dataclass(frozen=True)
@@ -192,6 +243,12 @@ def register_mode(name: str) -> Callable[[L], L]:
             and ct.__dataclass_params__.frozen
         ):  # type: ignore[attr-defined]
             raise TypeError(f"mode '{name}': config_type must be a frozen dataclass subclassing ModeConfig, got {ct!r}")
+        for opt in ct.cli_options():
+            if not (isinstance(opt, ModeOption) and opt.flag.startswith("--")):
+                raise TypeError(
+                    f"mode '{name}': cli_options() must return ModeOption records with --flags, got {opt!r}"
+                )
+            opt.default_in(ct)  # a typo in a field name fails at registration, not when a user types the flag
         old = _MODES.get(name)
         if old is not None and old is not cls:
             raise ValueError(f"mode '{name}' is already registered by {old.__module__}.{old.__qualname__}")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edge_app.errors import FieldError, shown
-from edge_app.frames.modes.base import Labeller, ModeConfig, register_mode
+from edge_app.frames.modes.base import Labeller, ModeConfig, ModeOption, register_mode
 from edge_app.frames.postprocess import topk
 from edge_app.frames.results import Label
 from edge_app.geometry import to_batch
@@ -26,6 +26,11 @@ class ClassifyConfig(ModeConfig):
             raise FieldError("top_k", shown(self.top_k), "is not a whole number; e.g. 3")
         if self.top_k < 1:
             raise FieldError("top_k", shown(self.top_k), "must be at least 1; e.g. 3")
+
+    @classmethod
+    def cli_options(cls) -> tuple[ModeOption, ...]:
+        """``--top-k``."""
+        return (ModeOption("--top-k", "top_k", "labels per frame", int, "K"),)
 
 
 @register_mode("classify")

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from edge_app.errors import FieldError, shown
-from edge_app.frames.modes.base import Labeller, ModeConfig, register_mode
+from edge_app.frames.modes.base import Labeller, ModeConfig, ModeOption, register_mode
 from edge_app.frames.results import Label
 from edge_app.geometry import boxes_to_frame, to_batch
+from edge_app.models.tasks import score_threshold
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,16 @@ class DetectConfig(ModeConfig):
         if isinstance(self.max_det, bool) or not isinstance(self.max_det, (int, np.integer)) or self.max_det < 1:
             raise FieldError("max_det", shown(self.max_det), "must be a whole number of at least 1; e.g. 100")
 
+    @classmethod
+    def cli_options(cls) -> tuple[ModeOption, ...]:
+        """``--conf`` (shared with tiles: one flag, each mode takes it) and ``--max-det``."""
+        return (
+            ModeOption(
+                "--conf", "conf", "minimum score of a box", float, "SCORE", default_text="the engine's own threshold"
+            ),
+            ModeOption("--max-det", "max_det", "boxes per frame at most", int, "N"),
+        )
+
 
 @register_mode("detect")
 class DetectLabeller(Labeller):
@@ -44,9 +55,8 @@ class DetectLabeller(Labeller):
     config: DetectConfig
 
     def setup(self) -> None:
-        """The score threshold: the config's, else the engine's own, else 0.3."""
-        own = self.engine.meta.extra.get("threshold")
-        self.conf = float(self.config.conf if self.config.conf is not None else own if own is not None else 0.3)
+        """The score threshold: the config's, else the engine's own, else its task's default."""
+        self.conf = float(self.config.conf if self.config.conf is not None else score_threshold(self.engine.meta))
 
     def prepare(self, frames: list[np.ndarray]) -> tuple[np.ndarray, Any]:
         """Each frame resized (letterboxed) to the model input; decode needs the frame sizes."""

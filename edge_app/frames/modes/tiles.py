@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_app.errors import FieldError, shown
-from edge_app.frames.modes.base import Labeller, ModeConfig, register_mode
+from edge_app.frames.modes.base import Labeller, ModeConfig, ModeOption, register_mode
 from edge_app.frames.postprocess import BACKGROUND, tiles_to_boxes
-from edge_app.frames.preprocess import crop_tiles, tile_boxes
+from edge_app.frames.preprocess import crop_tiles, parse_grid, parse_scales, tile_boxes
 from edge_app.frames.results import Label
 
 MAX_GRID = 32  # 32x32 tiles at scale 1 is already ~1000 engine inputs per frame
@@ -69,6 +69,21 @@ class TileConfig(ModeConfig):
             raise FieldError(
                 "min_votes", shown(self.min_votes), "must be at least 1 (1 = every confident tile is a box)"
             )
+
+    @classmethod
+    def cli_options(cls) -> tuple[ModeOption, ...]:
+        """``--tiles``, ``--scales``, ``--conf`` (shared with detect) and ``--iou``; the rest keep their measured defaults."""
+        return (
+            ModeOption("--tiles", "grid", "grid of square tiles at scale 1.0", parse_grid, "COLSxROWS", _show_grid),
+            ModeOption("--scales", "scales", "tile scales, comma-separated", parse_scales, "S,S,..."),
+            ModeOption("--conf", "conf", "minimum probability of a tile that makes a box", float, "SCORE"),
+            ModeOption("--iou", "iou", "class-wise NMS IoU threshold", float, "IOU"),
+        )
+
+
+def _show_grid(grid: tuple[int, int]) -> str:
+    """(3, 3) -> "3x3", the way ``--tiles`` is written."""
+    return "x".join(map(str, grid))
 
 
 @register_mode("tiles")
