@@ -1,15 +1,24 @@
 """The browser view: a small HTTP server with the live annotated stream as MJPEG and the current stats.
 
 Routes: ``/`` a page showing the stream and a stats table, ``/stream`` ``multipart/x-mixed-replace`` MJPEG,
-``/stats`` JSON, ``/snapshot.jpg`` the latest frame. Each client always gets the newest frame (a slow client
-skips frames instead of building a queue). Standard library only, so it runs on a bare Jetson.
+``/stats`` JSON, ``/snapshot.jpg`` the latest frame. With several sources ``/stream`` is the tiled grid of all
+of them and ``/stream/<i>`` (``/snapshot/<i>.jpg``) source ``i`` alone. Each client always gets the newest frame
+(a slow client skips frames instead of building a queue). Standard library only, so it runs on a bare Jetson.
+
+The view shows cameras, so it is not open to a network by accident: bound to an address other than loopback it
+requires a token (given, or generated and printed at start) on every route, as ``?token=`` or an
+``Authorization: Bearer`` header, compared in constant time; a wrong or missing token gets 401 and no frame.
+On loopback it stays open unless a token is given.
 """
 
 from __future__ import annotations
 
 import errno
+import hmac
 import json
 import logging
+import re
+import secrets
 import socket
 import threading
 import time
@@ -21,6 +30,7 @@ import numpy as np
 
 from edge_app.errors import UserError
 from edge_app.video.base import SinkBase
+from edge_app.video.grid import GridSink
 
 log = logging.getLogger("edge_app.video")
 
@@ -41,16 +51,17 @@ PAGE = """<!doctype html>
 <body><header>{title} &middot; <span id="state">connecting</span></header>
 <main><img id="view" alt="live stream"><table id="stats"></table></main>
 <script>
+ const auth = location.search.includes("token=") ? "?" + new URLSearchParams(location.search).toString() : "";
  // The stream starts after the page has loaded, so the load event fires although /stream never ends.
  window.addEventListener("load", () => {{
    const img = document.getElementById("view");
    img.onload = () => {{ document.getElementById("state").textContent = "streaming"; }};
-   img.src = "/stream";
+   img.src = "/stream" + auth;
  }});
  function fmt(v) {{ return typeof v === "number" ? (Number.isInteger(v) ? v : v.toFixed(2)) : String(v); }}
  async function poll() {{
    try {{
-     const s = await (await fetch("/stats", {{cache: "no-store"}})).json();
+     const s = await (await fetch("/stats" + auth, {{cache: "no-store"}})).json();
      const state = document.getElementById("state");
      if (s.status === "reconnecting") state.textContent = "reconnecting";
      else if (state.textContent === "reconnecting") state.textContent = "streaming";
@@ -62,6 +73,15 @@ PAGE = """<!doctype html>
  poll(); setInterval(poll, 1000);
 </script></body></html>
 """
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_CHANNEL_PATH = re.compile(r"^/(stream|snapshot)/(\d+)(\.jpg)?$")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (127.0.0.0/8, ::1, localhost)."""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def parse_serve(spec: str) -> tuple[str, int]:
@@ -110,12 +130,42 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _authorised(self, hub: MjpegServer) -> bool:
+        """Whether the request carries the view's token (always, when the view has none)."""
+        if hub.token is None:
+            return True
+        given = ""
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            given = auth[7:].strip()
+        else:
+            query = self.path.partition("?")[2]
+            for part in query.split("&"):
+                k, _, v = part.partition("=")
+                if k == "token":
+                    given = v
+        return hmac.compare_digest(given.encode(), hub.token.encode())
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        """Route / , /stats, /snapshot.jpg and /stream."""
+        """Route / , /stats, /snapshot.jpg, /stream and, per source, /stream/<i> and /snapshot/<i>.jpg."""
         hub = self.server.hub
         path = self.path.split("?", 1)[0]
         try:
-            if path in ("/", "/index.html"):
+            if not self._authorised(hub):
+                self._send(401, "text/plain", b"a token is needed: open the URL printed at start (?token=...)\n")
+                return
+            m = _CHANNEL_PATH.match(path)
+            if m and int(m.group(2)) >= hub.channels - 1:
+                self._send(404, "text/plain", f"no source {m.group(2)}: sources are 0..{hub.channels - 2}\n".encode())
+            elif m and m.group(1) == "stream":
+                self._stream(hub, int(m.group(2)) + 1)
+            elif m:
+                jpeg = hub.latest(int(m.group(2)) + 1)[1]
+                if jpeg is None:
+                    self._send(503, "text/plain", b"no frame yet\n")
+                else:
+                    self._send(200, "image/jpeg", jpeg)
+            elif path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", PAGE.format(title=hub.title).encode())
             elif path == "/stats":
                 self._send(200, "application/json", json.dumps(hub.stats_snapshot()).encode())
@@ -132,17 +182,17 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass  # the browser went away
 
-    def _stream(self, hub: MjpegServer) -> None:
+    def _stream(self, hub: MjpegServer, channel: int = 0) -> None:
         self.send_response(200)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        hub.client_joined()
+        hub.client_joined(channel)
         sent = 0
         seq = -1
         try:
             while not hub.stopping.is_set():
-                seq, jpeg = hub.wait_newer(seq, timeout=0.5)
+                seq, jpeg = hub.wait_newer(seq, timeout=0.5, channel=channel)
                 if jpeg is None:
                     continue
                 self.wfile.write(
@@ -154,22 +204,39 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += 1
                 hub.frame_sent(first=sent == 1)
         finally:
-            hub.client_left()
+            hub.client_left(channel)
 
 
 class MjpegServer:
-    """The HTTP server thread and the latest JPEG it hands to every client."""
+    """The HTTP server thread and the latest JPEG of each channel it hands to every client.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "edge_app") -> None:
+    Channel 0 is the main view (``/stream``); with ``sources`` > 1, channel ``i + 1`` is source ``i`` alone.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        title: str = "edge_app",
+        token: str | None = None,
+        sources: int = 1,
+    ) -> None:
+        if token is not None and not re.fullmatch(r"[A-Za-z0-9_.~-]{8,128}", token):
+            raise UserError(
+                "--token must be 8 to 128 letters, digits or -_.~ (it goes into a URL); leave it out to get one"
+            )
         self.title = title
+        # Off loopback the view needs a token: given, or generated here (and printed with the URL).
+        self.token = token if token is not None or is_loopback(host) else secrets.token_urlsafe(18)
+        self.channels = 1 + (sources if sources > 1 else 0)
         self.stopping = threading.Event()
         self._cond = threading.Condition()
-        self._seq = 0
-        self._jpeg: bytes | None = None
+        self._seq = [0] * self.channels
+        self._jpeg: list[bytes | None] = [None] * self.channels
+        self._published_at = [0.0] * self.channels
+        self._clients = [0] * self.channels
         self._stats: dict[str, Any] = {}
-        self._published_at = 0.0
         self.source: Any = None  # a Source whose status /stats reports live (see MjpegSink.attach_source)
-        self.clients = 0  # connected /stream clients now
         self.clients_total = 0
         self.clients_served = 0  # /stream clients that received at least one frame
         self.frames_sent = 0
@@ -190,31 +257,44 @@ class MjpegServer:
                 f"cannot listen on {host}:{port} ({e.strerror or e}); use 127.0.0.1 or an address of this machine"
             ) from None
         self.host, self.port = self.httpd.server_address[:2]
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("the MJPEG view on %s:%d is reachable from the network", host, self.port)
+        if not is_loopback(str(host)):
+            log.warning("the MJPEG view on %s:%d is reachable from the network; it needs its token", host, self.port)
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name=f"mjpeg:{self.port}", daemon=True
         )
         self._thread.start()
 
     @property
-    def url(self) -> str:
-        """The page's address, e.g. ``http://127.0.0.1:8080/``."""
+    def clients(self) -> int:
+        """Connected /stream clients now, all channels."""
+        return sum(self._clients)
+
+    def url_for(self, path: str = "") -> str:
+        """The address of ``path`` (e.g. ``stream/1``), with the token when the view has one."""
         host = f"[{self.host}]" if ":" in str(self.host) else self.host
-        return f"http://{host}:{self.port}/"
+        return f"http://{host}:{self.port}/{path}" + (f"?token={self.token}" if self.token else "")
+
+    @property
+    def url(self) -> str:
+        """The page's address, e.g. ``http://127.0.0.1:8080/`` (``?token=...`` when it needs one)."""
+        return self.url_for("")
 
     # ---------------------------------------------------------------------------------------- producer side
-    def wants_frame(self) -> bool:
+    def wants_frame(self, channel: int = 0) -> bool:
         """Whether encoding a frame now is worth it: someone watches, or the snapshot is getting old."""
-        return self.clients > 0 or self._jpeg is None or time.monotonic() - self._published_at > IDLE_ENCODE_S
+        return (
+            self._clients[channel] > 0
+            or self._jpeg[channel] is None
+            or time.monotonic() - self._published_at[channel] > IDLE_ENCODE_S
+        )
 
-    def publish(self, jpeg: bytes) -> None:
-        """Make ``jpeg`` the latest frame and wake every stream client."""
+    def publish(self, jpeg: bytes, channel: int = 0) -> None:
+        """Make ``jpeg`` the latest frame of ``channel`` and wake its stream clients."""
         with self._cond:
-            self._jpeg = jpeg
-            self._seq += 1
+            self._jpeg[channel] = jpeg
+            self._seq[channel] += 1
             self.frames_published += 1
-            self._published_at = time.monotonic()
+            self._published_at[channel] = time.monotonic()
             self._cond.notify_all()
 
     def set_stats(self, stats: dict[str, Any]) -> None:
@@ -223,27 +303,28 @@ class MjpegServer:
             self._stats = dict(stats)
 
     # ---------------------------------------------------------------------------------------- client side
-    def latest(self) -> tuple[int, bytes | None]:
-        """(sequence number, JPEG) of the newest frame."""
+    def latest(self, channel: int = 0) -> tuple[int, bytes | None]:
+        """(sequence number, JPEG) of the newest frame of ``channel``."""
         with self._cond:
-            return self._seq, self._jpeg
+            return self._seq[channel], self._jpeg[channel]
 
-    def wait_newer(self, seq: int, timeout: float) -> tuple[int, bytes | None]:
-        """Block until a frame newer than ``seq`` exists (or ``timeout``); None when there is none."""
+    def wait_newer(self, seq: int, timeout: float, channel: int = 0) -> tuple[int, bytes | None]:
+        """Block until a frame of ``channel`` newer than ``seq`` exists (or ``timeout``); None when there is none."""
         with self._cond:
-            self._cond.wait_for(lambda: self._seq != seq or self.stopping.is_set(), timeout)
-            return (self._seq, self._jpeg) if self._seq != seq else (seq, None)
+            self._cond.wait_for(lambda: self._seq[channel] != seq or self.stopping.is_set(), timeout)
+            cur = self._seq[channel]
+            return (cur, self._jpeg[channel]) if cur != seq else (seq, None)
 
-    def client_joined(self) -> None:
+    def client_joined(self, channel: int = 0) -> None:
         """Count a /stream client that connected."""
         with self._cond:
-            self.clients += 1
+            self._clients[channel] += 1
             self.clients_total += 1
 
-    def client_left(self) -> None:
+    def client_left(self, channel: int = 0) -> None:
         """Count a /stream client that went away."""
         with self._cond:
-            self.clients -= 1
+            self._clients[channel] -= 1
 
     def frame_sent(self, first: bool) -> None:
         """Count a frame sent; ``first`` marks a client's first frame."""
@@ -291,12 +372,23 @@ class MjpegServer:
 class MjpegSink(SinkBase):
     """Sink that serves the annotated frames at ``http://host:port/`` (see the module docstring)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "edge_app", quality: int = 80) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        title: str = "edge_app",
+        quality: int = 80,
+        token: str | None = None,
+        sources: int = 1,
+        fps: float = 30.0,
+    ) -> None:
         if not 1 <= quality <= 100:
             raise UserError(f"JPEG quality {quality} is out of range; use 1 to 100 (80 is a good default)")
-        self.server = MjpegServer(host, port, title)
+        self.server = MjpegServer(host, port, title, token=token, sources=sources)
         self.quality = quality
         self.frames = 0
+        # Several sources: /stream shows them tiled; each also has its own /stream/<i>.
+        self._grid = GridSink([_Channel(self, 0)], sources, fps=fps) if sources > 1 else None
         log.info("live view at %s", self.server.url)
 
     @property
@@ -310,13 +402,22 @@ class MjpegSink(SinkBase):
         return int(self.server.port)
 
     def write(self, frame: np.ndarray, result: Any = None) -> None:
-        """Encode the frame as JPEG when someone watches (or the snapshot is stale) and publish it."""
+        """Publish the frame (its source's channel and the grid with several sources; the view with one)."""
         self.frames += 1
-        if self.server.stopping.is_set() or not self.server.wants_frame():
+        if self._grid is None:
+            self.publish(frame, 0)
+            return
+        sid = getattr(result, "source_id", None) or 0
+        self.publish(frame, sid + 1)
+        self._grid.write(frame, result)
+
+    def publish(self, frame: np.ndarray, channel: int) -> None:
+        """Encode ``frame`` as JPEG for ``channel`` when someone watches it (or its snapshot is stale)."""
+        if self.server.stopping.is_set() or not self.server.wants_frame(channel):
             return
         ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if ok:
-            self.server.publish(buf.tobytes())
+            self.server.publish(buf.tobytes(), channel)
 
     def update_stats(self, stats: dict[str, Any]) -> None:
         """Set the numbers shown beside the stream (and returned by /stats)."""
@@ -336,3 +437,17 @@ class MjpegSink(SinkBase):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _Channel(SinkBase):
+    """One channel of an :class:`MjpegSink` as an image sink (what the grid writes its tiled view to)."""
+
+    def __init__(self, sink: MjpegSink, channel: int) -> None:
+        self.sink, self.channel = sink, channel
+
+    def write(self, frame: np.ndarray, result: Any = None) -> None:
+        """Publish ``frame`` on this channel."""
+        self.sink.publish(frame, self.channel)
+
+    def close(self) -> None:
+        """The sink closes the server."""
