@@ -33,6 +33,7 @@ from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.pipeline import PipelineConfig, PipelineReport, PostLabelStep, run_pipeline
 from edge_app.frames.results import FrameResult
+from edge_app.frames.tracking.offline import replay
 from edge_app.fsutil import atomic_write_text
 from edge_app.video.base import Frame, FrameSource, Sink
 from edge_app.video.jsonl import iter_jsonl
@@ -164,13 +165,15 @@ def annotate_video(
     resume: bool = False,
     codec: str | None = None,
     steps: Sequence[PostLabelStep] = (),
+    annotators: Sequence[Any] = (),
 ) -> AnnotateResult:
     """Annotate one file with the loop settings ``cfg`` (None: :func:`annotate_config`); files never drop a frame.
 
     ``cfg.max_frames`` counts from the file's first frame, restored frames included. ``resume`` continues
     from the last complete line of ``out_jsonl`` (see the module docstring). ``labeller``: the engine and
-    mode (the caller builds and keeps it for many files). ``steps``: post-label steps (trackers, counters),
-    reset by the caller between files. ``codec``: the annotated video's
+    mode (the caller builds and keeps it for many files). ``steps``: fresh post-label steps (trackers,
+    counters) for this file; on resume their state is rebuilt by replaying the finished lines, so the IDs
+    continue exactly as an uninterrupted run's. ``annotators``: the steps' drawing. ``codec``: the annotated video's
     (None: its extension's default, H.264 for .mp4).
     """
     from edge_app.video.sinks import JsonlSink, VideoFileSink
@@ -183,6 +186,8 @@ def annotate_video(
     done = completed_results(out_jsonl) if resume else []
     if done:
         check_resume(out_jsonl, record)  # before any output is touched
+        if steps:
+            replay(steps, done)  # the tracker continues where the interrupted run stopped
     src = open_source(str(video))
     total = src.frame_count
     if cfg.max_frames:
@@ -231,7 +236,9 @@ def annotate_video(
                 progress_total=total,
                 progress_initial=restored,
             )
-            rep = run_pipeline(labeller, _Resumed(src, it) if restored else src, sinks, run, steps)
+            rep = run_pipeline(
+                labeller, _Resumed(src, it) if restored else src, sinks, run, steps, annotators=annotators
+            )
     except BaseException:
         for s in sinks:
             s.close()

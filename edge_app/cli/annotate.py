@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edge_app.cli.common import loop_args, loop_config, loop_flags, mode_config, open_from_args, positive_int
+from edge_app.cli.post_label import add_post_label_args, post_label_from_args
 from edge_app.errors import UserError
 
 HELP = (
@@ -53,6 +54,12 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
         choices=("h264", "vp9", "mjpeg", "mp4v"),  # edge_app.video.sinks.CODECS
         help="video codec (default by extension: .mp4 h264, .webm vp9, .avi mjpeg); vp9 needs --out OUT.webm",
     )
+    add_post_label_args(p, mot=False)
+    p.add_argument(
+        "--mot",
+        action="store_true",
+        help="with --track: also write each video's tracks as MOTChallenge text (<name>.mot.txt beside its JSON lines)",
+    )
     p.add_argument(
         "--ray",
         nargs="?",
@@ -77,9 +84,12 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
 def main(a: argparse.Namespace) -> int:
     """Run `annotate` over every input; returns the exit code."""
     from edge_app.annotate.images import JSONL_NAME, annotate_images, find_inputs
-    from edge_app.annotate.video import VIDEO_EXTS, annotate_video, check_outputs, output_paths
+    from edge_app.annotate.video import VIDEO_EXTS, annotate_video, check_outputs, completed_results, output_paths
     from edge_app.frames.labellers import make_labeller
+    from edge_app.video.mot import write_mot
 
+    if a.mot and not a.track:
+        raise UserError("--mot writes track IDs; add --track bytetrack (or --track iou)")
     if a.ray is not None:
         return _annotate_on_ray(a)
     if a.workers is not None:
@@ -104,7 +114,14 @@ def main(a: argparse.Namespace) -> int:
             # An engine the mode cannot use fails here, before any output is written.
             lab = make_labeller(eng, a.mode, mode_config(a))
             for src, (vid, jl) in zip(videos, outs):
-                r = annotate_video(lab, src, vid, jl, cfg, resume=a.resume, codec=a.codec)
+                post = post_label_from_args(a, eng.meta.task)  # fresh tracker state for each file
+                r = annotate_video(
+                    lab, src, vid, jl, cfg, resume=a.resume, codec=a.codec, steps=post.steps, annotators=post.annotators
+                )
+                if a.mot:
+                    # From the JSON lines, so a resumed file's MOT text holds every frame exactly once.
+                    mot = write_mot(jl.with_suffix(".mot.txt"), completed_results(jl))
+                    print(f"{src}: tracks -> {mot}")
                 if r.already_complete:
                     print(f"{src}: already complete ({r.frames_restored} frames in {jl}), skipped")
                     continue
@@ -190,11 +207,27 @@ def _annotate_on_ray(a: argparse.Namespace) -> int:
             dla_core=a.dla,
             cuda_graphs=a.cuda_graph,
         )
+        from edge_app.engine_dir import EngineDir
+
+        tracking = post_label_from_args(a, EngineDir(a.engine).load_meta().task).spec  # workers build the steps
         result = ar.annotate_on_ray(
-            spec, ar.make_jobs(inputs, outs, a.resume), cfg, opts, codec=a.codec, progress=not a.no_progress
+            spec,
+            ar.make_jobs(inputs, outs, a.resume),
+            cfg,
+            opts,
+            codec=a.codec,
+            progress=not a.no_progress,
+            tracking=tracking,
         )
     for line in format_summary(result):
         print(line)
+    if a.mot:
+        from edge_app.annotate.video import completed_results
+        from edge_app.video.mot import write_mot
+
+        for _, jl in outs:
+            if jl.is_file():
+                print(f"tracks -> {write_mot(jl.with_suffix('.mot.txt'), completed_results(jl))}")
     print_skipped(found.skipped)
     if result.interrupted:
         print(

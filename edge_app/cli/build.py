@@ -50,7 +50,15 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
 def main(a: argparse.Namespace) -> int:
     """Build (or find cached) the plan; returns the exit code."""
     from edge_app.engine_dir import EngineDir
-    from edge_app.runtime.tensorrt import DEFAULT_BATCH, DEFAULT_DLA_BATCH, BatchRange, BuildError, BuildSpec, build
+    from edge_app.runtime.tensorrt import (
+        DEFAULT_BATCH,
+        DEFAULT_DLA_BATCH,
+        BatchRange,
+        BuildError,
+        BuildSpec,
+        build,
+        format_build,
+    )
 
     if a.batch is None and a.dla is not None:
         batch = BatchRange(DEFAULT_DLA_BATCH, DEFAULT_DLA_BATCH, DEFAULT_DLA_BATCH)
@@ -64,9 +72,6 @@ def main(a: argparse.Namespace) -> int:
         r = build(EngineDir(a.engine), spec, force=a.force, verbose=getattr(a, "verbose", False))
     except BuildError as e:
         raise UserError(str(e)) from None
-    state = "up to date, nothing to do" if r["cached"] else f"built in {r['build_s']:.1f} s"
-    batch_s = ":".join(map(str, r["batch"]))
-    print(
-        f"{state}: {a.engine}/{r['plan']} (TensorRT {r['trt_version']}, {r['gpu']}, {r['precision']}, batch {batch_s})"
-    )
+    for line in format_build({**r, "plan": f"{a.engine}/{r['plan']}"}):
+        print(line)
     return 0

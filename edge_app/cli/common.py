@@ -96,6 +96,11 @@ def engine_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with TensorRT: replay each call as a CUDA graph (less launch overhead at batch 1)",
     )
+    p.add_argument(
+        "--mapped-memory",
+        action="store_true",
+        help="with TensorRT on a Jetson: bind mapped pinned memory instead of copying (integrated GPUs only)",
+    )
 
 
 def open_from_args(a: argparse.Namespace, use: str = "latency") -> Engine:
@@ -113,6 +118,7 @@ def open_from_args(a: argparse.Namespace, use: str = "latency") -> Engine:
         no_build=a.no_build,
         dla_core=a.dla,
         cuda_graphs=a.cuda_graph,
+        mapped_memory=getattr(a, "mapped_memory", False),
         use=use,
         batch=batch if isinstance(batch, int) and batch >= 1 else None,  # a bad --batch is worded by the loop config
     )

@@ -40,19 +40,16 @@ def add_post_label_args(p: argparse.ArgumentParser, mot: bool = True) -> None:
 
 @dataclass
 class PostLabel:
-    """What the flags asked for: the steps in order (tracker first), their drawing, and a description."""
+    """What the flags asked for: the steps in order (tracker first), their drawing, and the spec that rebuilds them."""
 
     steps: list[Any] = field(default_factory=list)
     annotators: list[Any] = field(default_factory=list)
-    settings: dict[str, Any] = field(default_factory=dict)  # what defines the run (for resume checks and reports)
+    spec: Any = None  # a TrackingSpec (None: no tracking), picklable: a Ray worker rebuilds the same steps
 
-    def reset(self, source_id: int = 0) -> None:
-        """Forget a source's state (a new file on the same source)."""
-        for s in self.steps:
-            s.reset(source_id)
-        for a in self.annotators:
-            if hasattr(a, "reset"):
-                a.reset(source_id)
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What defines the steps (reports)."""
+        return self.spec.settings() if self.spec is not None else {}
 
 
 def post_label_from_args(a: argparse.Namespace, task: str, frame_size: tuple[int, int] | None = None) -> PostLabel:
@@ -60,9 +57,8 @@ def post_label_from_args(a: argparse.Namespace, task: str, frame_size: tuple[int
 
     ``frame_size`` (width, height), when known, is checked against every line and zone.
     """
-    from edge_app.frames.tracking.base import build_tracker, config_from_options, flag_names
-    from edge_app.frames.tracking.counting import LineCounter, ZoneCounter, build_counters
-    from edge_app.frames.tracking.trails import CountAnnotator, TrackAnnotator
+    from edge_app.frames.tracking.base import config_from_options, flag_names
+    from edge_app.frames.tracking.spec import TrackingSpec
 
     track = getattr(a, "track", None)
     lines, zones = list(getattr(a, "line", []) or []), list(getattr(a, "zone", []) or [])
@@ -76,22 +72,10 @@ def post_label_from_args(a: argparse.Namespace, task: str, frame_size: tuple[int
             "--track needs boxes, but classify mode labels whole frames; use --mode detect (a detector engine) "
             "or --mode tiles"
         )
+    names = {**flag_names(), "line": "--line", "zone": "--zone", "tracker": "--track"}
     try:
-        cfg = config_from_options(track, vars(a))
-        tracker = build_tracker(track, cfg)
-        counters = build_counters(lines, zones)
+        spec = TrackingSpec(track, config_from_options(track, vars(a)), tuple(lines), tuple(zones))
+        steps, annotators = spec.build(frame_size)
     except FieldError as e:
-        raise e.reworded({**flag_names(), "line": "--line", "zone": "--zone"}) from None
-    line_specs = [c.line for c in counters if isinstance(c, LineCounter)]
-    zone_specs = [c.zone for c in counters if isinstance(c, ZoneCounter)]
-    if frame_size and all(frame_size):
-        try:
-            for spec in (*line_specs, *zone_specs):
-                spec.check_frame(*frame_size)
-        except FieldError as e:
-            raise e.reworded({"line": "--line", "zone": "--zone"}) from None
-    annotators: list[Any] = [TrackAnnotator()]
-    if line_specs or zone_specs:
-        annotators.append(CountAnnotator(line_specs, zone_specs))
-    settings = {"tracker": track, **{k: v for k, v in vars(cfg).items()}, "lines": lines, "zones": zones}
-    return PostLabel([tracker, *counters], annotators, settings)
+        raise e.reworded(names) from None
+    return PostLabel(steps, annotators, spec)

@@ -42,13 +42,15 @@ def open_engine(
     cuda_graphs: bool = False,
     use: str = "latency",
     batch: int | None = None,
+    mapped_memory: bool = False,
 ) -> Engine:
     """Open ``engines/<name>`` with ``backend`` at ``precision``; the engine's ``choice`` says what and why.
 
     ``no_build``: with TensorRT, a missing plan is an error instead of a (minutes-long, once) build.
     ``dla_core`` / ``cuda_graphs``: TensorRT only. ``use``: 'latency' (live) or 'throughput' (annotate,
     bench), a hint for backends that tune for one or the other. ``batch``: the largest batch the caller will
-    pass, so TensorRT opens a plan whose profile holds it (None: batch 1).
+    pass, so TensorRT opens a plan whose profile holds it (None: batch 1). ``mapped_memory``: TensorRT on an
+    integrated GPU binds mapped pinned memory instead of copying.
     """
     if backend != "auto":
         get_backend(backend)  # unknown name: one sentence listing the known ones
@@ -60,7 +62,7 @@ def open_engine(
     meta = ed.load_meta()
     if batch is not None and batch < 1:
         raise UserError(f"batch {batch} must be at least 1")
-    opts = OpenOptions(precision, device, threads, no_build, spinning, dla_core, cuda_graphs, use, batch)
+    opts = OpenOptions(precision, device, threads, no_build, spinning, dla_core, cuda_graphs, use, batch, mapped_memory)
     explicit = backend != "auto"
     cands = [b for b in backends() if b.name == backend or not explicit]
     passed_over: list[str] = []

@@ -76,6 +76,9 @@ class OpenOptions:
     # The largest batch the caller will pass (TensorRT picks, or builds, a plan whose profile holds it).
     # None: batch 1 (live video).
     batch: int | None = None
+    # TensorRT on integrated GPUs (Jetson): bind mapped pinned host memory instead of copying (jetson-inference
+    # does); off until measured on a board, and ignored with a note on a discrete GPU.
+    mapped_memory: bool = False
 
 
 @dataclass(frozen=True)

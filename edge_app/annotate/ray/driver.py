@@ -110,8 +110,10 @@ class _Run:
         options: RayOptions,
         progress: bool,
         log: Callable[[str], None],
+        tracking: Any = None,
     ) -> None:
         self.ray, self.spec, self.cfg, self.codec, self.options, self.log = ray, spec, cfg, codec, options, log
+        self.tracking = tracking  # a TrackingSpec: each file gets fresh steps on its worker
         self.files = [FileSummary(j, _frame_total(j.video, cfg.max_frames)) for j in jobs]
         self.pending: deque[int] = deque(range(len(jobs)))
         self.slots: list[_Slot] = []
@@ -180,7 +182,7 @@ class _Run:
                 f.attempts += 1
                 f.started = True
                 s.job = i
-                s.task_ref = s.handle.annotate.remote(f.job, self.cfg, self.codec)
+                s.task_ref = s.handle.annotate.remote(f.job, self.cfg, self.codec, self.tracking)
 
     # ------------------------------------------------------------------------------------------ events
     def _on_ready(self, ref: Any) -> None:
@@ -329,6 +331,7 @@ def annotate_on_ray(
     codec: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    tracking: Any = None,
 ) -> RayRunResult:
     """Annotate ``jobs`` on a Ray cluster (``options.address``; None: a local instance) with labellers built
     from ``spec`` on each node; outputs and resume as :func:`~edge_app.annotate.video.annotate_video`.
@@ -341,7 +344,7 @@ def annotate_on_ray(
     cfg = dataclasses.replace(cfg, progress=False)
     connect(options.address)
     try:
-        return _Run(ray, spec, jobs, cfg, codec, options, progress, log).run()
+        return _Run(ray, spec, jobs, cfg, codec, options, progress, log, tracking).run()
     finally:
         ray.shutdown()  # disconnects; a local instance this run started stops with it
 

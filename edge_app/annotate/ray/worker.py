@@ -111,8 +111,11 @@ class AnnotateWorker:
             "gpus": ctx.get_accelerator_ids().get("GPU", []),
         }
 
-    def annotate(self, job: FileJob, cfg: PipelineConfig, codec: str | None) -> WorkerOutcome:
-        """Annotate one file exactly as a local run does; a stop request ends it with resumable outputs."""
+    def annotate(self, job: FileJob, cfg: PipelineConfig, codec: str | None, tracking: Any = None) -> WorkerOutcome:
+        """Annotate one file exactly as a local run does; a stop request ends it with resumable outputs.
+
+        ``tracking``: a TrackingSpec; its steps are built fresh for this file, as a local run builds them.
+        """
         from edge_app.annotate.video import annotate_video, completed_results
 
         if self._lab is None:
@@ -126,6 +129,7 @@ class AnnotateWorker:
         if self._stop.is_set():
             return WorkerOutcome(job.index, self.node, os.getpid(), 0, 0, 0, 0, 0.0, 0.0, "interrupt")
         self._index, self._counter = job.index, LineCounter(job.out_jsonl)
+        steps, annotators = tracking.build() if tracking is not None else ([], [])
         try:
             r = annotate_video(
                 _StopAware(self._lab, self._stop),  # type: ignore[arg-type]
@@ -135,6 +139,8 @@ class AnnotateWorker:
                 cfg,
                 resume=job.resume,
                 codec=codec,
+                steps=steps,
+                annotators=annotators,
             )
         except _Stopped:
             done = len(completed_results(Path(job.out_jsonl)))

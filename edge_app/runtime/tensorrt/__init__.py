@@ -36,7 +36,7 @@ def _open(ed: EngineDir, meta: EngineMeta, opts: OpenOptions) -> TensorRTEngine:
         cuda_graphs=opts.cuda_graphs,
         use=opts.use,
         # Jetson zero-copy stays opt-in until measured on a board; the field arrives with the registry's options.
-        mapped_memory=bool(getattr(opts, "mapped_memory", False)),
+        mapped_memory=opts.mapped_memory,
     )
     eng.choice = f"{eng.choice}: {available()[1]}"
     return eng
