@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from edge_app.cli.common import loop_flags
 from edge_app.errors import FieldError, UserError
@@ -83,6 +84,7 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
         help="TensorRT on Jetson: run on DLA core N (a plan built with build --dla N)",
     )
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay each call as a CUDA graph")
+    p.add_argument("--no-build", action="store_true", help="TensorRT: fail instead of building a missing plan")
     p.add_argument(
         "--slice",
         type=float,
@@ -126,9 +128,17 @@ def main(a: argparse.Namespace) -> int:
             threads=a.threads,
             dla_core=a.dla,
             cuda_graphs=a.cuda_graph,
+            no_build=a.no_build,
         )
     except FieldError as e:
         raise e.reworded(BENCH_FLAGS) from None
+    try:
+        return _run(a, cfg)
+    except FieldError as e:  # the library names the backends / batches it refuses; the user typed flags
+        raise e.reworded(BENCH_FLAGS) from None
+
+
+def _run(a: argparse.Namespace, cfg: Any) -> int:
     out = Path(a.out) if a.out else Path("runs/bench") / Path(a.engine).name
     if a.pipeline:
         from edge_app.profiling.bench_pipeline import print_pipeline_report, run_pipeline_bench

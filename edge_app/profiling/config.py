@@ -28,6 +28,7 @@ class BenchConfig:
     )
     dla_core: int | None = None  # TensorRT on Jetson: time the plan built for this DLA core (as `live --dla N`)
     cuda_graphs: bool = False  # TensorRT: replay each call as a CUDA graph (as `live --cuda-graph`)
+    no_build: bool = False  # TensorRT: a missing plan is a skipped variant instead of a minutes-long build
     window: int = 100_000  # samples kept per variant; percentiles are exact up to this many calls, histogram beyond
     seed: int = 0
     progress: bool = True

@@ -111,6 +111,7 @@ def open_variant(path: Path, v: Variant, cfg: BenchConfig, use: str = "throughpu
         use=use,
         dla_core=cfg.dla_core,
         cuda_graphs=cfg.cuda_graphs,
+        no_build=cfg.no_build,
     )
 
 
