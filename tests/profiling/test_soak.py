@@ -39,8 +39,8 @@ def test_a_short_soak_with_live_sources_and_a_file_that_ends_early() -> None:
         assert src.frames_written + src.frames_dropped == src.frames_read
         assert src.fps > 40  # ~60 fps sources keep their rate next to the finished file
     after = rep.after_warmup()
-    assert max(s.threads for s in after) - min(s.threads for s in after) <= 1
-    assert max(s.fds for s in after) - min(s.fds for s in after) <= 2
+    # No growth over the run (other tests' daemon threads may still be ending in a shared process: a fall is fine).
+    assert after[-1].threads <= after[0].threads + 1 and after[-1].fds <= after[0].fds + 2
     e2e = [s.e2e_ms[0] for s in after if not math.isnan(s.e2e_ms[0])]
     assert e2e and max(e2e) < 200  # no growing delay
     assert any("slopes per 10 min" in line for line in rep.lines())
