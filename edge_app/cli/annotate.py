@@ -206,6 +206,7 @@ def _annotate_on_ray(a: argparse.Namespace) -> int:
             no_build=a.no_build,
             dla_core=a.dla,
             cuda_graphs=a.cuda_graph,
+            mapped_memory=a.mapped_memory,
         )
         from edge_app.engine_dir import EngineDir
 

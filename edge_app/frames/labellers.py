@@ -48,6 +48,7 @@ class LabellerSpec:
     no_build: bool = False  # a missing plan is an error instead of a build
     dla_core: int | None = None
     cuda_graphs: bool = False
+    mapped_memory: bool = False  # integrated GPUs: mapped pinned memory instead of copies
     # Where it runs decides these (a Ray actor's share of a node): None = the backend's own default.
     threads: int | None = None
     spinning: bool | None = None  # ONNX Runtime's spinning threads: only when alone on a node
@@ -69,6 +70,7 @@ class LabellerSpec:
             no_build=self.no_build,
             dla_core=self.dla_core,
             cuda_graphs=self.cuda_graphs,
+            mapped_memory=self.mapped_memory,
             use=self.use,
             **({} if self.spinning is None else {"spinning": self.spinning}),
         )
