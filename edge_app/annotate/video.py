@@ -32,6 +32,7 @@ from edge_app.errors import UserError
 from edge_app.frames.labellers import Labeller
 from edge_app.frames.overlay import HudInfo, OverlayConfig, build_annotators
 from edge_app.frames.pipeline import PipelineConfig, PipelineReport, PostLabelStep, run_pipeline
+from edge_app.frames.report import SourceReport
 from edge_app.frames.results import FrameResult
 from edge_app.frames.tracking.offline import replay
 from edge_app.fsutil import atomic_write_text
@@ -155,39 +156,48 @@ def _restore_prefix(it: Iterator[Frame], done: list[FrameResult], sink: Sink, ov
     return len(done)
 
 
-def annotate_video(
-    labeller: Labeller,
-    video: str | Path,
-    out_video: str | Path,
-    out_jsonl: str | Path,
-    cfg: PipelineConfig | None = None,
-    *,
-    resume: bool = False,
-    codec: str | None = None,
-    steps: Sequence[PostLabelStep] = (),
-    annotators: Sequence[Any] = (),
-) -> AnnotateResult:
-    """Annotate one file with the loop settings ``cfg`` (None: :func:`annotate_config`); files never drop a frame.
+@dataclass
+class _Opened:
+    """One input ready for the loop: its source (past the frames restored from a previous run) and sinks."""
 
-    ``cfg.max_frames`` counts from the file's first frame, restored frames included. ``resume`` continues
-    from the last complete line of ``out_jsonl`` (see the module docstring). ``labeller``: the engine and
-    mode (the caller builds and keeps it for many files). ``steps``: fresh post-label steps (trackers,
-    counters) for this file; on resume their state is rebuilt by replaying the finished lines, so the IDs
-    continue exactly as an uninterrupted run's. ``annotators``: the steps' drawing. ``codec``: the annotated video's
-    (None: its extension's default, H.264 for .mp4).
-    """
+    video: Path
+    out_video: Path
+    out_jsonl: Path
+    source: Any  # a FrameSource, or a _Resumed one whose first frames were re-drawn from the lines
+    sinks: list[Sink]
+    restored: int
+    total: int | None  # frames this file will have written when done (None: unknown)
+    limit: int  # frames left to read under max_frames (0: no limit)
+
+    def close(self) -> None:
+        """Close the sinks and the source (on failure before the loop took them over)."""
+        for s in self.sinks:
+            s.close()
+        self.source.close()
+
+
+def _open_input(
+    labeller: Labeller,
+    video: Path,
+    out_video: Path,
+    out_jsonl: Path,
+    cfg: PipelineConfig,
+    *,
+    resume: bool,
+    codec: str | None,
+    steps: Sequence[PostLabelStep],
+    source_id: int = 0,
+) -> _Opened | AnnotateResult:
+    """Check, restore and open one input for the loop; an :class:`AnnotateResult` when nothing is left to do."""
     from edge_app.video.sinks import JsonlSink, VideoFileSink
     from edge_app.video.sources import open_source
 
-    if cfg is None:
-        cfg = annotate_config()
-    out_video, out_jsonl = Path(out_video), Path(out_jsonl)
     record = run_identity(labeller, video, steps)
     done = completed_results(out_jsonl) if resume else []
     if done:
         check_resume(out_jsonl, record)  # before any output is touched
-        if steps:
-            replay(steps, done)  # the tracker continues where the interrupted run stopped
+        if steps:  # the tracker continues where the interrupted run stopped (this file is source_id)
+            replay(steps, [dataclasses.replace(r, source_id=source_id) for r in done])
     src = open_source(str(video))
     total = src.frame_count
     if cfg.max_frames:
@@ -206,9 +216,7 @@ def annotate_video(
             stopped_by="end",
             already_complete=True,
         )
-    t0 = time.perf_counter()
     sinks: list[Sink] = []
-    rep: PipelineReport | None = None
     try:
         vs = VideoFileSink(out_video, src.fps, src.size, codec)
         sinks.append(vs)
@@ -220,52 +228,175 @@ def annotate_video(
             # Keep exactly the finished lines (drop a torn last line), then append after them.
             atomic_write_text(out_jsonl, "".join(json.dumps(r.to_dict()) + "\n" for r in done))
             restored = _restore_prefix(it, done, vs, cfg.overlay)
-        js = JsonlSink(out_jsonl, append=bool(done))
-        sinks.append(js)
-        if cfg.max_frames and restored >= cfg.max_frames:
-            # Every frame asked for was in the lines (a lost video); only the video had to be re-drawn.
-            for s in sinks:
-                s.close()
-            src.close()
-        else:
-            run = dataclasses.replace(
-                cfg,
-                drop=False,
-                max_frames=cfg.max_frames - restored if cfg.max_frames else 0,
-                progress_desc=Path(video).name,
-                progress_total=total,
-                progress_initial=restored,
-            )
-            rep = run_pipeline(
-                labeller, _Resumed(src, it) if restored else src, sinks, run, steps, annotators=annotators
-            )
+        sinks.append(JsonlSink(out_jsonl, append=bool(done)))
     except BaseException:
         for s in sinks:
             s.close()
         src.close()
         raise
-    wall = time.perf_counter() - t0
+    opened = _Opened(
+        Path(video), out_video, out_jsonl, _Resumed(src, it) if restored else src, sinks, restored, total, 0
+    )
+    if cfg.max_frames:
+        opened.limit = cfg.max_frames - restored
+        if opened.limit <= 0:
+            # Every frame asked for was in the lines (a lost video); only the video had to be re-drawn.
+            opened.close()
+            return _result(opened, None, 0.0)
+    return opened
+
+
+def _result(o: _Opened, rep: SourceReport | PipelineReport | None, wall: float, loop_s: float = 0.0) -> AnnotateResult:
+    """The outcome of one input: the loop's counts for it plus what was restored."""
     if rep is None:
         return AnnotateResult(
-            out_video,
-            out_jsonl,
-            frames_read=restored,
-            frames_written=restored,
+            o.out_video,
+            o.out_jsonl,
+            frames_read=o.restored,
+            frames_written=o.restored,
             frames_failed=0,
-            frames_restored=restored,
+            frames_restored=o.restored,
             seconds=wall,
             fps=0.0,
             stopped_by="max_frames",
         )
+    loop_s = loop_s or getattr(rep, "seconds", 0.0)
     return AnnotateResult(
-        out_video,
-        out_jsonl,
-        frames_read=rep.frames_read + restored,
-        frames_written=rep.frames_written + restored,
+        o.out_video,
+        o.out_jsonl,
+        frames_read=rep.frames_read + o.restored,
+        frames_written=rep.frames_written + o.restored,
         frames_failed=rep.frames_failed,
-        frames_restored=restored,
+        frames_restored=o.restored,
         seconds=wall,
-        fps=rep.frames_written / rep.seconds if rep.seconds > 0 else 0.0,
-        stopped_by=rep.stopped_by,
-        report=rep,
+        fps=rep.frames_written / loop_s if loop_s > 0 else 0.0,
+        stopped_by=getattr(rep, "stopped_by", "end"),
+        report=rep if isinstance(rep, PipelineReport) else None,
     )
+
+
+def annotate_video(
+    labeller: Labeller,
+    video: str | Path,
+    out_video: str | Path,
+    out_jsonl: str | Path,
+    cfg: PipelineConfig | None = None,
+    *,
+    resume: bool = False,
+    codec: str | None = None,
+    steps: Sequence[PostLabelStep] = (),
+    annotators: Sequence[Any] = (),
+) -> AnnotateResult:
+    """Annotate one file with the loop settings ``cfg`` (None: :func:`annotate_config`); files never drop a frame.
+
+    ``cfg.max_frames`` counts from the file's first frame, restored frames included. ``resume`` continues
+    from the last complete line of ``out_jsonl`` (see the module docstring). ``labeller``: the engine and
+    mode (the caller builds and keeps it for many files). ``steps``: fresh post-label steps (trackers,
+    counters) for this file; on resume their state is rebuilt by replaying the finished lines, so the IDs
+    continue exactly as an uninterrupted run's. ``annotators``: the steps' drawing. ``codec``: the annotated
+    video's (None: its extension's default, H.264 for .mp4).
+    """
+    cfg = cfg if cfg is not None else annotate_config()
+    t0 = time.perf_counter()
+    o = _open_input(
+        labeller, Path(video), Path(out_video), Path(out_jsonl), cfg, resume=resume, codec=codec, steps=steps
+    )
+    if isinstance(o, AnnotateResult):
+        return o
+    run = dataclasses.replace(
+        cfg,
+        drop=False,
+        max_frames=o.limit,
+        progress_desc=Path(video).name,
+        progress_total=o.total,
+        progress_initial=o.restored,
+    )
+    try:
+        rep = run_pipeline(labeller, o.source, o.sinks, run, steps, annotators=annotators)
+    except BaseException:
+        o.close()
+        raise
+    return _result(o, rep, time.perf_counter() - t0)
+
+
+def annotate_videos(
+    labeller: Labeller,
+    jobs: Sequence[tuple[Path, Path, Path]],
+    cfg: PipelineConfig | None = None,
+    *,
+    resume: bool = False,
+    codec: str | None = None,
+    tracking: Any = None,
+    at_once: int = 4,
+) -> Iterator[AnnotateResult]:
+    """Annotate (video, out_video, out_jsonl) ``jobs`` ``at_once`` files at a time in ONE batched loop each.
+
+    Every file still gets its own outputs, run record, resume and tracker state (``tracking``, a
+    TrackingSpec: one fresh set of steps per group, each file its own source id); the engine sees batches
+    mixed from the group's files, as a multi-camera ``live`` does. Results come back per file, in order.
+    """
+    if at_once < 1:
+        raise UserError(f"files at once {at_once} must be at least 1")
+    cfg = cfg if cfg is not None else annotate_config()
+    for g in range(0, len(jobs), at_once):
+        group = list(jobs[g : g + at_once])
+        t0 = time.perf_counter()
+        steps, annotators = tracking.build() if tracking is not None else ([], [])
+        slots: list[_Opened | AnnotateResult] = []
+        try:
+            for sid, (video, out_video, out_jsonl) in enumerate(group):
+                slots.append(
+                    _open_input(
+                        labeller,
+                        video,
+                        out_video,
+                        out_jsonl,
+                        cfg,
+                        resume=resume,
+                        codec=codec,
+                        steps=steps,
+                        source_id=sid,
+                    )
+                )
+        except BaseException:
+            for o in slots:
+                if isinstance(o, _Opened):
+                    o.close()
+            raise
+        opened = [o for o in slots if isinstance(o, _Opened)]
+        rep: PipelineReport | None = None
+        if opened:
+            known = [o.total for o in opened]
+            run = dataclasses.replace(
+                cfg,
+                drop=False,
+                max_frames=0,
+                progress_desc=f"{len(opened)} files" if len(opened) > 1 else opened[0].video.name,
+                progress_total=sum(t for t in known if t) if all(known) else None,
+                progress_initial=sum(o.restored for o in opened),
+            )
+            try:
+                rep = run_pipeline(
+                    labeller,
+                    [o.source for o in opened],
+                    [],
+                    run,
+                    steps,
+                    source_sinks=[o.sinks for o in opened],
+                    annotators=annotators,
+                    limits=[o.limit for o in opened],
+                    label_sources=False,  # each file's lines stay as a one-file run writes them
+                )
+            except BaseException:
+                for o in opened:
+                    o.close()
+                raise
+        wall = time.perf_counter() - t0
+        it = iter(rep.sources if rep is not None else [])
+        for o in slots:
+            if isinstance(o, AnnotateResult):
+                yield o
+            else:
+                src_rep = next(it)
+                r = _result(o, src_rep, wall, rep.seconds if rep is not None else 0.0)
+                yield dataclasses.replace(r, stopped_by=rep.stopped_by if rep is not None else "end")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from edge_app.cli.common import loop_args, loop_config, loop_flags, mode_config, open_from_args, positive_int
@@ -47,6 +48,13 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
         help="replace outputs that already hold results (without it, or --resume, such outputs are refused)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--files-at-once",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="videos read and labelled together in one batched loop, each with its own outputs (default 4)",
+    )
     loop_args(p, batch=ANNOTATE_BATCH)
     p.add_argument(
         "--codec",
@@ -84,7 +92,7 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
 def main(a: argparse.Namespace) -> int:
     """Run `annotate` over every input; returns the exit code."""
     from edge_app.annotate.images import JSONL_NAME, annotate_images, find_inputs
-    from edge_app.annotate.video import VIDEO_EXTS, annotate_video, check_outputs, completed_results, output_paths
+    from edge_app.annotate.video import VIDEO_EXTS, annotate_videos, check_outputs, completed_results, output_paths
     from edge_app.frames.labellers import make_labeller
     from edge_app.video.mot import write_mot
 
@@ -113,11 +121,13 @@ def main(a: argparse.Namespace) -> int:
             print(f"engine: {eng.description} [{eng.choice}]")
             # An engine the mode cannot use fails here, before any output is written.
             lab = make_labeller(eng, a.mode, mode_config(a))
-            for src, (vid, jl) in zip(videos, outs):
-                post = post_label_from_args(a, eng.meta.task)  # fresh tracker state for each file
-                r = annotate_video(
-                    lab, src, vid, jl, cfg, resume=a.resume, codec=a.codec, steps=post.steps, annotators=post.annotators
-                )
+            tracking = post_label_from_args(a, eng.meta.task).spec  # each file gets fresh steps from it
+            jobs = [(src, vid, jl) for src, (vid, jl) in zip(videos, outs)]
+            t_videos = time.perf_counter()
+            results = annotate_videos(
+                lab, jobs, cfg, resume=a.resume, codec=a.codec, tracking=tracking, at_once=a.files_at_once
+            )
+            for (src, (vid, jl)), r in zip(zip(videos, outs), results):
                 if a.mot:
                     # From the JSON lines, so a resumed file's MOT text holds every frame exactly once.
                     mot = write_mot(jl.with_suffix(".mot.txt"), completed_results(jl))
@@ -131,13 +141,13 @@ def main(a: argparse.Namespace) -> int:
                     f"at {r.fps:.1f} frames/s -> {vid}, {jl}"
                 )
                 read, written, failed = read + r.frames_read, written + r.frames_written, failed + r.frames_failed
-                seconds += r.seconds
                 if r.stopped_by == "interrupt":
                     print(
                         "interrupted: what was written is complete up to the last JSON line; run again with --resume to continue",
                         file=sys.stderr,
                     )
                     return 130
+            seconds = time.perf_counter() - t_videos  # files of a group share one loop: their wall time is one
             if images:
                 ri = annotate_images(
                     lab, images, a.out or "runs/annotate", cfg.batch, cfg.overlay, a.resume, progress=not a.no_progress

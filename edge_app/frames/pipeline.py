@@ -66,6 +66,8 @@ class Pipeline:
         steps: Sequence[PostLabelStep] = (),
         source_sinks: Sequence[Sequence[Sink]] = (),
         annotators: Sequence[Any] = (),
+        limits: Sequence[int] = (),
+        label_sources: bool | None = None,
     ) -> None:
         cfg = cfg if cfg is not None else PipelineConfig()
         self.sources: list[FrameSource] = [sources] if isinstance(sources, FrameSource) else list(sources)
@@ -73,6 +75,14 @@ class Pipeline:
             raise ValueError("the frame loop needs at least one source")
         if source_sinks and len(source_sinks) != len(self.sources):
             raise ValueError(f"source_sinks has {len(source_sinks)} entries for {len(self.sources)} sources")
+        if limits and len(limits) != len(self.sources):
+            raise ValueError(f"limits has {len(limits)} entries for {len(self.sources)} sources")
+        # Frames to read per source (0: no limit): each source's own --max-frames budget (a resumed file has
+        # fewer left than a fresh one).
+        self.limits = list(limits) or [cfg.max_frames] * len(self.sources)
+        # Results carry their source id when several sources share sinks; files with sinks of their own
+        # (annotate) keep lines as a single-source run writes them.
+        self.label_sources = len(self.sources) > 1 if label_sources is None else label_sources
         self.labeller = labeller
         self.engine = labeller.engine
         self.sinks = list(sinks)
@@ -176,8 +186,9 @@ class Pipeline:
             while not self.stop_event.is_set():
                 if self.abort_event.is_set():
                     raise Aborted
-                if cfg.max_frames and self._read[sid] >= cfg.max_frames:
-                    if all(r >= cfg.max_frames for r in self._read):
+                limit = self.limits[sid]
+                if limit and self._read[sid] >= limit:
+                    if all(lim and r >= lim for r, lim in zip(self._read, self.limits)):
                         self.stop("max_frames")
                     break
                 if cfg.duration and time.monotonic() - t_start >= cfg.duration:
@@ -207,7 +218,7 @@ class Pipeline:
             # to the wall time the stage took.
             share = {"preprocess": t.preprocess / n, "inference": t.inference / n, "postprocess": t.postprocess / n}
             share.update({k: v / n for k, v in t.extra.items()})
-            many = len(self.sources) > 1
+            many = self.label_sources
             for (sid, (frame, cap_ms)), labs in zip(items, labels):
                 for k, v in share.items():
                     self._record(k, v)
@@ -427,6 +438,8 @@ def run_pipeline(
     steps: Sequence[PostLabelStep] = (),
     source_sinks: Sequence[Sequence[Sink]] = (),
     annotators: Sequence[Any] = (),
+    limits: Sequence[int] = (),
+    label_sources: bool | None = None,
 ) -> PipelineReport:
     """Run the threaded loop over ``sources`` into ``sinks`` (all closed at the end); see :class:`Pipeline`."""
-    return Pipeline(labeller, sources, sinks, cfg, steps, source_sinks, annotators).run()
+    return Pipeline(labeller, sources, sinks, cfg, steps, source_sinks, annotators, limits, label_sources).run()
