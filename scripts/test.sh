@@ -10,4 +10,7 @@ bash scripts/system-deps.sh || true  # ffmpeg, rtsp-server-perl, chromium for th
 .venv/bin/ruff format --check edge_app tests scripts run.py
 # The floors of DESIGN.md (.importlinter): imports only point down, no cycles.
 .venv/bin/lint-imports --no-cache
+# The package as pip installs it (issue 25): build the wheel, install it into a fresh venv, run the installed
+# command's --help and a tiny annotate (~5 min; skipped when test.sh is given pytest arguments).
+if [ $# -eq 0 ]; then bash scripts/check_wheel.sh; fi
 exec .venv/bin/python -m pytest -q "$@"
