@@ -48,7 +48,10 @@ def test_a_streams_file_and_tracking_on_a_detector(det_engine: Path, tmp_path: P
     [
         (["--track", "bytetrack"], r"--track needs boxes, but classify mode labels whole frames"),
         (["--line", "0,0,5,5"], r"--line counts and writes track IDs; add --track bytetrack"),
-        (["--source", "synthetic?seed=9", "--mot", "m.txt"], r"--mot writes one source's tracks but 2 sources are given"),
+        (
+            ["--source", "synthetic?seed=9", "--mot", "m.txt"],
+            r"--mot writes one source's tracks but 2 sources are given",
+        ),
         (["--source", "synthetic"], r"source 'synthetic' is given twice"),
         (["--serve", "127.0.0.1:0", "--token", "short"], r"--token must be 8 to 128 letters"),
     ],
