@@ -182,12 +182,16 @@ class InputSpec:
     # torchvision's ImageNet eval transform does (256 then 224; 232 for the V2 weights). None: the crop is
     # the largest centred region of the frame's aspect ratio.
     resize_size: int | None = None
+    # letterbox only: the B, G, R value of the padding. None: 114 grey (YOLO's). torchvision's detectors pad the
+    # *normalised* image with zeros, i.e. with the mean: their engines store round(mean * 255) in BGR order.
+    pad: tuple[int, int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as meta.json holds it; ``resize_size`` only when set, so older files round-trip unchanged."""
+        """The spec as meta.json holds it; ``resize_size`` and ``pad`` only when set, so older files round-trip."""
         d = dataclasses.asdict(self)
-        if d["resize_size"] is None:
-            del d["resize_size"]
+        for k in ("resize_size", "pad"):
+            if d[k] is None:
+                del d[k]
         return d
 
     def __post_init__(self) -> None:
@@ -205,6 +209,12 @@ class InputSpec:
                     f"resize_size {self.resize_size} is smaller than the crop {self.height}x{self.width}; "
                     "resize to at least the crop size, e.g. 256 for a 224 crop"
                 )
+        if self.pad is not None:
+            if self.resize != "letterbox":
+                raise UserError(f"pad {list(self.pad)} applies to the letterbox policy only, not '{self.resize}'")
+            if len(self.pad) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in self.pad):
+                raise UserError(f"pad {list(self.pad)} needs 3 whole numbers 0..255 (B, G, R), e.g. 104,116,124")
+            self.pad = tuple(self.pad)  # type: ignore[assignment]
         self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
         self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
 

@@ -76,7 +76,8 @@ def resize_to_input(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     s = min(th / h, tw / w)
     rh, rw = max(1, round(h * s)), max(1, round(w * s))
     r = shrink(image, (rw, rh))
-    out = np.full((th, tw, 3), 114, dtype=np.uint8)
+    out = np.empty((th, tw, 3), dtype=np.uint8)
+    out[:] = spec.pad if spec.pad is not None else 114
     y0, x0 = (th - rh) // 2, (tw - rw) // 2
     out[y0 : y0 + rh, x0 : x0 + rw] = r
     return out

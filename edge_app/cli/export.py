@@ -18,6 +18,7 @@ HELP = "export a checkpoint or pretrained weights to engines/NAME (ONNX with in-
 def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The options of `export` (added to ``p``, the sub-command's parser, or to a new one)."""
     from edge_app.models import list_models
+    from edge_app.models.tv_detection import TV_DETECTORS
 
     p = p or argparse.ArgumentParser(prog="run.py export", description=HELP)
     p.add_argument("checkpoint", nargs="?", help="best.pt or last.pt from `train` (or use --weights / --pretrained)")
@@ -29,7 +30,7 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
         "--weights",
         default=None,
         metavar="FILE.pth",
-        help="a torchvision-format ResNet state dict (or a checkpoint holding one)",
+        help="a torchvision-format ResNet or COCO detector state dict (or a checkpoint holding one)",
     )
     g.add_argument(
         "--pretrained",
@@ -37,21 +38,29 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
         const="DEFAULT",
         default=None,
         metavar="VARIANT",
-        help="download torchvision's ImageNet weights for --arch (DEFAULT, IMAGENET1K_V1 or IMAGENET1K_V2); needs internet once",
+        help="download torchvision's weights for --arch (classifiers: DEFAULT, IMAGENET1K_V1 or IMAGENET1K_V2; "
+        "detectors: their COCO_V1 file); needs internet once",
     )
-    g.add_argument("--arch", default=None, help=f"with --weights/--pretrained: one of {', '.join(list_models())}")
+    g.add_argument(
+        "--arch",
+        default=None,
+        help=f"with --weights/--pretrained: one of {', '.join(list_models())} (classifiers) or "
+        f"{', '.join(TV_DETECTORS)} (COCO detectors)",
+    )
     g.add_argument(
         "--labels",
-        default="imagenet",
-        help="imagenet (the 1000 ImageNet-1k names), FILE.txt (one per line) or a,b,c (default imagenet)",
+        default=None,
+        help="imagenet (the 1000 ImageNet-1k names), coco (torchvision's 91 COCO ids), FILE.txt (one per line) "
+        "or a,b,c (default imagenet for classifiers, coco for detectors)",
     )
     g.add_argument(
         "--img",
         "--crop",
         dest="img",
         type=positive_int,
-        default=224,
-        help="input (crop) size in pixels, a multiple of 32 (default 224)",
+        default=None,
+        help="input (crop) size in pixels, a multiple of 32 (default 224 for classifiers; detectors: 640, "
+        "letterboxed, at least 128)",
     )
     g.add_argument(
         "--resize",
@@ -94,12 +103,17 @@ def main(a: argparse.Namespace) -> int:
 def _export_weights(a: argparse.Namespace) -> ExportResult:
     """`export --weights/--pretrained`: a torchvision-format state dict -> an engine folder."""
     from edge_app.compile.from_weights import IMAGENET_MEAN, IMAGENET_STD, WeightsSource, export_weights
+    from edge_app.models.tv_detection import TV_DETECTORS
     from edge_app.models.weights import fetch_pretrained, pretrained_entry
 
     if a.weights and a.pretrained:
         raise UserError("pass either --weights FILE or --pretrained, not both")
     if not a.arch:
         raise UserError("--arch is needed with --weights/--pretrained, e.g. --arch resnet50")
+    if a.arch in TV_DETECTORS:
+        return _export_detector_weights(a)
+    a.img = 224 if a.img is None else a.img
+    a.labels = a.labels or "imagenet"
     resize = a.resize
     if a.pretrained:
         entry = pretrained_entry(a.arch, a.pretrained)
@@ -114,3 +128,22 @@ def _export_weights(a: argparse.Namespace) -> ExportResult:
         a.arch, weights, a.labels, a.img, resize or None, a.mean or IMAGENET_MEAN, a.std or IMAGENET_STD
     )
     return export_weights(src, a.name, a.engines, force=a.force)
+
+
+def _export_detector_weights(a: argparse.Namespace) -> ExportResult:
+    """`export --weights/--pretrained --arch <COCO detector>`: torchvision's detector -> an engine folder."""
+    from edge_app.compile.from_detector_weights import DetectorWeightsSource, export_detector_weights
+    from edge_app.models.tv_detection import spec_of
+    from edge_app.models.weights import download_weights
+
+    for flag, value in (("--resize", a.resize), ("--mean", a.mean), ("--std", a.std)):
+        if value is not None:
+            raise UserError(f"{flag} does not apply to {a.arch}: detectors letterbox with torchvision's mean and std")
+    if a.pretrained and a.pretrained not in ("DEFAULT", "COCO_V1"):
+        raise UserError(f"{a.arch} has no weights '{a.pretrained}'; choose DEFAULT or COCO_V1")
+    weights = download_weights(spec_of(a.arch).weights_url) if a.pretrained else Path(a.weights)
+    try:
+        src = DetectorWeightsSource(a.arch, weights, a.labels or "coco", 640 if a.img is None else a.img)
+    except UserError as e:
+        raise UserError(str(e).replace("img ", "--img ", 1)) from None
+    return export_detector_weights(src, a.name, a.engines, force=a.force)

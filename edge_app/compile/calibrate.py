@@ -118,6 +118,7 @@ def run_calibrate(
             written.append(str(cpath))
         rsha = qz.ranges_sha256(rec["ranges"])
         exclude: list[str] | None = None
+        keep_fp32: list[str] = []
         for target in ("trt", "cpu"):
             dst = ed.onnx_path("int8", target)
             if _up_to_date(meta, dst, ranges_sha256=rsha) and not cfg.force:
@@ -127,8 +128,11 @@ def run_calibrate(
             if exclude is None:  # the task's float-kept nodes, named as in the preprocessed graph
                 import onnx
 
-                exclude = task.float_nodes(onnx.load(str(pre)))
-            settings = qz.quantize_int8(pre, rec["ranges"], target, dst, work, exclude, kept_float=task.kept_float_note)
+                pre_model = onnx.load(str(pre))
+                exclude, keep_fp32 = task.float_nodes(pre_model), task.fp32_nodes(pre_model)
+            settings = qz.quantize_int8(
+                pre, rec["ranges"], target, dst, work, exclude, kept_float=task.kept_float_note, keep_fp32=keep_fp32
+            )
             meta.quantization[dst.name] = QuantizationEntry(
                 tool="onnxruntime.quantization.quantize_static",
                 version=qz.ort_version(),
@@ -147,7 +151,7 @@ def run_calibrate(
         if _up_to_date(meta, dst, source_sha256=model_sha) and not cfg.force:
             say(f"{dst.name} is up to date")
         else:
-            settings = qz.write_fp16(src, dst)
+            settings = qz.write_fp16(src, dst, task.fp32_nodes)
             meta.quantization[dst.name] = QuantizationEntry(
                 tool="edge_app.compile.quantize.cast_fp16",
                 version=qz.RECIPE_VERSION,

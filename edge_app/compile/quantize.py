@@ -22,7 +22,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
@@ -124,11 +124,12 @@ def quantize_int8(
     work_dir: Path,
     exclude: list[str] | tuple[str, ...] = (),
     kept_float: str = "",
+    keep_fp32: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write ``dst`` (atomically) as the ``target`` ('trt' or 'cpu') Q/DQ model; returns the settings used.
 
     ``exclude``: more nodes to keep in float beside the preprocessing (a detector's head and decode), named
-    in the settings as ``kept_float``.
+    in the settings as ``kept_float``. ``keep_fp32``: nodes that stay FP32 in the TensorRT file's FP16 graph.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
@@ -184,7 +185,7 @@ def quantize_int8(
     _drop_unused_opsets(qmodel)
     fp16: dict[str, Any] = {}
     if target == "trt":
-        qmodel, fp16 = qdq_on_fp16(qmodel)
+        qmodel, fp16 = qdq_on_fp16(qmodel, keep_fp32)
     onnx.checker.check_model(qmodel)
     atomic_write(dst, lambda p: onnx.save(qmodel, str(p)))
     settings = {
@@ -282,7 +283,7 @@ QDQ_FP16_OPSET = 19
 FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest normal FP16: a smaller scale loses precision or vanishes
 
 
-def qdq_on_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def qdq_on_fp16(model: onnx.ModelProto, keep_fp32: Sequence[str] = ()) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """The Q/DQ model on top of the FP16 graph: scales FP16, DQ outputs FP16, every unquantized layer FP16.
 
     Under strong typing TensorRT runs each tensor in the type the ONNX gives it, so Q/DQ on an FP32 graph
@@ -296,7 +297,7 @@ def qdq_on_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]
     version = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     m = version_converter.convert_version(model, QDQ_FP16_OPSET) if version < QDQ_FP16_OPSET else model
     raised = _raise_tiny_scales(m)
-    m, settings = cast_fp16(m)
+    m, settings = cast_fp16(m, keep_fp32)
     return m, {"compute": "float16", "opset": QDQ_FP16_OPSET, "scales_raised_to_fp16_min": raised, **settings}
 
 
@@ -328,19 +329,33 @@ def _raise_tiny_scales(model: onnx.ModelProto) -> int:
 
 
 # ----------------------------------------------------------------------------------------- FP16
-def cast_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def cast_fp16(model: onnx.ModelProto, keep_fp32: Sequence[str] = ()) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """FP16 copy of an fp32 model: weights and compute in fp16 after the preprocessing, same uint8/float32 I/O.
 
     One Cast to fp16 after the in-graph preprocessing and one Cast back to fp32 before each output, so the
     graph is strongly typed (TensorRT 11 builds it as written) and every backend still takes uint8 pixels.
+    ``keep_fp32``: nodes that stay FP32 (a detector's decode and NMS): their float inputs from FP16 nodes get
+    a Cast back to FP32, their outputs stay FP32.
     """
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
     pre = set(preprocessing_nodes(m))
+    kept = {n.name for n in g.node if n.name in set(keep_fp32)} - pre
     boundary = float_boundary(m)
-    main = [n for n in g.node if n.name not in pre]
+    main = [n for n in g.node if n.name not in pre and n.name not in kept]
+    typed = onnx.shape_inference.infer_shapes(model) if kept else model  # the float tensors, before the cast
+    float_t = {v.name for v in typed.graph.value_info if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     pre_inputs = {i for n in g.node if n.name in pre for i in n.input}
+    kept_inputs = {i for n in g.node if n.name in kept for i in n.input}
+    main_inputs = {i for n in main for i in n.input}
+    for t in list(g.initializer):  # a float constant both kept and cast nodes read: the cast ones get a copy
+        if t.data_type == TensorProto.FLOAT and t.name in main_inputs and t.name in kept_inputs:
+            g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(t), t.name + "_fp16"))
+            for n in main:
+                for k, name in enumerate(n.input):
+                    if name == t.name:
+                        n.input[k] = t.name + "_fp16"
     main_inputs = {i for n in main for i in n.input}
     overflow = 0
     for t in g.initializer:
@@ -364,13 +379,14 @@ def cast_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
         for k, name in enumerate(n.input):
             if name == boundary:
                 n.input[k] = boundary + "_fp16"
-    nodes = list(g.node)
+    nodes = _cast_into_kept(m, main, kept, float_t) if kept else list(g.node)
     cut = max(i for i, n in enumerate(nodes) if n.name in pre) + 1
     nodes.insert(
         cut, helper.make_node("Cast", [boundary], [boundary + "_fp16"], name="to_fp16", to=TensorProto.FLOAT16)
     )
+    kept_outputs = {o for n in nodes if n.name in kept for o in n.output}
     for out in g.output:
-        if out.type.tensor_type.elem_type != TensorProto.FLOAT:
+        if out.type.tensor_type.elem_type != TensorProto.FLOAT or out.name in kept_outputs:
             continue
         for n in nodes:
             for k, o in enumerate(n.output):
@@ -387,14 +403,41 @@ def cast_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
     return m, {
         "compute": "float16",
         "io": "uint8 images in, float32 logits out",
-        "kept_fp32": sorted(pre),
+        "kept_fp32": sorted(pre) + sorted(kept),
         "weights_clipped_to_fp16_range": overflow,
     }
 
 
-def write_fp16(src: Path, dst: Path) -> dict[str, Any]:
-    """Write ``dst`` (atomically) as the FP16 model of ``src``; returns the settings."""
-    model, settings = cast_fp16(onnx.load(str(src)))
+def _cast_into_kept(
+    model: onnx.ModelProto, main: list[onnx.NodeProto], kept: set[str], float_t: set[str]
+) -> list[onnx.NodeProto]:
+    """The graph's nodes with a Cast to FP32 after every FP16 tensor (``float_t``: the float ones) a kept node reads."""
+    main_names = {n.name for n in main}
+    produced = {o: n.name for n in model.graph.node for o in n.output}
+    into_kept = {
+        i for n in model.graph.node if n.name in kept for i in n.input if i in float_t and produced.get(i) in main_names
+    }
+    nodes: list[onnx.NodeProto] = []
+    for n in model.graph.node:
+        if n.name in kept:
+            for k, name in enumerate(n.input):
+                if name in into_kept:
+                    n.input[k] = name + "_fp32"
+        nodes.append(n)
+        for o in n.output:
+            if o in into_kept:
+                nodes.append(helper.make_node("Cast", [o], [o + "_fp32"], name=f"{o}_to_fp32", to=TensorProto.FLOAT))
+    return nodes
+
+
+def write_fp16(
+    src: Path, dst: Path, keep_fp32: Callable[[onnx.ModelProto], Sequence[str]] | None = None
+) -> dict[str, Any]:
+    """Write ``dst`` (atomically) as the FP16 model of ``src``; returns the settings.
+
+    ``keep_fp32``: the task's nodes to keep FP32, found in ``src``'s graph."""
+    model = onnx.load(str(src))
+    model, settings = cast_fp16(model, keep_fp32(model) if keep_fp32 else ())
     atomic_write(dst, lambda p: onnx.save(model, str(p)))
     return settings
 

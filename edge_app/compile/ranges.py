@@ -117,7 +117,8 @@ def plan_images(source: str, spec: InputSpec, num: int, synthetic_root: str | Pa
     key = {
         "kind": plan.kind,
         "num": num,
-        "input": asdict(spec),
+        # pad only when set: the keys of caches written before InputSpec had it stay valid
+        "input": {k: v for k, v in asdict(spec).items() if k != "pad" or v is not None},
         "items": [_stat_key(f) for f in plan.files] if plan.files else [_stat_key(Path(plan.source)), plan.frames],
     }
     plan.sha256 = sha256_bytes(json.dumps(key, sort_keys=True).encode())

@@ -6,12 +6,12 @@ and a new task adds its module to the tuple below.
 
 from __future__ import annotations
 
-from edge_app.compile import classify, detect
+from edge_app.compile import classify, detect, tv_detect
 from edge_app.compile.hooks import CompileHooks
 from edge_app.errors import UserError
 from edge_app.models.tasks import task_names
 
-_HOOKS: dict[str, CompileHooks] = {h.task: h for h in (classify.HOOKS, detect.HOOKS)}
+_HOOKS: dict[str, CompileHooks] = {h.task: h for h in (classify.HOOKS, detect.HOOKS, tv_detect.HOOKS)}
 
 
 def compile_hooks(task: str) -> CompileHooks:

@@ -2,7 +2,8 @@
 
 ``imagenet`` is torchvision's ``_IMAGENET_CATEGORIES`` (models/_meta.py at the commit named in
 ``data/torchvision_resnet_weights.json``), index 0 "tench" ... 999 "toilet tissue", the order torchvision's
-ImageNet weights were trained with.
+ImageNet weights were trained with. ``coco`` is torchvision's ``_COCO_CATEGORIES`` (91 entries: index 0
+"__background__", ten "N/A" gaps, 80 real names), the label ids torchvision's COCO detectors output.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from pathlib import Path
 
 from edge_app.errors import UserError
 
-BUILTIN = ("imagenet",)
+BUILTIN = ("imagenet", "coco")
+# Names that stand for no class (torchvision's COCO gaps and its background id): a detector's row with one of
+# them is never shown, whatever its score.
+UNNAMED = ("__background__", "N/A")
 
 
 @lru_cache(maxsize=1)
@@ -23,11 +27,18 @@ def imagenet_labels() -> tuple[str, ...]:
     return tuple(line for line in text.splitlines() if line)
 
 
+@lru_cache(maxsize=1)
+def coco_labels() -> tuple[str, ...]:
+    """torchvision's 91 COCO category names in label-id order (N/A where COCO skipped an id)."""
+    text = resources.files("edge_app.models").joinpath("data/coco_labels.txt").read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line)
+
+
 def resolve_labels(spec: str) -> list[str]:
-    """``imagenet``, a path to a text file (one name per line), or ``a,b,c``; a bad spec is a UserError."""
+    """``imagenet``, ``coco``, a path to a text file (one name per line), or ``a,b,c``; a bad spec is a UserError."""
     spec = spec.strip()
     if spec in BUILTIN:
-        return list(imagenet_labels())
+        return list(imagenet_labels() if spec == "imagenet" else coco_labels())
     p = Path(spec).expanduser()
     if p.is_file():
         try:
@@ -44,9 +55,9 @@ def resolve_labels(spec: str) -> list[str]:
         raise UserError(f"labels file '{spec}' does not exist; pass an existing file, imagenet, or names like cat,dog")
     else:
         raise UserError(
-            f"labels '{spec}' is neither imagenet, a file, nor a comma-separated list; e.g. labels imagenet or cat,dog"
+            f"labels '{spec}' is neither imagenet, coco, a file, nor a comma-separated list; e.g. labels imagenet or cat,dog"
         )
-    dup = sorted({n for n in names if names.count(n) > 1})
+    dup = sorted({n for n in names if names.count(n) > 1 and n not in UNNAMED})
     if dup:
         raise UserError(f"labels '{spec}' repeat the name '{dup[0]}'; every class needs its own name")
     return names

@@ -114,10 +114,16 @@ def fetch_pretrained(
     ``<name>-<sha256 prefix>.pth`` form for the hash check. Offline: one sentence naming the URL and
     ``--weights`` as the way round.
     """
+    return download_weights(url or pretrained_entry(arch, variant)["url"], cache_dir)
+
+
+def download_weights(url: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Download (once) and hash-check the weights file at ``url`` (``<name>-<sha256 prefix>.pth``); its path.
+
+    Offline: one sentence naming the URL and ``--weights`` as the way round.
+    """
     import torch
 
-    entry = pretrained_entry(arch, variant)
-    url = url or entry["url"]
     cache = Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints")
     target = cache / Path(url.split("?")[0]).name
     if not target.is_file():

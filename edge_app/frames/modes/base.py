@@ -39,7 +39,7 @@ from typing import Any, Callable, ClassVar, Mapping, TypeVar
 import numpy as np
 
 from edge_app.engine_dir import EngineMeta
-from edge_app.errors import FieldError, shown
+from edge_app.errors import FieldError, UserError, shown
 from edge_app.frames.results import Label
 from edge_app.runtime.base import Engine
 
@@ -212,12 +212,25 @@ def check_mode_task(mode: str, meta: EngineMeta, want: str | None = None) -> Non
     """Raise :class:`FieldError` on 'mode' when ``mode`` (a labeller for ``want`` engines; None: the registered
     mode's task) does not run engines of ``meta``'s task."""
     want, task = want if want is not None else get_mode(mode).task, engine_task(meta)
-    if task != want:
-        fits = [f"'{n}'" for n, c in _registry().items() if c.task == task]
+    if task != want and _default_mode(task) != mode:
+        fits = [f"'{n}'" for n, c in _registry().items() if c.task == task or n == _default_mode(task)]
         hint = f"modes for {task} engines: {', '.join(fits)}" if fits else f"no mode runs {task} engines"
         raise FieldError(
             "mode", f"'{mode}'", f"needs a {want} engine, but engine '{meta.name}' has task '{task}'; {hint}"
         )
+
+
+def _default_mode(task: str) -> str | None:
+    """The mode the task's descriptor names as showing its results (a task with no descriptor here: None).
+
+    So a new task whose output an existing mode reads (``tv_detect``'s ``dets``) needs no change of that mode.
+    """
+    from edge_app.models.tasks import get_task
+
+    try:
+        return get_task(task).default_mode
+    except UserError:  # an engine of a task this version does not know: only the mode's own task runs
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- registry

@@ -3,7 +3,7 @@
 Importing this package registers every task of the model floor; a new task is one module here, imported below.
 """
 
-from edge_app.models.tasks import classify, detect  # noqa: F401 - registers the tasks
+from edge_app.models.tasks import classify, detect, tv_detect  # noqa: F401 - registers the tasks
 from edge_app.models.tasks.base import (
     Rebuilt,
     Task,

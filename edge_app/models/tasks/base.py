@@ -71,6 +71,11 @@ class Task:
         """Names of nodes of ``model`` (onnx.ModelProto) to keep float when the rest is quantized to INT8."""
         return []
 
+    def fp32_nodes(self, model: Any) -> list[str]:
+        """Names of nodes of ``model`` that stay FP32 in the FP16 files too (model.fp16.onnx and the FP16 graph
+        under model.int8.trt.onnx): e.g. a detector's box decode and NMS. None by default."""
+        return []
+
 
 _TASKS: dict[str, Task] = {}
 
