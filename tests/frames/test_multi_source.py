@@ -57,7 +57,7 @@ def test_a_stalled_live_source_does_not_hold_back_the_others() -> None:
         source_sinks=[[s] for s in sinks],
     )
     got = [len(s.indices) for s in sinks]
-    assert got[2] == 0 and min(got[:2]) >= 60, got  # ~100 frames each in 1 s; a held-back loop gives ~1/s
+    assert got[2] == 0 and min(got[:2]) >= 30, got  # ~100 frames each in 1 s; held back by the stalled one: 0
     assert rep.sources[0].end_to_end_ms["p50"] < 100
 
 
