@@ -105,6 +105,15 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
         choices=mode_names(),
         help="with --pipeline: the labelling mode the loop runs, with its default settings (default classify)",
     )
+    p.add_argument(
+        "--streams",
+        default=None,
+        metavar="N|auto",
+        help="with --pipeline: N copies of the live SOURCE (synthetic gets seeds 1..N; 1280x720 at 30 fps) in one "
+        "batched loop beside N separate `live` processes, each run --warmup s then --duration s measured (10 s is "
+        "a fair window); auto steps N = 1,2,3,4,6,8,12,16 until each way drops a frame or falls under 95%% of "
+        "the rate, then stalls one source for 5 s; one --backend and one --precision",
+    )
     p.add_argument("--out", default=None, help="output folder (default runs/bench/<engine name>)")
     return p
 
@@ -140,6 +149,8 @@ def main(a: argparse.Namespace) -> int:
 
 def _run(a: argparse.Namespace, cfg: Any) -> int:
     out = Path(a.out) if a.out else Path("runs/bench") / Path(a.engine).name
+    if a.streams is not None:
+        return _run_streams(a, cfg, out)
     if a.pipeline:
         from edge_app.profiling.bench_pipeline import print_pipeline_report, run_pipeline_bench
 
@@ -158,3 +169,46 @@ def _run(a: argparse.Namespace, cfg: Any) -> int:
 def _all_if_auto(text: str | None) -> str | None:
     """``auto`` (live's and annotate's default spelling) means every one here: None."""
     return None if text is None or text.strip() == "auto" else text
+
+
+def _run_streams(a: argparse.Namespace, cfg: Any, out: Path) -> int:
+    """``--pipeline SOURCE --streams N|auto``: the streams table (edge_app.profiling.streams)."""
+    import json
+
+    from edge_app.profiling.streams import run_streams_bench
+    from edge_app.profiling.streams_results import StreamsConfig, format_report, format_row
+
+    if not a.pipeline:
+        raise UserError("--streams needs a live source to copy; add --pipeline synthetic")
+    picked = {}
+    for flag, values in (("--backend", cfg.backends), ("--precision", cfg.precisions)):
+        if values is not None and len(values) != 1:
+            raise UserError(
+                f"--streams measures one {flag[2:]}, not {','.join(values)}; pass one, e.g. {flag} {values[0]}"
+            )
+        picked[flag] = values[0] if values else "auto"
+    if a.streams.strip() == "auto":
+        steps: tuple[int, ...] = StreamsConfig("").steps
+    elif a.streams.strip().isdigit() and int(a.streams) >= 1:
+        steps = (int(a.streams),)
+    else:
+        raise UserError(f"--streams {a.streams} is not a stream count; pass a whole number such as 4, or auto")
+    try:
+        scfg = StreamsConfig(
+            a.engine, a.mode, picked["--backend"], picked["--precision"], a.pipeline,
+            seconds=a.duration, warmup=a.warmup, steps=steps,
+        )  # fmt: skip
+    except FieldError as e:
+        raise e.reworded({"seconds": "--duration", "warmup": "--warmup", "steps": "--streams"}) from None
+    # One measured run per N and way; the stalled-source check needs 2 streams and a window of 5 s + 2 s.
+    stall = steps[-1] >= 2 and scfg.seconds >= scfg.stall_s + 2
+    with loop_flags():
+        rep = run_streams_bench(scfg, stall=stall, on_row=lambda r: print(format_row(r), flush=True))
+    print("\n".join(format_report(rep)))
+    if not stall:
+        print(f"stalled-source check skipped: it needs 2 or more streams and --duration {scfg.stall_s + 2:g} or more")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "streams.json"
+    path.write_text(json.dumps(rep.to_dict(), indent=1) + "\n")
+    print(f"wrote {path}")
+    return 0

@@ -45,6 +45,7 @@ from edge_app.video.base import Frame, FrameSource, SinkBase
 from edge_app.video.jsonl import JsonlSink, complete_lines, read_jsonl
 
 RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
+STOP_TIMEOUT_S = 15.0  # after Ctrl-C, how long the N processes together get to finish before they are killed
 
 
 # --------------------------------------------------------------------------------------------- one run
@@ -187,6 +188,12 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C stops it even when we were started with SIGINT ignored (a background
+    job of a script), since Python keeps an inherited SIG_IGN and `live` would then never see the stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _first_line_seen(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
@@ -207,7 +214,12 @@ class _Processes:
             for i in range(n):
                 with open(self.logs[i], "wb") as log:
                     self.procs.append(
-                        subprocess.Popen(list(command(cfg, i, self.paths[i])), stdout=log, stderr=subprocess.STDOUT)
+                        subprocess.Popen(
+                            list(command(cfg, i, self.paths[i])),
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            preexec_fn=_default_sigint,
+                        )
                     )
         except BaseException:
             self.stop()
@@ -230,9 +242,10 @@ class _Processes:
         for p in self.procs:  # Ctrl-C: `live` stops, writes what is queued and closes its JSON lines
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_TIMEOUT_S  # one deadline for all: a stuck process costs it once
         for p in self.procs:
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()

@@ -46,9 +46,10 @@ class StreamsConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 16:
                 raise FieldError(name, shown(v), "must be a whole number of pixels, at least 16; e.g. 1280x720")
-        for name, low in (("fps", 0.0), ("seconds", 0.0), ("start_timeout_s", 0.0)):
-            if not getattr(self, name) > low:
-                raise FieldError(name, shown(getattr(self, name)), "must be a positive number of seconds or frames")
+        for name, what in (("fps", "frame rate such as 30"), ("seconds", "number of seconds such as 10"),
+                           ("start_timeout_s", "number of seconds")):  # fmt: skip
+            if not getattr(self, name) > 0:
+                raise FieldError(name, shown(getattr(self, name)), f"must be a positive {what}")
         for name in ("warmup", "grace_s", "stall_s"):
             if not getattr(self, name) >= 0:
                 raise FieldError(name, shown(getattr(self, name)), "must be 0 or more seconds")
@@ -230,8 +231,8 @@ def format_stall(s: StallResult) -> str:
     """One sentence on the stalled-source check."""
     return (
         f"stalled source: {s.streams} streams, one delivered nothing for {s.stalled_s:.1f} s; the others ran "
-        f"{s.others_fps_outside:.1f} FPS outside the stall and {s.others_fps_during:.1f} during it (worst stream "
-        f"{s.worst_drop_pct:+.1f} % lower; limit {s.limit_pct:g} %: {'ok' if s.ok else 'FAILED'}); "
+        f"{s.others_fps_outside:.1f} FPS outside the stall and {s.others_fps_during:.1f} during it (largest fall of "
+        f"one stream {s.worst_drop_pct:.1f} %, negative = it rose; limit {s.limit_pct:g} %: {'ok' if s.ok else 'FAILED'}); "
         f"it came back with {s.stalled_frames_after} frames"
     )
 
