@@ -42,7 +42,7 @@ def test_labels_from_file_list_and_builtin(tmp_path: Path) -> None:
         ("a,,b", "has an empty name"),
         ("a,b,a", "repeat the name 'a'"),
         ("missing.txt", "labels file 'missing.txt' does not exist"),
-        ("cats", "neither imagenet, a file, nor a comma-separated list"),
+        ("cats", "neither imagenet, coco, a file, nor a comma-separated list"),
     ],
 )
 def test_bad_labels_are_one_sentence(spec: str, msg: str) -> None:

@@ -111,7 +111,7 @@ def test_fp16_qdq_is_as_accurate_as_qdq_on_fp32(quantized: dict, monkeypatch: py
     import onnxruntime as ort
 
     tmp = quantized["tmp"]
-    monkeypatch.setattr(qz, "qdq_on_fp16", lambda m: (m, {}))
+    monkeypatch.setattr(qz, "qdq_on_fp16", lambda m, keep_fp32=(): (m, {}))
     qz.quantize_int8(quantized["pre"], quantized["ranges"], "trt", tmp / "fp32qdq.onnx", tmp)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
