@@ -65,7 +65,12 @@ class OpenVinoEngine(Engine):
         self.compiled = core.compile_model(model, "CPU", config)
         self.streams = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.requests = [self.compiled.create_infer_request() for _ in range(self.streams)]
-        self._outs = [o.get_any_name() for o in self.compiled.outputs]
+        # An output port can carry several tensor names after OpenVINO's fusions (a detector's `dets` came back as
+        # '/post/Concat_24_output_0'): take the one meta.json declares, else any.
+        wanted = set(meta.outputs)
+        self._outs = [
+            next((n for n in sorted(o.get_names()) if n in wanted), o.get_any_name()) for o in self.compiled.outputs
+        ]
         self.model_file = path.name
         self.use = use
 

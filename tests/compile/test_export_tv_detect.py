@@ -166,3 +166,18 @@ def test_classes_flag_on_the_command_line(work: Path, fcos_engine: Path) -> None
     r = run_cli("annotate", str(img), "--engine", str(fcos_engine), "--mode", "detect", "--classes", "person,kat",
                 "--out", str(work / "ann"))  # fmt: skip
     assert_user_error(r, r"--classes 'kat' is not a class of engine 'fcos'; it has 80 classes")
+
+
+def test_every_cpu_backend_returns_dets_by_name(fcos_engine: Path) -> None:
+    """OpenVINO renamed the detector's output port ('/post/Concat_..._output_0'); every backend must give `dets`."""
+    import numpy as np
+
+    from edge_app.runtime import open_engine
+
+    images = np.random.default_rng(0).integers(0, 255, (1, 128, 128, 3), dtype=np.uint8)
+    got = {}
+    for backend in ("onnxruntime", "openvino"):
+        with open_engine(fcos_engine, backend, "fp32", "cpu") as eng:
+            got[backend] = eng.infer(images)["dets"]
+    assert got["openvino"].shape == got["onnxruntime"].shape
+    np.testing.assert_allclose(got["openvino"][..., 4], got["onnxruntime"][..., 4], atol=1e-3)
