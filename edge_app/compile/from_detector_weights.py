@@ -10,11 +10,11 @@ torchvision's for the architecture unless given.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_app.compile.export import ExportResult, existing_meta
+from edge_app.compile.from_weights import export_checkpoint_of_weights
 from edge_app.engine_dir import EngineDir, InputSpec
 from edge_app.errors import UserError
 from edge_app.fsutil import sha256_file
@@ -121,10 +121,8 @@ def export_detector_weights(
     Every check (weights, labels, sizes, the graph, its parity, TensorRT's rules) runs before any file of the
     folder is touched.
     """
-    import torch
 
     from edge_app.compile.detect import DetParity
-    from edge_app.compile.export import export
 
     weights_sha = sha256_file(src.weights)
     ed = EngineDir(Path(engines_root) / name)
@@ -138,15 +136,13 @@ def export_detector_weights(
         and old.files.get(ed.onnx_path().name) == sha256_file(ed.onnx_path())
     ):
         return ExportResult(ed.path, ed.onnx_path(), DetParity.from_dict(old.parity), True, old)
-    ckpt = checkpoint_from_detector_weights(src)
-    with tempfile.TemporaryDirectory(prefix="edge_app-weights-") as tmp:
-        path = Path(tmp) / f"{src.arch}.pt"
-        torch.save(ckpt, path)
-        result = export(path, name, engines_root, force=force)
-    meta = ed.load_meta()
-    meta.extra.update({"checkpoint": str(ed.checkpoint_path), "weights": str(src.weights)})
-    meta.extra["export_settings"] = settings
-    meta.weights_sha256, meta.data_root = weights_sha, None
-    meta.accuracy.pop("fp32", None)  # COCO AP is torchvision's figure, not measured here
-    ed.save_meta(meta)
-    return dataclasses.replace(result, meta=meta)
+    # COCO AP is torchvision's figure, not measured here: no fp32 row.
+    return export_checkpoint_of_weights(
+        checkpoint_from_detector_weights(src),
+        src,
+        weights_sha,
+        name,
+        engines_root,
+        force,
+        {"export_settings": settings},
+    )

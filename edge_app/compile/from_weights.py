@@ -12,6 +12,7 @@ import dataclasses
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from edge_app.compile.export import ExportResult, existing_meta
 from edge_app.engine_dir import EngineDir, InputSpec
@@ -89,10 +90,7 @@ def export_weights(
     src: WeightsSource, name: str, engines_root: str | Path = "engines", force: bool = False
 ) -> ExportResult:
     """Export ``src`` to ``engines_root/name`` (export's result); up to date, nothing written, when weights and settings match."""
-    import torch
-
     from edge_app.compile.classify import Parity
-    from edge_app.compile.export import export
 
     weights_sha = sha256_file(src.weights)
     ed = EngineDir(Path(engines_root) / name)
@@ -106,14 +104,33 @@ def export_weights(
         and old.files.get(ed.onnx_path().name) == sha256_file(ed.onnx_path())
     ):
         return ExportResult(ed.path, ed.onnx_path(), Parity.from_dict(old.parity), True, old)
-    ckpt = checkpoint_from_weights(src)
+    # No validation set came with the weights: no fp32 accuracy row until calibrate measures one.
+    return export_checkpoint_of_weights(checkpoint_from_weights(src), src, weights_sha, name, engines_root, force)
+
+
+def export_checkpoint_of_weights(
+    ckpt: dict,
+    src: Any,
+    weights_sha: str,
+    name: str,
+    engines_root: str | Path,
+    force: bool,
+    extra: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Export ``ckpt`` (made from ``src.weights``) through the checkpoint path, then record the weights it came
+    from in meta.json: the weights file and its sha256, ``extra`` settings, and no training data or fp32 row."""
+    import torch
+
+    from edge_app.compile.export import export
+
+    ed = EngineDir(Path(engines_root) / name)
     with tempfile.TemporaryDirectory(prefix="edge_app-weights-") as tmp:
         path = Path(tmp) / f"{src.arch}.pt"
         torch.save(ckpt, path)
         result = export(path, name, engines_root, force=force)
     meta = ed.load_meta()
-    meta.extra.update({"checkpoint": str(ed.checkpoint_path), "weights": str(src.weights)})
+    meta.extra.update({"checkpoint": str(ed.checkpoint_path), "weights": str(src.weights), **(extra or {})})
     meta.weights_sha256, meta.data_root = weights_sha, None
-    meta.accuracy.pop("fp32", None)  # no validation set came with the weights: nothing measured yet
+    meta.accuracy.pop("fp32", None)
     ed.save_meta(meta)
     return dataclasses.replace(result, meta=meta)
