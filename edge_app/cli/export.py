@@ -25,6 +25,15 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
     p.add_argument("--name", required=True, help="engine name: writes engines/NAME/")
     p.add_argument("--engines", default="engines", help="folder that holds engine folders (default engines)")
     p.add_argument("--force", action="store_true", help="export even when the folder is up to date")
+    p.add_argument(
+        "--agnostic",
+        type=float,
+        default=None,
+        metavar="F",
+        help="detector checkpoints from `train --task detect`: scale the score of a class peak that another class "
+        "out-scores at the same place by F (1: a box per class, CenterNet's; 0: one box per place, a "
+        "class-agnostic NMS; default: the factor training chose by validation mAP)",
+    )
     g = p.add_argument_group("pretrained weights instead of a checkpoint (no training)")
     g.add_argument(
         "--weights",
@@ -94,7 +103,10 @@ def main(a: argparse.Namespace) -> int:
         raise UserError(
             "nothing to export; pass a checkpoint from `train`, --weights FILE.pth or --pretrained (with --arch)"
         )
-    r = _export_weights(a) if from_weights else export(a.checkpoint, a.name, a.engines, force=a.force)
+    if from_weights and a.agnostic is not None:
+        raise UserError("--agnostic applies to detector checkpoints from `train`, not to --weights/--pretrained")
+    settings = {} if a.agnostic is None else {"agnostic": a.agnostic}
+    r = _export_weights(a) if from_weights else export(a.checkpoint, a.name, a.engines, a.force, settings)
     for line in r.summary():
         print(line)
     return 0

@@ -43,6 +43,7 @@ ALLOWED_OPS = frozenset(
         "Conv",
         "Relu",
         "MaxPool",
+        "ReduceMax",
         "Resize",
         "Sigmoid",
         "Equal",

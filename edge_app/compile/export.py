@@ -15,7 +15,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -51,12 +51,19 @@ class ExportResult:
         state = "up to date, nothing to do" if self.cached else "exported"
         spec, meta = self.meta.input, self.meta
         crop = f"resize {spec.resize_size} + centre crop" if spec.resize_size else spec.resize
-        return [
+        lines = [
             f"{state}: {self.onnx} (PyTorch vs ONNX Runtime max |diff| {self.parity.max_abs_diff:.2e}, "
             f"tolerance {self.parity.tolerance:.0e})",
             f"wrote {self.engine}/meta.json (task {meta.task}, {meta.arch}, {len(meta.labels)} classes, "
             f"{spec.width}x{spec.height} input, {crop})",
         ]
+        agnostic = (meta.extra.get("detector") or {}).get("agnostic")
+        if agnostic is not None:
+            lines.append(
+                f"decode: agnostic {agnostic:g} (a class peak out-scored by another class at the same place is "
+                "scaled by it; 1 keeps a box per class)"
+            )
+        return lines
 
 
 def onnx_bytes(
@@ -104,21 +111,26 @@ def onnx_bytes(
 
 
 def export(
-    checkpoint: str | Path, name: str, engines_root: str | Path = "engines", force: bool = False
+    checkpoint: str | Path,
+    name: str,
+    engines_root: str | Path = "engines",
+    force: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``checkpoint`` (any task) to ``engines_root/name``; returns the paths, the parity check and whether
-    it was cached."""
+    it was cached. ``settings``: the task's export options (:meth:`Task.with_settings`, e.g. a detector's
+    ``agnostic``) in place of the checkpoint's own; they go into meta.json and the folder's checkpoint.pt."""
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"engine name '{name}' is not a plain folder name; use letters, digits, '-' or '_'")
-    ckpt = load_checkpoint(checkpoint)
-    task = get_task(checkpoint_task(ckpt))
+    task = get_task(checkpoint_task(raw := load_checkpoint(checkpoint)))
+    ckpt = task.with_settings(raw, settings or {})
     hooks = compile_hooks(task.name)
     ckpt_sha = sha256_file(checkpoint)
     ed = EngineDir(Path(engines_root) / name)
     ensure_writable_dir(ed.path)
     onnx_path = ed.onnx_path("fp32")
 
-    old = None if force else previous_export(ed, ckpt_sha)
+    old = None if force else previous_export(ed, ckpt_sha, task.meta_settings(ckpt))
     if old is not None:
         try:
             return ExportResult(ed.path, onnx_path, hooks.parity_from_dict(old.parity), cached=True, meta=old)
@@ -184,16 +196,17 @@ def existing_meta(ed: EngineDir) -> EngineMeta | None:
         return None
 
 
-def previous_export(ed: EngineDir, ckpt_sha: str) -> EngineMeta | None:
-    """The folder's meta.json when it already holds an intact export of the checkpoint with ``ckpt_sha``.
+def previous_export(ed: EngineDir, ckpt_sha: str, settings: Mapping[str, Any] | None = None) -> EngineMeta | None:
+    """The folder's meta.json when it already holds an intact export of the checkpoint with ``ckpt_sha`` and the
+    task ``settings`` (meta.json keys, e.g. a detector's head and decode).
 
-    A folder exported from another checkpoint loses its derived files here (INT8/FP16 models, plans): they
-    would be stale, and nothing old may ever be loaded.
+    A folder exported from another checkpoint or with other settings loses its derived files here (INT8/FP16
+    models, plans): they would be stale, and nothing old may ever be loaded.
     """
     old = existing_meta(ed)
     if old is None:
         return None
-    if old.checkpoint_sha256 != ckpt_sha:
+    if old.checkpoint_sha256 != ckpt_sha or any(old.extra.get(k) != v for k, v in (settings or {}).items()):
         _remove_derived(ed)
         return None
     onnx_path = ed.onnx_path("fp32")
@@ -201,7 +214,7 @@ def previous_export(ed: EngineDir, ckpt_sha: str) -> EngineMeta | None:
 
 
 def _remove_derived(ed: EngineDir) -> None:
-    """A new checkpoint makes every derived file stale: remove them so nothing old is ever loaded."""
+    """A new checkpoint (or new export settings) makes every derived file stale: remove them so nothing old is ever loaded."""
     for f in ("model.fp16.onnx", "model.int8.trt.onnx", "model.int8.cpu.onnx"):
         (ed.path / f).unlink(missing_ok=True)
     if ed.plans_dir.is_dir():

@@ -6,7 +6,8 @@ this project initialise it), a small top-down neck that upsamples stride 32 -> 4
 connections from the stride 16/8/4 stages, and three heads at stride 4: a class heatmap (sigmoid), the box size
 and the sub-cell centre offset (Zhou et al. 2019, "Objects as Points").
 
-Decode (:func:`decode`) uses standard ONNX ops only: a 3x3 MaxPool peak test (Equal), TopK (K=100, sorted),
+Decode (:func:`decode`) uses standard ONNX ops only: a 3x3 MaxPool peak test (Equal), with ``agnostic`` < 1 a
+ReduceMax over classes that scales a peak another class out-scores at the same place, TopK (K=100, sorted),
 integer Div/Mul/Sub for the cell indices, GatherElements for size and offset. No NonZero, so the output has a
 fixed shape: ``dets`` float32 (N, K, 6) = x1, y1, x2, y2, score, class in input pixels, best first; rows past
 the real detections have low scores, and score exactly 0 once the local maxima run out (filter on the score).
@@ -27,6 +28,12 @@ from edge_app.models.resnet import ResNet
 
 STRIDE = 4  # output stride of the heads: CenterNet's, small objects keep a cell of their own
 MAX_DETS = 100  # K of the in-graph TopK: the fixed number of rows of ``dets``
+# Class-agnostic suppression of co-located peaks. CenterNet's peak test is per class (a 3x3 local maximum of each
+# class map), so one object can come out once per class that fires on it: several boxes at one place. The decode
+# multiplies the score of a class peak that another class out-scores in its 3x3 window by ``agnostic``: 1 keeps
+# CenterNet's per-class peaks, 0 drops the weaker classes (one box per place, a class-agnostic NMS), 0.5 demotes
+# them below the best class. Training picks one of AGNOSTIC_CHOICES by validation mAP; export can override it.
+AGNOSTIC_CHOICES = (1.0, 0.5, 0.0)
 DETS_COLUMNS = ("x1", "y1", "x2", "y2", "score", "class")
 HEAT_PRIOR = 0.01  # initial heatmap probability (focal-loss prior, as RetinaNet/CenterNet): bias -log(99)
 
@@ -88,11 +95,18 @@ class DetectorNet(nn.Module):
     """
 
     def __init__(
-        self, arch: str, num_classes: int, width: int = 64, base_width: int = 64, max_dets: int = MAX_DETS
+        self,
+        arch: str,
+        num_classes: int,
+        width: int = 64,
+        base_width: int = 64,
+        max_dets: int = MAX_DETS,
+        agnostic: float = 1.0,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        self.agnostic = check_agnostic(agnostic)
         self.arch, self.num_classes, self.width, self.base_width, self.max_dets = (
             arch,
             num_classes,
@@ -129,21 +143,41 @@ class DetectorNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images -> ``dets`` (N, K, 6) in input pixels."""
         maps = self.forward_maps(x)
-        return decode(maps.heat, maps.size, maps.offset, x.shape[-1], x.shape[-2], self.max_dets)
+        return decode(maps.heat, maps.size, maps.offset, x.shape[-1], x.shape[-2], self.max_dets, self.agnostic)
+
+
+def check_agnostic(agnostic: float) -> float:
+    """``agnostic`` as a float if it is in 0..1, else a ValueError naming it."""
+    if not 0.0 <= float(agnostic) <= 1.0:
+        raise ValueError(f"agnostic must be in 0..1 (1: per-class peaks, 0: one class per place), got {agnostic}")
+    return float(agnostic)
 
 
 def decode(
-    heat_logits: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, in_w: int, in_h: int, k: int = MAX_DETS
+    heat_logits: torch.Tensor,
+    size: torch.Tensor,
+    offset: torch.Tensor,
+    in_w: int,
+    in_h: int,
+    k: int = MAX_DETS,
+    agnostic: float = 1.0,
 ) -> torch.Tensor:
     """CenterNet decode with standard ops only -> (N, K, 6) = x1, y1, x2, y2, score, class (input pixels).
 
-    The cell indices are integer arithmetic on TopK's int64 indices (Div/Mul/Sub, no Mod): exact at any map
-    size, and left alone by an FP16 cast of the float graph. Boxes are clipped to the input.
+    ``agnostic`` < 1 scales the score of a class peak that another class out-scores in its 3x3 window (see
+    :data:`AGNOSTIC_CHOICES`; ReduceMax + MaxPool + Equal in the graph). The cell indices are integer
+    arithmetic on TopK's int64 indices (Div/Mul/Sub, no Mod): exact at any map size, and left alone by an FP16
+    cast of the float graph. Boxes are clipped to the input.
     """
     n, c, h, w = heat_logits.shape
     heat = torch.sigmoid(heat_logits)
     peak = F.max_pool2d(heat, 3, stride=1, padding=1)
-    heat = heat * (peak == heat).to(heat.dtype)  # keep local maxima only (a 3x3 NMS)
+    keep = (peak == heat).to(heat.dtype)  # local maxima of each class map (a 3x3 NMS per class)
+    if check_agnostic(agnostic) < 1.0:  # the best score of every class in the 3x3 window
+        best = F.max_pool2d(heat.amax(dim=1, keepdim=True), 3, stride=1, padding=1)
+        # best >= heat everywhere (it is a max over this class too), so Equal is the exact ">=" test.
+        keep = keep * (agnostic + (1.0 - agnostic) * (best == heat).to(heat.dtype))
+    heat = heat * keep
     k = min(k, c * h * w)
     scores, idx = torch.topk(heat.flatten(1), k, dim=1, largest=True, sorted=True)
     hw = h * w
@@ -184,10 +218,15 @@ class DetectorModel(nn.Module):
 
 
 def build_detector(
-    arch: str, num_classes: int, width: int = 64, base_width: int = 64, max_dets: int = MAX_DETS
+    arch: str,
+    num_classes: int,
+    width: int = 64,
+    base_width: int = 64,
+    max_dets: int = MAX_DETS,
+    agnostic: float = 1.0,
 ) -> DetectorNet:
     """A :class:`DetectorNet` (registry-style builder)."""
-    return DetectorNet(arch, num_classes, width=width, base_width=base_width, max_dets=max_dets)
+    return DetectorNet(arch, num_classes, width, base_width, max_dets, agnostic)
 
 
 def load_backbone_weights(net: DetectorNet, path: str, arch: str = "") -> dict[str, str]:

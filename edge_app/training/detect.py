@@ -37,7 +37,14 @@ from edge_app.models.checkpoint import (
     resolve_device,
     save_checkpoint,
 )
-from edge_app.models.detector import STRIDE, DetectorModel, build_detector, decode, load_backbone_weights
+from edge_app.models.detector import (
+    AGNOSTIC_CHOICES,
+    STRIDE,
+    DetectorModel,
+    build_detector,
+    decode,
+    load_backbone_weights,
+)
 from edge_app.models.tasks.detect import DEFAULT_THRESHOLD, Detect
 from edge_app.training import common
 from edge_app.training import detect_metrics as dm
@@ -105,13 +112,15 @@ class DetectEpochStats:
     threshold: float  # best-F1 score threshold on validation
     lr: float  # at the end of the epoch
     seconds: float
+    agnostic: float = 1.0  # the decode's co-located peak factor chosen on validation (1: per-class peaks)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DetectEpochStats:
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        """A row of the checkpoint's history (rows written before ``agnostic`` existed read as 1.0)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d or f.name != "agnostic"})
 
 
 @dataclass(frozen=True)
@@ -284,10 +293,15 @@ def predict_dets(model: DetectorModel, images: np.ndarray, device: torch.device,
 def evaluate(
     model: DetectorModel, data: DetectionSet, device: torch.device, cfg: DetectConfig, batch: int = 64
 ) -> tuple[dict[str, float], float]:
-    """Validation loss and mAP (faster-coco-eval), P/R at the best-F1 threshold; returns (row, threshold)."""
+    """Validation loss and mAP (faster-coco-eval), P/R at the best-F1 threshold; returns (row, threshold).
+
+    The decode runs with each co-located peak factor of :data:`AGNOSTIC_CHOICES`; the row is the one with the
+    highest mAP@0.5 (ties: the earlier choice, per-class peaks first), with its factor as ``agnostic``.
+    """
     model.eval()
     h, w = data.images.shape[1:3]
-    loss_sum, dets = 0.0, []
+    loss_sum = 0.0
+    dets: dict[float, list[np.ndarray]] = {a: [] for a in AGNOSTIC_CHOICES}
     for s in range(0, len(data), batch):
         x = torch.from_numpy(data.images[s : s + batch]).to(device)
         maps = model.forward_maps(x)
@@ -298,15 +312,20 @@ def evaluate(
             maps, {k: torch.from_numpy(v).to(device) for k, v in tg.items()}, cfg.size_weight, cfg.offset_weight
         )
         loss_sum += float(loss) * len(x)
-        dets.extend(decode(maps.heat, maps.size, maps.offset, w, h, model.net.max_dets).float().cpu().numpy())
-    thr = dm.best_threshold(dets, data.boxes, data.classes)
-    acc = dm.evaluate_dets(dets, data.boxes, data.classes, data.names, threshold=thr)
+        for a, out in dets.items():
+            out.extend(decode(maps.heat, maps.size, maps.offset, w, h, model.net.max_dets, a).float().cpu().numpy())
+    scored = []
+    for a, d in dets.items():
+        t = dm.best_threshold(d, data.boxes, data.classes)
+        scored.append((dm.evaluate_dets(d, data.boxes, data.classes, data.names, threshold=t), t, a))
+    acc, thr, agnostic = max(scored, key=lambda r: r[0].map50)  # max keeps the first of equal maxima
     return {
         "val_loss": loss_sum / max(1, len(data)),
         "val_map50": acc.map50,
         "val_map50_95": acc.map50_95,
         "val_precision": acc.precision,
         "val_recall": acc.recall,
+        "agnostic": agnostic,
     }, thr
 
 
@@ -406,7 +425,13 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
             "arch": cfg.arch,
             "labels": list(train_set.names),
             "input": asdict(spec),
-            "detector": {"width": cfg.width, "base_width": cfg.base_width, "max_dets": net.max_dets, "stride": STRIDE},
+            "detector": {
+                "width": cfg.width,
+                "base_width": cfg.base_width,
+                "max_dets": net.max_dets,
+                "stride": STRIDE,
+                "agnostic": ev["agnostic"],
+            },
             "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
@@ -426,7 +451,8 @@ def train_detector(cfg: DetectConfig, resume: str | None = None) -> DetectTrainR
         print(
             f"epoch {epoch + 1}/{cfg.epochs}: loss {tr['train_loss']:.3f}  val loss {ev['val_loss']:.3f}  "
             f"val mAP@0.5 {ev['val_map50']:.4f}  mAP@0.5:0.95 {ev['val_map50_95']:.4f}  "
-            f"P {ev['val_precision']:.3f} R {ev['val_recall']:.3f} @{thr:.2f}  ({row.seconds:.0f}s){'  *best' if improved else ''}"
+            f"P {ev['val_precision']:.3f} R {ev['val_recall']:.3f} @{thr:.2f}  agnostic {ev['agnostic']:g}  "
+            f"({row.seconds:.0f}s){'  *best' if improved else ''}"
         )
     return DetectTrainResult(
         best_map50=best,

@@ -46,3 +46,19 @@ def test_help_names_what_each_takes() -> None:
     assert "coco:PATH" in train and "yolo:PATH" in train
     annotate = " ".join(run_cli("annotate", "--help").stdout.split())
     assert "videos and photos" in annotate and "folders" in annotate and "globs" in annotate
+
+
+def test_export_agnostic_user_errors(det_checkpoint, tmp_path) -> None:
+    """`export --agnostic` out of range, or with --weights: one sentence, non-zero exit, nothing written."""
+    assert_user_error(
+        run_cli("export", str(det_checkpoint), "--name", "d", "--engines", str(tmp_path), "--agnostic", "2"),
+        r"--agnostic 2.0 is not in 0..1",
+    )
+    assert not (tmp_path / "d").exists()
+    assert_user_error(
+        run_cli("export", "--weights", "w.pth", "--arch", "resnet18", "--name", "d", "--agnostic", "0"),
+        "--agnostic applies to detector checkpoints",
+    )
+    ok = run_cli("export", str(det_checkpoint), "--name", "d", "--engines", str(tmp_path), "--agnostic", "0.5")
+    assert ok.returncode == 0, ok.stderr
+    assert "agnostic 0.5" in ok.stdout

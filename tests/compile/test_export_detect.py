@@ -127,3 +127,55 @@ def test_heldout_refuses_a_classifier(tiny_engine: Path) -> None:
 
     with pytest.raises(UserError, match="not a detector engine"):
         run_heldout(tiny_engine, speed=False)
+
+
+def test_export_agnostic_setting_goes_into_graph_meta_and_checkpoint(det_checkpoint: Path, tmp_path: Path) -> None:
+    """`export --agnostic F` replaces the factor training chose: the graph decodes with it, meta.json and the
+    folder's checkpoint.pt record it, and a folder exported with another factor is not reused (its derived files
+    would decode the old way)."""
+    import torch
+
+    from edge_app.compile.detect import compare_dets, parity_images
+    from edge_app.fsutil import sha256_file
+    from edge_app.runtime import open_engine
+
+    before = sha256_file(det_checkpoint)
+    hard = export(det_checkpoint, "det", tmp_path, settings={"agnostic": 0.0})
+    assert not hard.cached and hard.meta.extra["detector"]["agnostic"] == 0.0
+    assert torch.load(hard.engine / "checkpoint.pt", weights_only=False)["detector"]["agnostic"] == 0.0
+    assert "ReduceMax" in hard.meta.extra["ops"]
+    x = parity_images(64, 64, n=4, seed=5)
+    with open_engine(hard.engine, "onnxruntime", "fp32", "cpu") as o, open_engine(hard.engine, "torch") as t:
+        a, b = o.infer(x)["dets"], t.infer(x)["dets"]
+    assert compare_dets(b, a).max_abs_diff < 1e-3  # the PyTorch backend rebuilds the same decode
+    for img in a:  # factor 0: no two kept boxes of different classes share a centre cell
+        kept = img[img[:, 4] > 0]
+        centres = {(round((r[0] + r[2]) / 8, 3), round((r[1] + r[3]) / 8, 3)) for r in kept}
+        assert len(centres) == len(kept)
+    assert export(det_checkpoint, "det", tmp_path, settings={"agnostic": 0.0}).cached
+    (hard.engine / "model.int8.cpu.onnx").write_bytes(b"stale")  # as if calibrated with factor 0
+    soft = export(det_checkpoint, "det", tmp_path, settings={"agnostic": 1.0})
+    assert not soft.cached and soft.meta.extra["detector"]["agnostic"] == 1.0
+    assert not (hard.engine / "model.int8.cpu.onnx").exists()
+    assert sha256_file(det_checkpoint) == before  # the training checkpoint itself is never rewritten
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [({"agnostic": 1.5}, "--agnostic 1.5 is not in 0..1"), ({"agnostic": -0.1}, "--agnostic -0.1 is not in 0..1")],
+)
+def test_export_agnostic_out_of_range_writes_nothing(
+    det_checkpoint: Path, tmp_path: Path, settings: dict, message: str
+) -> None:
+    from edge_app.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        export(det_checkpoint, "det", tmp_path, settings=settings)
+    assert not (tmp_path / "det" / "model.onnx").exists()
+
+
+def test_export_agnostic_refused_for_a_classifier(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from edge_app.errors import UserError
+
+    with pytest.raises(UserError, match="agnostic does not apply to a classify checkpoint"):
+        export(tiny_checkpoint, "tiny", tmp_path, settings={"agnostic": 0.5})

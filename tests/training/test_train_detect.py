@@ -158,3 +158,38 @@ def test_trains_on_a_yolo_folder(tmp_path: Path) -> None:
         )
     )
     assert Path(r.best).is_file() and "12 images" in r.data
+
+
+def test_evaluate_picks_the_agnostic_factor_with_the_best_validation_map(tiny_run) -> None:
+    """evaluate decodes with every co-located peak factor and reports the one with the highest mAP@0.5; the
+    checkpoint carries it, so export and the PyTorch backend decode the same way."""
+    from edge_app.data.scenes import SceneConfig, heldout_scenes
+    from edge_app.models.checkpoint import load_checkpoint, model_from_checkpoint
+    from edge_app.models.detector import AGNOSTIC_CHOICES, DetectorModel, decode
+    from edge_app.training.detect import evaluate
+
+    r, _, cfg = tiny_run
+    ckpt = load_checkpoint(r.last)
+    assert ckpt["detector"]["agnostic"] == r.history[-1].agnostic and r.history[-1].agnostic in AGNOSTIC_CHOICES
+    net, spec, _ = model_from_checkpoint(ckpt)
+    assert net.agnostic == ckpt["detector"]["agnostic"]
+    model = DetectorModel(net, spec).eval()
+    data = heldout_scenes(16, SceneConfig(64, 64))
+    row, thr = evaluate(model, data, torch.device("cpu"), cfg)
+    with torch.no_grad():
+        maps = model.forward_maps(torch.from_numpy(data.images))
+    maps50 = []
+    for a in AGNOSTIC_CHOICES:
+        d = list(decode(maps.heat, maps.size, maps.offset, 64, 64, net.max_dets, a).numpy())
+        maps50.append(dm.evaluate_dets(d, data.boxes, data.classes, data.names).map50)
+    assert row["val_map50"] == pytest.approx(max(maps50), abs=1e-6)
+    assert row["agnostic"] == AGNOSTIC_CHOICES[maps50.index(max(maps50))]
+
+
+def test_history_rows_from_before_the_agnostic_factor_read_as_per_class() -> None:
+    from edge_app.training.detect import DetectEpochStats
+
+    row = DetectEpochStats(1, 1.0, 0.5, 0.3, 0.2, 1.1, 0.4, 0.2, 0.5, 0.6, 0.3, 1e-3, 9.0, agnostic=0.5)
+    old = {k: v for k, v in row.to_dict().items() if k != "agnostic"}
+    assert DetectEpochStats.from_dict(old).agnostic == 1.0
+    assert DetectEpochStats.from_dict(row.to_dict()) == row

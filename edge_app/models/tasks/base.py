@@ -63,6 +63,13 @@ class Task:
         """meta.json's description of the outputs for consumers (None: the output names say it all)."""
         return None
 
+    def with_settings(self, ckpt: Mapping[str, Any], settings: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``ckpt`` with export's task options applied (e.g. a detector's ``agnostic``); a UserError names any
+        option this task does not have."""
+        if settings:
+            raise UserError(f"{', '.join(settings)} does not apply to a {self.name} checkpoint")
+        return ckpt
+
     def meta_settings(self, ckpt: Mapping[str, Any]) -> dict[str, Any]:
         """Task-specific keys export writes into meta.json beside the common ones (e.g. a detector's head)."""
         return {}

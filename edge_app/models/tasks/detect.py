@@ -68,8 +68,9 @@ class Detect(Task):
     def rebuild(self, ckpt: Mapping[str, Any]) -> Rebuilt:
         labels = list(ckpt["labels"])
         d = ckpt["detector"]
+        # Checkpoints from before the co-located peak factor existed decode with per-class peaks, as they did.
         net = build_detector(
-            ckpt["arch"], len(labels), width=d["width"], base_width=d["base_width"], max_dets=d["max_dets"]
+            ckpt["arch"], len(labels), d["width"], d["base_width"], d["max_dets"], d.get("agnostic", 1.0)
         )
         net.load_state_dict(ckpt["model"])
         net.eval()
@@ -99,6 +100,25 @@ class Detect(Task):
                 "padding": "rows past the real detections have low scores: keep score >= threshold",
             }
         }
+
+    def with_settings(self, ckpt: Mapping[str, Any], settings: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``agnostic``: the decode's co-located peak factor in 0..1 instead of the one training chose."""
+        from edge_app.errors import UserError
+        from edge_app.models.detector import check_agnostic
+
+        rest = [k for k in settings if k != "agnostic"]
+        if rest:
+            raise UserError(f"{', '.join(rest)} does not apply to a {self.name} checkpoint")
+        if "agnostic" not in settings:
+            return ckpt
+        try:
+            agnostic = check_agnostic(settings["agnostic"])
+        except ValueError:
+            raise UserError(
+                f"--agnostic {settings['agnostic']} is not in 0..1; use 1 (a box per class), 0 (one box per place) "
+                "or a factor between"
+            ) from None
+        return {**ckpt, "detector": {**ckpt["detector"], "agnostic": agnostic}}
 
     def meta_settings(self, ckpt: Mapping[str, Any]) -> dict[str, Any]:
         return {"detector": dict(ckpt["detector"])}
