@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import cv2
 
 from edge_app.errors import UserError
-from edge_app.video.base import ReconnectPolicy, Source
+from edge_app.video.base import ReconnectPolicy, Source, trim_heap
 
 log = logging.getLogger("edge_app.video")
 
@@ -110,12 +110,14 @@ class CaptureSource(Source):
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
+        trim_heap()
         log.warning("%s stopped delivering frames; reconnecting", self.name)
         start = time.monotonic()
         for delay in self.policy.delays():
             if self._stop.is_set():
                 return False
             if self._try_open():
+                trim_heap()  # what the refused opens allocated
                 self.reconnects += 1
                 self.status = "ok"
                 log.warning("%s is back after %.1f s", self.name, time.monotonic() - start)
@@ -188,6 +190,7 @@ class CaptureSource(Source):
             if self._cap is not None:
                 self._cap.release()
                 self._cap = None
+                trim_heap()
             return not self._stop.is_set() and self._try_open()
 
     def close(self) -> None:

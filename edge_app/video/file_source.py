@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edge_app.errors import UserError
-from edge_app.video.base import Source
+from edge_app.video.base import Source, trim_heap
 from edge_app.video.library_logs import apply_library_logs
 
 log = logging.getLogger("edge_app.video")
@@ -199,6 +199,7 @@ class FileSource(Source):
             if not self.loop or delivered == 0 or self._stop.is_set():
                 return
             o.close()
+            trim_heap()  # the closed decoder's buffers: see trim_heap
             self._open = _Opened(self.path)  # reopening is reliable where seeking is not
             self._it = self._open.frames()
 

@@ -66,14 +66,14 @@ class Reader(threading.Thread):
             self.error = e
 
 
-def test_rtsp_stream_reconnects_when_the_publisher_comes_back(
-    tmp_path: Path, procs: Callable[..., subprocess.Popen]
-) -> None:
+def _serve(tmp_path: Path, procs: Callable[..., subprocess.Popen]) -> tuple[int, list[str]]:
+    """rtsp-server-perl on 127.0.0.1 and the ffmpeg command that publishes a looped 320x240 25 fps clip to it;
+    returns (the port clients read rtsp://127.0.0.1:PORT/live from, the publish command)."""
     video = make_video(
         tmp_path / "in.mp4", "libx264", size=(320, 240), frames=50, rate="25", extra=("-g", "5", "-tune", "zerolatency")
     )  # keyframes every 0.2 s: quick resume
     client_port, source_port, rtp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
-    log = open(tmp_path / "server.log", "wb")
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - the server writes to it until the test ends
     procs(
         [
             SERVER,
@@ -111,18 +111,22 @@ def test_rtsp_stream_reconnects_when_the_publisher_comes_back(
         "rtsp",
         f"rtsp://127.0.0.1:{source_port}/live",
     ]
+    return client_port, publish
+
+
+# Short timeouts so the cut is noticed in seconds; the first open retries while ffmpeg announces.
+POLICY = ReconnectPolicy(
+    open_attempts=20, initial_delay_s=0.25, max_delay_s=1.0, open_timeout_s=3, read_timeout_s=1.0, give_up_after_s=30
+)
+
+
+def test_rtsp_stream_reconnects_when_the_publisher_comes_back(
+    tmp_path: Path, procs: Callable[..., subprocess.Popen]
+) -> None:
+    client_port, publish = _serve(tmp_path, procs)
     publisher = procs(publish)
 
-    # Short timeouts so the cut is noticed in seconds; the first open retries while ffmpeg announces.
-    policy = ReconnectPolicy(
-        open_attempts=20,
-        initial_delay_s=0.25,
-        max_delay_s=1.0,
-        open_timeout_s=3,
-        read_timeout_s=1.0,
-        give_up_after_s=30,
-    )
-    src = open_source(f"rtsp://127.0.0.1:{client_port}/live", reconnect=policy)
+    src = open_source(f"rtsp://127.0.0.1:{client_port}/live", reconnect=POLICY)
     reader = Reader(src)
     view = MjpegSink("127.0.0.1", 0)  # the browser view reports the source's state while no frames flow
     view.attach_source(src)
@@ -149,8 +153,48 @@ def test_rtsp_stream_reconnects_when_the_publisher_comes_back(
         view.close()
         src.close()
         reader.join(timeout=10)
-        log.close()
     assert reader.error is None, reader.error
     assert not reader.is_alive()
     assert reader.indexes == list(range(len(reader.indexes)))  # one numbering across the reconnect
     assert min(reader.means) > 10  # decoded pictures, not blank frames
+
+
+def test_a_cut_rtsp_source_affects_only_itself_in_a_multi_source_loop(
+    tmp_path: Path, procs: Callable[..., subprocess.Popen]
+) -> None:
+    """Issue 24: the RTSP stream and a synthetic camera in one batched loop; while the stream is cut and
+    reconnecting, the camera's frames keep flowing at its rate; the stream comes back in the same loop, and each
+    source's frames are numbered on their own."""
+    from edge_app.frames.labellers import make_labeller
+    from edge_app.frames.pipeline import Pipeline, PipelineConfig
+    from tests.frames.fakes import FakeEngine, RecordingSink
+
+    client_port, publish = _serve(tmp_path, procs)
+    publisher = procs(publish)
+    rtsp = open_source(f"rtsp://127.0.0.1:{client_port}/live", reconnect=POLICY)
+    camera = open_source("synthetic?seed=3", width=320, height=240, fps=25)
+    own = [RecordingSink(), RecordingSink()]
+    p = Pipeline(
+        make_labeller(FakeEngine()), [rtsp, camera], [], PipelineConfig(batch=2), source_sinks=[[s] for s in own]
+    )
+    runner = threading.Thread(target=p.run, daemon=True)
+    runner.start()
+    try:
+        _wait_for(lambda: len(own[0].indices) >= 15 and len(own[1].indices) >= 15, 20, "frames from both sources")
+        stop_process(publisher)  # the stream is cut mid-run
+        _wait_for(lambda: rtsp.status == "reconnecting", 20, "status 'reconnecting'")
+        cut_rtsp, cut_cam, t0 = len(own[0].indices), len(own[1].indices), time.monotonic()
+        time.sleep(2.0)
+        during = (len(own[1].indices) - cut_cam) / (time.monotonic() - t0)
+        assert len(own[0].indices) - cut_rtsp <= 2  # nothing new from the cut stream (a frame in flight at most)
+        assert during >= 15, f"the camera fell to {during:.1f} fps while the stream reconnected"  # 25 fps source
+        procs(publish)  # the publisher comes back on the same path
+        _wait_for(lambda: len(own[0].indices) >= cut_rtsp + 15, 30, "15 frames after the publisher restarted")
+    finally:
+        p.stop()
+        runner.join(timeout=20)
+    assert not runner.is_alive() and rtsp.reconnects >= 1
+    for sink in own:  # each source's own numbering, every frame read written once, in order
+        assert sink.indices == sorted(set(sink.indices))
+    assert [r.source_id for r in own[0].results[:3]] == [0, 0, 0]
+    assert {r.source_id for r in own[1].results} == {1}
