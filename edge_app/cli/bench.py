@@ -111,7 +111,7 @@ def get_args_parser(p: argparse.ArgumentParser | None = None) -> argparse.Argume
         metavar="N|auto",
         help="with --pipeline: N copies of the live SOURCE (synthetic gets seeds 1..N; 1280x720 at 30 fps) in one "
         "batched loop beside N separate `live` processes, each run --warmup s then --duration s measured (10 s is "
-        "a fair window); auto steps N = 1,2,3,4,6,8,12,16 until each way drops a frame or falls under 95%% of "
+        "a fair window); auto steps N = 1,2,3,4,6,8,12,16,24,32 until each way drops a frame or falls under 95%% of "
         "the rate, then stalls one source for 5 s; one --backend and one --precision",
     )
     p.add_argument("--out", default=None, help="output folder (default runs/bench/<engine name>)")

@@ -34,7 +34,7 @@ class StreamsConfig:
     fps: float = 30.0
     seconds: float = 10.0  # the measured window of each run, after the warm-up
     warmup: float = 3.0  # after every stream has written its first frame: engines, caches and queues settle
-    steps: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
+    steps: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
     hold_ratio: float = 0.95  # a run holds the rate when every stream reaches this share of it, with 0 drops
     stall_s: float = 5.0  # how long the stalled source of measure_stall delivers nothing
     jsonl: bool = True  # the batched loop writes JSON lines too, as each process does: the same output cost

@@ -104,6 +104,23 @@ def test_synthetic_is_deterministic_by_seed() -> None:
     assert not np.array_equal(a.image, c.image)
 
 
+def test_synthetic_replay_repeats_the_first_frames_as_fresh_copies() -> None:
+    """replay=N renders N frames once and plays them in turn (what `bench --pipeline --streams` uses to measure
+    the loop rather than the renderer): the same pictures and truth as the rendered video's first N, each
+    delivered as its own array, so a sink drawing on one never marks a later round."""
+    rendered = [f.image for f in open_source("synthetic?frames=3&seed=4", width=96, height=64, fps=300)]
+    src = open_source("synthetic?frames=7&seed=4&replay=3", width=96, height=64, fps=300)
+    frames = list(src)
+    assert [f.index for f in frames] == list(range(7)) and src.frame_count == 7
+    for i, f in enumerate(frames):
+        np.testing.assert_array_equal(f.image, rendered[i % 3])
+    frames[0].image[:] = 0  # a sink drawing in place
+    assert frames[3].image is not frames[0].image and frames[3].image.any()
+    assert frames[1].truth == frames[4].truth
+    with pytest.raises(UserError, match="replay='x' is not a whole number"):
+        open_source("synthetic?replay=x")
+
+
 def test_close_from_another_thread_stops_an_endless_live_source() -> None:
     src = open_source("synthetic", width=96, height=64, fps=30)
     assert src.frame_count is None
