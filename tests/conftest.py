@@ -6,7 +6,9 @@ Everything is generated in pytest's tmp folders; nothing touches the network.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -15,6 +17,16 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_reaches_python() -> Iterator[None]:
+    """Tests press Ctrl-C with ``_thread.interrupt_main()``, which does nothing while SIGINT is ignored, and a
+    test run started as a shell's background job (``cmd &`` without job control) inherits SIGINT ignored: the
+    Ctrl-C tests would then wait forever. Python's own handler is restored for the session."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
 
 
 @pytest.fixture(scope="session")
