@@ -123,6 +123,7 @@ class SyntheticSource(Source):
         # (more than the detector's whole loop), so `bench --pipeline 'synthetic?replay=30' --streams` measures
         # the loop, not the renderer; a real camera's cost is its decode instead.
         self.replay = replay
+        self._replayed: list[tuple[Any, Any]] = []  # the frames replay plays, rendered on first use
         self.fps = self.cfg.fps
         self.size = (w, h)
         self.frame_count = self.cfg.frames or None
@@ -133,7 +134,7 @@ class SyntheticSource(Source):
 
         if not self.replay:
             return SyntheticScene(self.cfg)
-        if not hasattr(self, "_replayed"):
+        if not self._replayed:
             self._replayed = list(itertools.islice(SyntheticScene(self.cfg), self.replay))
         rounds = itertools.count() if not self.cfg.frames else range(-(-self.cfg.frames // len(self._replayed)))
         frames = ((img.copy(), truth) for _ in rounds for img, truth in self._replayed)
