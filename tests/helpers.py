@@ -15,6 +15,18 @@ def write_tiny_video(path: Path, frames: int = 12, size: tuple[int, int] = (160,
     return path
 
 
+def count_frames(path: Path) -> int:
+    """Frames OpenCV's FFmpeg decodes from a video file (0 for an unreadable one)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
 # Real photographs shipped inside scikit-image's wheel (installed without its dependencies by scripts/setup.sh,
 # and never imported): for tests and evaluation only, never training material.
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "hubble_deep_field.jpg")

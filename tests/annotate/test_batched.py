@@ -5,25 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
-
 from edge_app.annotate.video import annotate_config, annotate_video, annotate_videos
 from edge_app.cli import main as cli_main
 from edge_app.frames.labellers import make_labeller
 from tests.frames.fakes import FakeEngine
-from tests.helpers import write_tiny_video
+from tests.helpers import count_frames, write_tiny_video
 
 
 def _labels(path: Path) -> list[tuple[int, list]]:
     return [(d["frame"], d["labels"]) for d in map(json.loads, path.read_text().splitlines())]
-
-
-def _frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    return n
 
 
 def test_files_labelled_together_match_files_labelled_alone(tmp_path: Path) -> None:
@@ -36,7 +26,7 @@ def test_files_labelled_together_match_files_labelled_alone(tmp_path: Path) -> N
     assert [r.frames_written for r in together] == [r.frames_written for r in alone] == [14, 9, 20]
     for i in range(3):
         assert _labels(tmp_path / f"b{i}.jsonl") == _labels(tmp_path / f"a{i}.jsonl")  # no source_id, same labels
-        assert _frames(tmp_path / f"b{i}.mp4") == together[i].frames_written
+        assert count_frames(tmp_path / f"b{i}.mp4") == together[i].frames_written
         assert (tmp_path / f"b{i}.run.json").is_file()
     assert max(eng.calls) == 4 and sum(eng.calls) == 43  # batches mixed from the files
 

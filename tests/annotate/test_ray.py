@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from edge_app.cli import main as cli_main
-from tests.helpers import write_tiny_video
+from tests.helpers import count_frames, write_tiny_video
 
 REPO = Path(__file__).resolve().parents[2]
 INNER = os.environ.get("EDGE_APP_RAY_NETNS") == "1"  # set when this file runs inside its own network namespace
@@ -37,15 +37,6 @@ inner_only = pytest.mark.skipif(
 
 def frames_in(jsonl: Path) -> list[int]:
     return [json.loads(s)["frame"] for s in jsonl.read_text().splitlines()]
-
-
-def count_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def complete_lines(jsonl: Path) -> int:

@@ -7,22 +7,13 @@ import re
 import shutil
 from pathlib import Path
 
-import cv2
 import pytest
 
 from edge_app.annotate.video import AnnotateResult, annotate_config, annotate_video, completed_results
 from edge_app.cli import main as cli_main
 from edge_app.frames.labellers import make_labeller
 from tests.frames.fakes import FakeEngine
-from tests.helpers import write_tiny_video
-
-
-def count_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    return n
+from tests.helpers import count_frames, write_tiny_video
 
 
 def frames_in(jsonl: Path) -> list[int]:

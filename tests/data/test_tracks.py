@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import pytest
 
 from edge_app.data.tracks import HELDOUT_RECIPE, TEST_RECIPE, TrackRecipe, gt_mot_text, simulate, write_track_set
+from tests.helpers import count_frames
 
 SMALL = TrackRecipe(width=320, height=180, frames=90, objects=5, min_size=24, max_size=44, away_frames=(3, 12))
 
@@ -41,11 +41,7 @@ def test_objects_cross_occlude_stop_and_come_back() -> None:
 
 def test_write_track_set(tmp_path: Path) -> None:
     paths = write_track_set(tmp_path / "set", SMALL)
-    cap = cv2.VideoCapture(str(paths["video"]))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    assert n == SMALL.frames
+    assert count_frames(paths["video"]) == SMALL.frames
     first = paths["gt"].read_text().splitlines()[0].split(",")
     assert first[0] == "1" and first[6:8] == ["1", "1"]
     mot = pytest.importorskip("trackers.io.mot")

@@ -21,6 +21,7 @@ from edge_app.frames.results import FrameResult, Label
 from edge_app.video import sinks, video_file
 from edge_app.video.sinks import DisplaySink, JsonlSink, VideoFileSink, close_all, open_sinks, read_jsonl
 from tests.conftest import REPO
+from tests.helpers import count_frames
 
 NTSC = 30000 / 1001
 
@@ -269,10 +270,7 @@ def test_interrupted_writer_leaves_valid_output(tmp_path: Path, sig: int) -> Non
     assert text.endswith("\n") and len(rows) == text.count("\n")  # only whole lines reach the file
     assert [r["frame"] for r in rows] == list(range(len(rows))) and len(rows) >= 20
     if sig == signal.SIGINT:  # Ctrl-C: with-blocks close the sinks, so everything is there and playable
-        cap = cv2.VideoCapture(str(tmp_path / "run.mp4"))
-        n = 0
-        while cap.read()[0]:
-            n += 1
+        n = count_frames(tmp_path / "run.mp4")
         assert n >= 20 and n in (len(rows), len(rows) + 1)  # the JSON line of the last frame may be pending
         assert not list(tmp_path.glob(".run.partial*"))
     else:  # killed outright: the real name never holds a half-written video
